@@ -1,0 +1,63 @@
+"""Finding specs by name: the built-in catalogue and the configured spec_paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .errors import GradcheckError, SpecError
+from .spec import did_you_mean, find_spec_files, parse_yaml
+
+
+def builtin_dir() -> Path:
+    """``layer_specs/``: inside the installed package, or at the top of a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "layer_specs", here.parent / "layer_specs"):
+        if candidate.is_dir():
+            return candidate
+    raise GradcheckError("the built-in layer_specs/ directory is missing from this installation")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A spec known by name, read just enough to list it (no validation, no torch)."""
+
+    name: str
+    path: Path
+    description: str
+    dims: dict[str, int]
+    builtin: bool
+
+
+def _entry(path: Path, builtin: bool) -> Entry | None:
+    try:
+        data, _ = parse_yaml(path.read_text(encoding="utf-8"), path)
+    except (OSError, SpecError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    dims = data.get("dims") if isinstance(data.get("dims"), dict) else {}
+    return Entry(data["name"], path, str(data.get("description") or ""), dict(dims or {}), builtin)
+
+
+def entries(config: Config | None = None) -> dict[str, Entry]:
+    """Every runnable spec by name; configured specs shadow built-ins of the same name."""
+    found: dict[str, Entry] = {}
+    for path in sorted(builtin_dir().glob("*.yaml")):
+        entry = _entry(path, builtin=True)
+        if entry:
+            found[entry.name] = entry
+    if config is not None and config.spec_paths:
+        for path in find_spec_files(config.spec_paths):
+            entry = _entry(path, builtin=False)
+            if entry:
+                found[entry.name] = entry
+    return found
+
+
+def lookup(name: str, config: Config | None = None) -> Entry:
+    known = entries(config)
+    if name in known:
+        return known[name]
+    raise GradcheckError(f"unknown layer {name!r}{did_you_mean(name, known)}; 'gradcheck list' shows them all")

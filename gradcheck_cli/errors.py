@@ -1,0 +1,36 @@
+"""The errors gradcheck raises for bad input (as opposed to a failed check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GradcheckError(Exception):
+    """Bad input from the user: the CLI prints it on one line and exits 2."""
+
+
+class SpecError(GradcheckError):
+    """A spec that cannot be loaded or run: names the file, the line and the key."""
+
+    def __init__(
+        self,
+        message: str,
+        path: Path | str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = str(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"

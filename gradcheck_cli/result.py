@@ -1,0 +1,193 @@
+"""What a check produces: a :class:`Check` per tensor, a :class:`CaseResult` per
+spec case, a :class:`Report` for a run. Plain data, no torch: reporters and the
+pytest plugin work from these alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CHECK_STATUSES = ("pass", "mismatch", "shape_error", "missing", "error")
+RESULT_STATUSES = ("pass", "fail", "error")
+
+
+def format_shape(shape: list[int] | None, labels: list[str | None] | None = None) -> str:
+    """``[batch=5, out=4]`` when the axes have dim names, ``[5, 4]`` otherwise."""
+    if shape is None:
+        return "-"
+    labels = labels or [None] * len(shape)
+    parts = [f"{name}={size}" if name else str(size) for size, name in zip(shape, labels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+@dataclass
+class Check:
+    """The comparison of one tensor: a gradient (input/param) or a forward output."""
+
+    name: str
+    kind: str  # "input" | "param" | "output"
+    expected_shape: list[int] | None
+    actual_shape: list[int] | None
+    status: str  # one of CHECK_STATUSES
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    mismatched: int | None = None
+    numel: int | None = None
+    diagnosis: str | None = None
+    hint: str | None = None
+    worst_index: list[int] | None = None
+    expected_value: float | None = None
+    actual_value: float | None = None
+    expected_labels: list[str | None] | None = None
+    actual_labels: list[str | None] | None = None
+    excerpt: str | None = None  # side-by-side values around the worst element (--verbose)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
+
+    def shapes_text(self) -> tuple[str, str]:
+        return (
+            format_shape(self.expected_shape, self.expected_labels),
+            format_shape(self.actual_shape, self.actual_labels),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for internal in ("expected_labels", "actual_labels", "excerpt"):
+            data.pop(internal)
+        return data
+
+
+@dataclass
+class CaseResult:
+    """One spec run on one case (dims, dtype, device, seed)."""
+
+    spec: str
+    source: str
+    dims: dict[str, int]
+    dtype: str
+    device: str
+    seed: int
+    status: str = "pass"  # one of RESULT_STATUSES
+    error: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    spec_error: bool = False  # the spec itself is wrong (exit 2), not the checked code
+    sweep: list[dict[str, Any]] | None = None  # --sweep: one line per case run
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def failing(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def headline(self) -> str:
+        dims = " ".join(f"{k}={v}" for k, v in self.dims.items())
+        return f"{self.spec} [{dims}] dtype={self.dtype} device={self.device} seed={self.seed}"
+
+    def finish(self) -> CaseResult:
+        """Set ``status`` from the checks (an error already set stays)."""
+        if self.error is not None:
+            self.status = "error"
+        elif any(not c.ok for c in self.checks):
+            self.status = "fail"
+        else:
+            self.status = "pass"
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "spec": self.spec,
+            "source": self.source,
+            "dims": self.dims,
+            "dtype": self.dtype,
+            "device": self.device,
+            "seed": self.seed,
+            "status": self.status,
+            "error": self.error,
+            "checks": [c.to_dict() for c in self.checks],
+            "notes": self.notes,
+        }
+        if self.sweep is not None:
+            data["sweep"] = self.sweep
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
+        data = dict(data)
+        checks = [Check(**c) for c in data.pop("checks", [])]
+        return cls(checks=checks, **data)
+
+
+@dataclass
+class Report:
+    """A run's results, in order. Renders as the table in a terminal and in Jupyter."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    version: str = ""
+    torch: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {
+            "passed": sum(r.status == "pass" for r in self.results),
+            "failed": sum(r.status == "fail" for r in self.results),
+            "errors": sum(r.status == "error" for r in self.results),
+        }
+
+    def __getitem__(self, name: str) -> Check:
+        """``report["bias"]``: the check of that tensor (first result that has one)."""
+        for result in self.results:
+            for check in result.checks:
+                if check.name == name:
+                    return check
+        raise KeyError(name)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all passed, 2 a spec error, 1 any other failure."""
+        if any(r.spec_error for r in self.results):
+            return 2
+        return 0 if self.ok else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "torch": self.torch,
+            "results": [r.to_dict() for r in self.results],
+            "summary": self.summary,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self, verbose: bool = False, width: int = 100) -> str:
+        from .report.table import render_text
+
+        return render_text(self, verbose=verbose, width=width)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return f"<Report passed={s['passed']} failed={s['failed']} errors={s['errors']}>\n{self.render()}"
+
+    def __rich__(self) -> Any:
+        from .report.table import renderable
+
+        return renderable(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(self.render()) + "</pre>"

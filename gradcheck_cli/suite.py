@@ -1,0 +1,162 @@
+"""Running many specs: collection, -k selection, fail-fast, worker processes.
+
+One spec that cannot load or that raises never stops the others: it becomes
+an ``error`` result of its own and the run goes on.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import GradcheckError, SpecError
+from .result import CaseResult, Report
+from .spec import Spec, find_spec_files, load_spec
+
+
+@dataclass
+class Item:
+    """A collected spec file: loaded, or the error that stopped it loading."""
+
+    path: Path
+    spec: Spec | None = None
+    error: SpecError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.spec else self.path.stem
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dtype: str = "float64"
+    device: str = "cpu"
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+    verbose: bool = False
+    sweep: bool = False
+    pdb: bool = False
+
+
+def matches(expr: str, name: str) -> bool:
+    """pytest-style ``-k``: words are substrings of the name; and, or, not, parentheses."""
+    words = re.findall(r"[^\s()]+", expr)
+    text = expr
+    for word in sorted(set(words), key=len, reverse=True):
+        if word in ("and", "or", "not"):
+            continue
+        text = re.sub(rf"(?<![\w.-]){re.escape(word)}(?![\w.-])", str(word in name), text)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise GradcheckError(f"-k {expr!r} is not a valid expression") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Not, ast.And, ast.Or, ast.Constant)):
+            raise GradcheckError(f"-k {expr!r} is not a valid expression")
+    return bool(_truth(tree.body))
+
+
+def _truth(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return bool(node.value)
+    if isinstance(node, ast.UnaryOp):
+        return not _truth(node.operand)
+    assert isinstance(node, ast.BoolOp)
+    values = [_truth(v) for v in node.values]
+    return all(values) if isinstance(node.op, ast.And) else any(values)
+
+
+def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Item]:
+    """Every spec under ``paths``, loaded; a spec that fails to load is kept as an error."""
+    items = []
+    for path in find_spec_files(paths):
+        try:
+            item = Item(path, spec=load_spec(path))
+        except SpecError as exc:
+            item = Item(path, error=exc)
+        if keyword is None or matches(keyword, item.name):
+            items.append(item)
+    return items
+
+
+def run_item(item: Item, options: RunOptions) -> CaseResult:
+    """Run one collected spec; never raises."""
+    from .runner import make_case, run_case, run_sweep
+
+    if item.spec is None:
+        assert item.error is not None
+        return _error_result(item.name, str(item.path), str(item.error), options)
+    try:
+        case = make_case(
+            item.spec, None, dtype=options.dtype, device=options.device, seed=options.seed,
+            atol=options.atol, rtol=options.rtol,
+        )
+    except SpecError as exc:
+        return _error_result(item.name, str(item.path), str(exc), options)
+    if options.sweep:
+        return run_sweep(case, verbose=options.verbose)
+    return run_case(case, verbose=options.verbose, pdb=options.pdb)
+
+
+def _error_result(name: str, source: str, message: str, options: RunOptions) -> CaseResult:
+    result = CaseResult(
+        spec=name, source=source, dims={}, dtype=options.dtype, device=options.device, seed=options.seed
+    )
+    result.error, result.spec_error = message, True
+    return result.finish()
+
+
+def run_suite(
+    items: list[Item],
+    options: RunOptions,
+    fail_fast: bool = False,
+    jobs: int = 1,
+    progress: bool = False,
+) -> Report:
+    """Run the items in order (or in ``jobs`` worker processes, same order, same content)."""
+    from .api import make_report
+
+    results: list[CaseResult] = []
+    with _progress(len(items), progress) as advance:
+        if jobs > 1 and not fail_fast and not options.pdb:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for result in pool.map(run_item, items, [options] * len(items)):
+                    results.append(result)
+                    advance(result.spec)
+        else:
+            for item in items:
+                result = run_item(item, options)
+                results.append(result)
+                advance(result.spec)
+                if fail_fast and not result.ok:
+                    break
+    return make_report(results)
+
+
+class _progress:
+    """A rich progress bar on a terminal (stderr); nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> Callable[[str], None]:
+        if not self.enabled:
+            return lambda name: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("checking", total=self.total)
+        return lambda name: self.bar.update(task, advance=1, description=name)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

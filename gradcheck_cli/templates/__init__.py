@@ -1,0 +1,29 @@
+"""`gradcheck new`: a spec and a Python template per convention, with TODOs to fill."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+from ..errors import GradcheckError
+
+CONVENTIONS = ("functional", "fastai", "cs231n", "autograd_function", "class")
+
+
+def write_template(name: str, convention: str, directory: Path) -> list[Path]:
+    """Write NAME.yaml and NAME.py into ``directory``; refuse to overwrite."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise GradcheckError(f"layer name {name!r} must match [a-z][a-z0-9_]*")
+    if convention not in CONVENTIONS:
+        raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    here = Path(__file__).parent
+    targets = [directory / f"{name}.yaml", directory / f"{name}.py"]
+    for target in targets:
+        if target.exists():
+            raise GradcheckError(f"{target} already exists; not overwriting it")
+    directory.mkdir(parents=True, exist_ok=True)
+    for target, suffix in zip(targets, (".yaml", ".py")):
+        text = (here / f"{convention}{suffix}.tmpl").read_text(encoding="utf-8")
+        target.write_text(Template(text).substitute(name=name), encoding="utf-8")
+    return targets
