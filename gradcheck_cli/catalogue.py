@@ -43,6 +43,17 @@ def _entry(path: Path, builtin: bool) -> Entry | None:
 
 def entries(config: Config | None = None) -> dict[str, Entry]:
     """Every runnable spec by name; configured specs shadow built-ins of the same name."""
+    key = config.spec_paths if config is not None else ()
+    if key not in _CACHE:
+        _CACHE[key] = _scan(config)
+    return _CACHE[key]
+
+
+# One scan per process: `gradcheck --help` asks for every command in turn.
+_CACHE: dict[tuple[Path, ...], dict[str, Entry]] = {}
+
+
+def _scan(config: Config | None) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
     for path in sorted(builtin_dir().glob("*.yaml")):
         entry = _entry(path, builtin=True)

@@ -208,13 +208,24 @@ def _dim_option(dim: str) -> str:
     return "--" + dim.replace("_", "-")
 
 
+def _positive(dim: str, text: str) -> int:
+    """A dim's value from the command line: a positive integer, or a one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        fail(f"{_dim_option(dim)} must be a positive integer, got {text!r}")
+    return value
+
+
 def layer_command(entry: Entry) -> Any:
     """A typer command for one spec: its dims become options with their defaults."""
 
     def command(**kwargs: Any) -> None:
         if kwargs.pop("explain"):
             explain(entry)
-        dims = {d: kwargs.pop(f"dim_{d}") for d in entry.dims}
+        dims = {d: _positive(d, kwargs.pop(f"dim_{d}")) for d in entry.dims}
         settings = Settings(_config(), **kwargs)
         check_layer(entry, dims, settings)
 
@@ -222,10 +233,10 @@ def layer_command(entry: Entry) -> Any:
         inspect.Parameter(
             f"dim_{dim}",
             inspect.Parameter.KEYWORD_ONLY,
-            default=default,
+            default=str(default),
             annotation=Annotated[
-                int,
-                typer.Option(_dim_option(dim), min=1, help=f"Size of dim {dim!r}.", rich_help_panel="Dims"),
+                str,
+                typer.Option(_dim_option(dim), metavar="N", help=f"Size of dim {dim!r}.", rich_help_panel="Dims"),
             ],
         )
         for dim, default in entry.dims.items()
@@ -234,7 +245,7 @@ def layer_command(entry: Entry) -> Any:
     params.append(inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain))
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in COMMON]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    sub = typer.Typer(add_completion=False)
+    sub = typer.Typer(add_completion=False, rich_markup_mode=None)
     help_text = f"{entry.description or entry.name}\n\nSpec: {entry.path}"
     sub.command(name=entry.name, help=help_text, context_settings={"help_option_names": ["-h", "--help"]})(command)
     return typer.main.get_command(sub)
@@ -273,6 +284,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

@@ -343,7 +343,7 @@ def _line_map(node: yaml.Node, prefix: str = "", lines: dict[str, int] | None = 
 
 def parse_yaml(text: str, path: Path | None = None) -> tuple[Any, dict[str, int]]:
     """Read YAML once, safely; return the data and the line of every key."""
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

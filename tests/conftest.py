@@ -1,0 +1,56 @@
+"""Shared helpers: run the CLI in-process, write a spec and its code to a folder."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradcheck_cli.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+LAYER_SPECS = REPO / "layer_specs"
+EXAMPLES = REPO / "examples"
+
+
+@dataclass
+class Ran:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def gradcheck(monkeypatch: pytest.MonkeyPatch):
+    """``gradcheck("linear", "--in", "3")`` -> Ran(exit_code, stdout, stderr), in-process.
+
+    Plain output (not a terminal), fixed width, no colour: what a pipe sees.
+    """
+    monkeypatch.setenv("TERMINAL_WIDTH", "120")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+    def run(*args: str) -> Ran:
+        result = CliRunner().invoke(app, list(args), prog_name="gradcheck")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def write_layer(tmp_path: Path):
+    """``write_layer(yaml_text, py_text=None, name="layer")`` -> path of the spec file."""
+
+    def write(spec: str, code: str | None = None, name: str = "layer") -> Path:
+        spec_path = tmp_path / f"{name}.yaml"
+        spec_path.write_text(textwrap.dedent(spec).lstrip())
+        if code is not None:
+            (tmp_path / f"{name}.py").write_text(textwrap.dedent(code).lstrip())
+        return spec_path
+
+    return write
