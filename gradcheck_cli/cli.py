@@ -135,6 +135,9 @@ def _emit(report: Report, settings: Settings) -> NoReturn:
     """Print the report, write --output, and exit with the report's code."""
     from .report import render
 
+    for result in report.results:
+        if result.spec_error:
+            print(f"gradcheck: error: {result.error}", file=sys.stderr)
     stdout_format = "table" if settings.output is not None else settings.format
     if stdout_format == "table":
         _print_table(report, settings.verbose)

@@ -88,6 +88,8 @@ class CaseResult:
 
     def headline(self) -> str:
         dims = " ".join(f"{k}={v}" for k, v in self.dims.items())
+        if not dims:
+            return f"{self.spec} dtype={self.dtype} device={self.device} seed={self.seed}"
         return f"{self.spec} [{dims}] dtype={self.dtype} device={self.device} seed={self.seed}"
 
     def finish(self) -> CaseResult:

@@ -1,0 +1,242 @@
+"""The gradcheck command as a user meets it: table, exit codes, errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import gradcheck_cli
+
+LINEAR_SPEC = """
+name: my_linear
+dims: {batch: 5, in: 3, out: 4}
+inputs:
+  x: [batch, in]
+params:
+  weight: [out, in]
+  bias: [out]
+reference: "F.linear(x, weight, bias)"
+implementation:
+  file: my_linear.py
+  forward: "forward(x, weight, bias) -> out"
+  backward: "backward(grad_out, x, weight, bias) -> x, weight, bias"
+"""
+
+FORWARD = """
+def forward(x, weight, bias):
+    return x @ weight.T + bias
+"""
+
+
+def test_linear_passes_with_a_table_a_headline_and_exit_0(gradcheck):
+    ran = gradcheck("linear", "--in", "3", "--out", "4")
+    assert ran.exit_code == 0
+    lines = ran.stdout.splitlines()
+    assert lines[0].startswith("linear [batch=5 in=3 out=4] dtype=float64 device=cpu seed=0")
+    for tensor in ("x", "weight", "bias"):
+        assert any(line.split()[:1] == [tensor] and line.rstrip().endswith("PASS") for line in lines), tensor
+    assert "expected shape" in ran.stdout and "max abs err" in ran.stdout and "mismatched" in ran.stdout
+    assert lines[-1] == "PASS: 1 passed"
+
+
+def test_dims_become_options_with_their_defaults(gradcheck):
+    ran = gradcheck("linear", "--help")
+    assert ran.exit_code == 0
+    for option, default in (("--batch", "5"), ("--in", "3"), ("--out", "4")):
+        assert option in ran.stdout
+        assert f"[default: {default}]" in ran.stdout
+    ran = gradcheck("linear", "--batch", "2", "--in", "7", "--out", "6", "--dtype", "float32", "--seed", "3")
+    assert ran.exit_code == 0
+    assert ran.stdout.startswith("linear [batch=2 in=7 out=6] dtype=float32 device=cpu seed=3")
+
+
+def test_a_wrong_backward_exits_1_and_flags_its_row(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        FORWARD
+        + """
+def backward(grad_out, x, weight, bias):
+    return grad_out @ weight, x.T @ grad_out, grad_out.sum(0)   # weight grad transposed
+""",
+        name="my_linear",
+    )
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 1
+    rows = {line.split()[0]: line for line in ran.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert rows["x"].rstrip().endswith("PASS")
+    assert rows["bias"].rstrip().endswith("PASS")
+    assert "shape_error" in rows["weight"]
+    assert ran.stdout.splitlines()[-1] == "FAIL: 0 passed, 1 failed"
+
+
+def test_a_wrong_shaped_gradient_is_a_shape_error_with_both_shapes(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        FORWARD
+        + """
+def backward(grad_out, x, weight, bias):
+    return grad_out @ weight, grad_out.T @ x, grad_out   # bias grad never summed
+""",
+        name="my_linear",
+    )
+    ran = gradcheck("run", str(spec), "--format", "json")
+    assert ran.exit_code == 1
+    check = {c["name"]: c for c in json.loads(ran.stdout)["results"][0]["checks"]}["bias"]
+    assert check["status"] == "shape_error"
+    assert check["expected_shape"] == [4] and check["actual_shape"] == [5, 4]
+
+
+def test_an_exception_in_the_checked_code_exits_1_with_file_and_line(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        FORWARD + "\ndef backward(grad_out, x, weight, bias):\n    return grad_out @ weight.T, None, None\n",
+        name="my_linear",
+    )
+    ran = gradcheck("run", str(spec), "--format", "json")
+    assert ran.exit_code == 1
+    result = json.loads(ran.stdout)["results"][0]
+    assert result["status"] == "error"
+    assert "RuntimeError" in result["error"] and "my_linear.py:5" in result["error"]
+
+
+# -- exit 2: usage and spec errors, one line, no traceback -----------------------------
+
+
+def _one_line_error(ran, fragment):
+    assert ran.exit_code == 2, (ran.stdout, ran.stderr)
+    err = ran.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("gradcheck: error:")
+    assert "Traceback" not in err
+    assert fragment in err
+
+
+def test_unknown_layer_suggests_the_closest(gradcheck):
+    _one_line_error(gradcheck("lnear"), "unknown layer 'lnear' (did you mean 'linear'?)")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two", "2.5"])
+def test_a_dim_must_be_a_positive_integer(gradcheck, value):
+    _one_line_error(gradcheck("linear", "--in", value), f"--in must be a positive integer, got '{value}'")
+
+
+def test_invalid_yaml_names_file_and_line(gradcheck, write_layer):
+    spec = write_layer("name: broken\ndims: {a: 1\ninputs: {}\n")
+    _one_line_error(gradcheck("run", str(spec)), f"{spec}:")
+    assert "invalid YAML" in gradcheck("run", str(spec)).stdout
+
+
+def test_unknown_key_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(LINEAR_SPEC.replace("params:", "parms:"), FORWARD, name="my_linear")
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert f"{spec}:5: parms: unknown key (did you mean 'params'?)" in ran.stdout
+
+
+def test_a_shape_that_does_not_evaluate_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(LINEAR_SPEC.replace("x: [batch, in]", "x: [batch / 2, in]"), FORWARD, name="my_linear")
+    ran = gradcheck("run", str(spec), "--format", "json")
+    assert ran.exit_code == 2
+    assert "is 2.5, not a whole number" in json.loads(ran.stdout)["results"][0]["error"]
+
+
+def test_unknown_dtype_and_format_are_usage_errors(gradcheck):
+    _one_line_error(gradcheck("linear", "--dtype", "float8"), "unknown dtype 'float8'")
+    _one_line_error(gradcheck("linear", "--format", "yaml"), "unknown --format 'yaml'")
+
+
+def test_cuda_without_a_gpu_is_a_clear_usage_error(gradcheck):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _one_line_error(gradcheck("linear", "--device", "cuda"), "no CUDA device")
+
+
+# -- JSON ------------------------------------------------------------------------------
+
+CHECK_FIELDS = {
+    "name": str, "kind": str, "expected_shape": list, "actual_shape": (list, type(None)), "status": str,
+    "max_abs_err": (float, type(None)), "max_rel_err": (float, type(None)), "mismatched": (int, type(None)),
+    "numel": (int, type(None)), "diagnosis": (str, type(None)), "hint": (str, type(None)),
+}
+
+
+def test_json_report_has_the_documented_fields(gradcheck):
+    ran = gradcheck("linear", "--format", "json")
+    assert ran.exit_code == 0
+    data = json.loads(ran.stdout)
+    assert data["version"] == gradcheck_cli.__version__
+    assert isinstance(data["torch"], str)
+    assert data["summary"] == {"passed": 1, "failed": 0, "errors": 0}
+    (result,) = data["results"]
+    assert result["spec"] == "linear" and result["source"].endswith("linear.yaml")
+    assert result["dims"] == {"batch": 5, "in": 3, "out": 4}
+    assert (result["dtype"], result["device"], result["seed"], result["status"], result["error"]) == (
+        "float64", "cpu", 0, "pass", None,
+    )
+    assert [(c["name"], c["kind"]) for c in result["checks"]] == [
+        ("out", "output"), ("x", "input"), ("weight", "param"), ("bias", "param"),
+    ]
+    for check in result["checks"]:
+        for field, kind in CHECK_FIELDS.items():
+            assert isinstance(check[field], kind), (field, check[field])
+        assert check["status"] == "pass" and check["diagnosis"] is None
+
+
+# -- the rest of the command line --------------------------------------------------------
+
+
+def test_list_as_json(gradcheck):
+    ran = gradcheck("list", "--format", "json")
+    assert ran.exit_code == 0
+    layers = {row["name"]: row for row in json.loads(ran.stdout)}
+    assert layers["linear"] == {
+        "name": "linear",
+        "description": "y = x @ weight.T + bias (torch.nn.Linear layout)",
+        "dims": {"batch": 5, "in": 3, "out": 4},
+    }
+
+
+def test_show_prints_the_spec(gradcheck):
+    ran = gradcheck("show", "lin")
+    assert ran.exit_code == 0 and 'reference: "x @ w + b"' in ran.stdout
+
+
+def test_explain_prints_the_derivation(gradcheck):
+    ran = gradcheck("linear", "--explain")
+    assert ran.exit_code == 0
+    assert "dL/dbias = grad_out.sum(0)" in ran.stdout
+
+
+def test_version(gradcheck):
+    ran = gradcheck("--version")
+    assert ran.exit_code == 0 and ran.stdout.strip() == f"gradcheck {gradcheck_cli.__version__}"
+
+
+def _modules_after(*argv: str) -> set[str]:
+    code = (
+        "import sys\n"
+        f"sys.argv = ['gradcheck', *{list(argv)!r}]\n"
+        "from gradcheck_cli.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("list",), ("linear", "--help"), ("linear", "--explain")])
+def test_help_list_and_explain_do_not_import_torch(argv):
+    assert "torch" not in _modules_after(*argv)
+
+
+def test_python_dash_m_runs_the_cli():
+    ran = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "lin", "--n", "3"], capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1] == "PASS: 1 passed"

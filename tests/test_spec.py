@@ -1,0 +1,85 @@
+"""Loading a spec: one safe read, validated once, every error with file:line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradcheck_cli.errors import SpecError
+from gradcheck_cli.spec import eval_int_expr, load_spec
+
+GOOD = """
+name: my_lin
+dims: {batch: 5, in: 3, out: 4}
+inputs:
+  x: [batch, in]
+  targ: {shape: [batch], dtype: int64, low: 0, high: out, grad: false}
+params:
+  w: [in, "2 * out"]
+reference: "x @ w"
+implementation:
+  module: gradcheck_cli.layers.linear
+  backward: "lin_backward(grad_out, x, w, w) -> x, w"
+"""
+
+
+def test_a_valid_spec_loads_with_its_checked_tensors_and_dims(write_layer):
+    spec = load_spec(write_layer(GOOD))
+    assert spec.name == "my_lin"
+    assert [t.name for t in spec.checked] == ["x", "w"]  # targ has grad: false
+    assert spec.shape_of(spec.params["w"], spec.dims) == (3, 8)
+    assert spec.implementation.convention == "functional"
+
+
+def test_dim_names_may_be_python_keywords():
+    assert eval_int_expr("in * 2 + out", {"in": 3, "out": 4}) == 10
+
+
+def test_loading_a_spec_does_not_import_user_code(write_layer):
+    path = write_layer(GOOD.replace("module: gradcheck_cli.layers.linear", "file: boom.py"))
+    (path.parent / "boom.py").write_text("raise SystemExit('imported!')\n")
+    assert load_spec(path).name == "my_lin"
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message"),
+    [
+        (("dims:", "dimz:"), 2, "unknown key (did you mean 'dims'?)"),
+        (("[batch, in]", "[batch, inn]"), 4, "unknown dim 'inn' (did you mean 'in'?)"),
+        (("lin_backward(grad_out, x, w, w)", "lin_backward(grad_out, xx, w, w)"), 11, "'xx', which is not a known name"),
+        (("-> x, w", "-> x, bias"), 11, "return slot 'bias' is not a checked tensor"),
+        (('"x @ w"', '"(lambda: x)()"'), 8, "Lambda is not allowed"),
+        (('"x @ w"', '"x.__class__"'), 8, "no underscore attributes"),
+        (('"x @ w"', '"open(x)"'), 8, "unknown name 'open'"),
+        (("batch: 5,", "batch: 0,"), 2, "must be a positive integer"),
+        (("module: gradcheck_cli.layers.linear", "file: nowhere.py"), 10, "does not exist"),
+        (("name: my_lin", "name: My-Lin"), 1, "must match [a-z][a-z0-9_]*"),
+        (("name: my_lin", "name: run"), 1, "is a gradcheck command"),
+    ],
+)
+def test_spec_errors_name_the_file_the_line_and_the_problem(write_layer, edit, line, message):
+    path = write_layer(GOOD.replace(*edit))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}:{line}:"), text
+    assert message in text
+
+
+def test_invalid_yaml_is_reported_at_its_line(write_layer):
+    path = write_layer("name: x\ndims: {a: 1\ninputs: []\n")
+    with pytest.raises(SpecError, match=r":\d+: invalid YAML"):
+        load_spec(path)
+
+
+def test_yaml_is_read_safely_no_python_objects(write_layer):
+    path = write_layer(GOOD.replace("name: my_lin", "name: !!python/object/apply:os.system ['echo hi']"))
+    with pytest.raises(SpecError, match="invalid YAML"):
+        load_spec(path)
+
+
+def test_a_numpy_backward_must_name_its_gradients(write_layer):
+    path = write_layer(GOOD.replace("module: gradcheck_cli.layers.linear", "module: m\n  backend: numpy").replace(
+        "lin_backward(grad_out, x, w, w) -> x, w", "lin_grad(x, w)"
+    ))
+    with pytest.raises(SpecError, match="numpy arrays cannot carry a .g attribute"):
+        load_spec(path)
