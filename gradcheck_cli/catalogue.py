@@ -71,4 +71,6 @@ def lookup(name: str, config: Config | None = None) -> Entry:
     known = entries(config)
     if name in known:
         return known[name]
-    raise GradcheckError(f"unknown layer {name!r}{did_you_mean(name, known)}; 'gradcheck list' shows them all")
+    raise GradcheckError(
+        f"unknown layer {name!r}{did_you_mean(name, known)}; 'gradcheck list' shows them all"
+    )

@@ -49,19 +49,31 @@ def _config() -> Config:
 
 # -- options shared by every layer command and `run` ---------------------------------
 
-Dtype = Annotated[str | None, typer.Option("--dtype", help="float64 (default), float32, bfloat16 or float16.")]
+Dtype = Annotated[
+    str | None, typer.Option("--dtype", help="float64 (default), float32, bfloat16 or float16.")
+]
 Device = Annotated[str | None, typer.Option("--device", help="cpu (default) or cuda.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random tensors (default 0).")]
 Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype).")]
 Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype).")]
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown.")]
 Output = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints.")
+    Path | None,
+    typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints."),
 ]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")]
-Sweep = Annotated[bool, typer.Option("--sweep", help="Also run other seeds and distinct non-square sizes; report the worst.")]
-Pdb = Annotated[bool, typer.Option("--pdb", help="Open a post-mortem debugger where the checked code raised.")]
-ExitZero = Annotated[bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")
+]
+Sweep = Annotated[
+    bool,
+    typer.Option("--sweep", help="Also run other seeds and distinct non-square sizes; report the worst."),
+]
+Pdb = Annotated[
+    bool, typer.Option("--pdb", help="Open a post-mortem debugger where the checked code raised.")
+]
+ExitZero = Annotated[
+    bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")
+]
 Explain = Annotated[bool, typer.Option("--explain", help="Print the derivation of each gradient and exit.")]
 
 COMMON: list[tuple[str, Any, Any]] = [
@@ -101,8 +113,14 @@ class Settings:
         from .suite import RunOptions
 
         return RunOptions(
-            dtype=self.dtype, device=self.device, seed=self.seed, atol=self.atol, rtol=self.rtol,
-            verbose=self.verbose, sweep=self.sweep, pdb=self.pdb,
+            dtype=self.dtype,
+            device=self.device,
+            seed=self.seed,
+            atol=self.atol,
+            rtol=self.rtol,
+            verbose=self.verbose,
+            sweep=self.sweep,
+            pdb=self.pdb,
         )
 
 
@@ -239,18 +257,26 @@ def layer_command(entry: Entry) -> Any:
             default=str(default),
             annotation=Annotated[
                 str,
-                typer.Option(_dim_option(dim), metavar="N", help=f"Size of dim {dim!r}.", rich_help_panel="Dims"),
+                typer.Option(
+                    _dim_option(dim), metavar="N", help=f"Size of dim {dim!r}.", rich_help_panel="Dims"
+                ),
             ],
         )
         for dim, default in entry.dims.items()
         if isinstance(default, int) and not isinstance(default, bool)
     ]
-    params.append(inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain))
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in COMMON]
+    params.append(
+        inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain)
+    )
+    params += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in COMMON
+    ]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     sub = typer.Typer(add_completion=False, rich_markup_mode=None)
     help_text = f"{entry.description or entry.name}\n\nSpec: {entry.path}"
-    sub.command(name=entry.name, help=help_text, context_settings={"help_option_names": ["-h", "--help"]})(command)
+    sub.command(name=entry.name, help=help_text, context_settings={"help_option_names": ["-h", "--help"]})(
+        command
+    )
     return typer.main.get_command(sub)
 
 
@@ -338,10 +364,17 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
 
 @app.command("run")
 def run(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Spec files and/or directories (searched recursively).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Spec files and/or directories (searched recursively).")
+    ] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Run the whole built-in catalogue.")] = False,
-    keyword: Annotated[str | None, typer.Option("-k", help="Only specs whose name matches EXPR (pytest-style: 'lin and not relu').")] = None,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")] = False,
+    keyword: Annotated[
+        str | None,
+        typer.Option("-k", help="Only specs whose name matches EXPR (pytest-style: 'lin and not relu')."),
+    ] = None,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run specs in N worker processes.")] = 1,
     dtype: Dtype = None,
     device: Device = None,
@@ -359,8 +392,18 @@ def run(
     from .suite import collect, run_suite
 
     settings = Settings(
-        _config(), dtype=dtype, device=device, seed=seed, atol=atol, rtol=rtol, format=format,
-        output=output, verbose=verbose, sweep=sweep, pdb=pdb, exit_zero=exit_zero,
+        _config(),
+        dtype=dtype,
+        device=device,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        format=format,
+        output=output,
+        verbose=verbose,
+        sweep=sweep,
+        pdb=pdb,
+        exit_zero=exit_zero,
     )
     targets = list(paths or [])
     if builtin:
@@ -373,7 +416,9 @@ def run(
         fail(str(exc))
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
-    report = run_suite(items, settings.run_options(), fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
+    report = run_suite(
+        items, settings.run_options(), fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal()
+    )
     _emit(report, settings)
 
 
@@ -381,9 +426,12 @@ def run(
 def new(
     name: Annotated[str, typer.Argument(help="Layer name: [a-z][a-z0-9_]*.")],
     convention: Annotated[
-        str, typer.Option("--convention", "-c", help="functional, fastai, cs231n, autograd_function or class.")
+        str,
+        typer.Option("--convention", "-c", help="functional, fastai, cs231n, autograd_function or class."),
     ] = "functional",
-    directory: Annotated[Path, typer.Option("--dir", "-d", help="Where to write NAME.yaml and NAME.py.")] = Path("."),
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Where to write NAME.yaml and NAME.py.")
+    ] = Path("."),
 ) -> None:
     """Write NAME.yaml and a NAME.py template to fill in."""
     from .templates import write_template

@@ -61,7 +61,13 @@ def load_config(start: Path | None = None) -> Config:
         paths = [paths]
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise GradcheckError(f"{where}: spec_paths must be a list of paths")
-    for key, kind in (("dtype", str), ("device", str), ("seed", int), ("atol", (int, float)), ("rtol", (int, float))):
+    for key, kind in (
+        ("dtype", str),
+        ("device", str),
+        ("seed", int),
+        ("atol", (int, float)),
+        ("rtol", (int, float)),
+    ):
         if key in table and not isinstance(table[key], kind):
             raise GradcheckError(f"{where}: {key} has the wrong type ({table[key]!r})")
     return Config(

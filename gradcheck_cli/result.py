@@ -77,6 +77,7 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     spec_error: bool = False  # the spec itself is wrong (exit 2), not the checked code
     sweep: list[dict[str, Any]] | None = None  # --sweep: one line per case run
+    duration: float | None = None  # seconds, when a suite timed it (JUnit); not in the JSON
 
     @property
     def ok(self) -> bool:

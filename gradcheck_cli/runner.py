@@ -3,6 +3,7 @@ side on copies, then one :class:`~gradcheck_cli.result.Check` per tensor."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -12,13 +13,11 @@ import torch.nn.functional as F
 
 from . import diagnose
 from .compare import DTYPES, NotATensor, Tolerance, as_tensor, compare, describe_dtype, excerpt, tolerance_for
-from .conventions import MISSING, ConventionError, Outcome, UserCodeError, load_namespace, run_implementation
+from .conventions import MISSING, ConventionError, UserCodeError, load_namespace, run_implementation
 from .errors import SpecError
 from .reference import evaluate, parse_reference
-from .result import Check, CaseResult
+from .result import CaseResult, Check
 from .spec import Spec, TensorSpec
-
-import math
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,9 @@ def generate(case: Case) -> dict[str, torch.Tensor]:
     return values
 
 
-def _draw(spec: Spec, t: TensorSpec, shape: tuple[int, ...], case: Case, gen: torch.Generator) -> torch.Tensor:
+def _draw(
+    spec: Spec, t: TensorSpec, shape: tuple[int, ...], case: Case, gen: torch.Generator
+) -> torch.Tensor:
     low, high = spec.bound(t.low, case.dims), spec.bound(t.high, case.dims)
     if t.dtype in ("int64", "int32"):
         assert low is not None and high is not None
@@ -115,9 +116,7 @@ class Expected:
 def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
     """Differentiate the reference with autograd, on its own clones of ``values``."""
     spec = case.spec
-    leaves = {
-        name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()
-    }
+    leaves = {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
     scope: dict[str, Any] = {**spec.options, **case.dims, **leaves, "torch": torch, "F": F, "math": math}
     ref = spec.reference
     try:
@@ -130,9 +129,13 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
             from .conventions import lookup
 
             func = lookup(namespace, ref.call.func, spec, "reference.call")
-            args = [scope[a.name] if a.name is not None else a.literal for a in ref.call.args if not a.keyword]
+            args = [
+                scope[a.name] if a.name is not None else a.literal for a in ref.call.args if not a.keyword
+            ]
             kwargs = {
-                a.keyword: scope[a.name] if a.name is not None else a.literal for a in ref.call.args if a.keyword
+                a.keyword: scope[a.name] if a.name is not None else a.literal
+                for a in ref.call.args
+                if a.keyword
             }
             produced = func(*args, **kwargs)
     except SpecError:
@@ -143,13 +146,16 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
     produced_list = list(produced) if isinstance(produced, (tuple, list)) else [produced]
     if len(produced_list) != len(spec.outputs):
         raise spec.error(
-            f"the reference returned {len(produced_list)} values but outputs lists {len(spec.outputs)} ({', '.join(spec.outputs)})",
+            f"the reference returned {len(produced_list)} values but outputs lists"
+            f" {len(spec.outputs)} ({', '.join(spec.outputs)})",
             "outputs",
         )
     outputs: dict[str, torch.Tensor] = {}
     for name, value in zip(spec.outputs, produced_list):
         if not isinstance(value, torch.Tensor):
-            raise spec.error(f"the reference's output {name!r} is a {type(value).__name__}, not a tensor", "reference")
+            raise spec.error(
+                f"the reference's output {name!r} is a {type(value).__name__}, not a tensor", "reference"
+            )
         outputs[name] = value
 
     # Upstream gradients: the same generator stream continues after the tensors.
@@ -170,7 +176,7 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
         # the sympy import torch makes to check grad_outputs' shapes (~0.3 s).
         total = sum((o * g).sum() for o, g in differentiable)
         assert isinstance(total, torch.Tensor)
-        grads = torch.autograd.grad(total, checked, allow_unused=True)
+        grads: tuple[torch.Tensor | None, ...] = torch.autograd.grad(total, checked, allow_unused=True)
     else:
         grads = tuple(None for _ in checked)
     expected_grads = {
@@ -245,7 +251,12 @@ def run_case(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult
         if check.status in ("mismatch", "shape_error") and got is not MISSING:
             actual = as_tensor(got)
             actuals[t.name] = actual
-            diagnose.explain(check, expected.grads[t.name], actual, diagnose.Context(spec, case.dims, t, tol, expected.grads, values))
+            diagnose.explain(
+                check,
+                expected.grads[t.name],
+                actual,
+                diagnose.Context(spec, case.dims, t, tol, expected.grads, values),
+            )
         if forward_bad and check.status != "pass":
             check.hint = ((check.hint or "") + " (forward differs: not meaningful)").strip()
         result.checks.append(check)
@@ -271,15 +282,28 @@ def _check_one(
     what = "output" if kind == "output" else "gradient"
     if got is MISSING:
         return Check(
-            name, kind, list(want.shape), None, "missing", numel=want.numel(),
-            diagnosis="missing", hint=f"no {what} was given for {name}", expected_labels=labels,
+            name,
+            kind,
+            list(want.shape),
+            None,
+            "missing",
+            numel=want.numel(),
+            diagnosis="missing",
+            hint=f"no {what} was given for {name}",
+            expected_labels=labels,
         )
     try:
         actual = as_tensor(got)
     except NotATensor as exc:
         return Check(
-            name, kind, list(want.shape), None, "error", numel=want.numel(),
-            hint=f"the {what} for {name} is {exc}, not a tensor", expected_labels=labels,
+            name,
+            kind,
+            list(want.shape),
+            None,
+            "error",
+            numel=want.numel(),
+            hint=f"the {what} for {name} is {exc}, not a tensor",
+            expected_labels=labels,
         )
     if tensor is None:
         actual_labels = None
@@ -293,7 +317,11 @@ def _check_one(
         problems.append(f"dtype {describe_dtype(actual)}, expected {describe_dtype(want)}")
     elif not actual.is_floating_point() and not actual.is_complex():
         problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
-    if isinstance(got, torch.Tensor) and got.device.type != torch.device(case.device).type and spec.implementation.backend == "torch":
+    if (
+        isinstance(got, torch.Tensor)
+        and got.device.type != torch.device(case.device).type
+        and spec.implementation.backend == "torch"
+    ):
         problems.append(f"on device {got.device}, expected {case.device}")
     if problems and check.status != "shape_error":
         check.status = "error"
@@ -380,5 +408,3 @@ def run_sweep(case: Case, verbose: bool = False) -> CaseResult:
         for r in results
     ]
     return worst
-
-

@@ -185,7 +185,13 @@ class Spec:
 
     @property
     def source(self) -> str:
-        return str(self.path) if self.path else "<python>"
+        """The spec file, relative to the current directory when it is below it."""
+        if self.path is None:
+            return "<python>"
+        try:
+            return str(self.path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(self.path)
 
     def grad_names(self) -> dict[str, str]:
         """Names a call may use for an upstream gradient -> the output it belongs to."""
@@ -242,9 +248,7 @@ class Spec:
 
     def numeric_scope(self, dims: Mapping[str, int]) -> dict[str, float | int]:
         scope: dict[str, float | int] = {
-            k: v
-            for k, v in self.options.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            k: v for k, v in self.options.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
         scope.update(dims)
         return scope
@@ -297,8 +301,10 @@ def eval_number_expr(expr: str | int | float, scope: Mapping[str, float | int]) 
         raise ValueError("not an arithmetic expression") from None
 
     def walk(node: ast.AST) -> float | int:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value  # type: ignore[no-any-return]
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            if isinstance(node.value, bool):
+                raise ValueError("True/False are not sizes")
+            return node.value
         if isinstance(node, ast.Name):
             name = node.id[3:]
             if name not in scope:
@@ -576,7 +582,9 @@ def build_spec(data: Any, path: Path | None = None, lines: dict[str, int] | None
     source = b.source(impl_raw, "implementation")
     backend = impl_raw.get("backend", "torch")
     if backend not in BACKENDS:
-        raise b.fail("implementation.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise b.fail(
+            "implementation.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
     grad_names = set(_grad_names(outputs))
     cls = b.call(impl_raw["class"], "implementation.class") if "class" in impl_raw else None
     if cls is not None:
@@ -595,7 +603,9 @@ def build_spec(data: Any, path: Path | None = None, lines: dict[str, int] | None
         bound = {r for r in forward.returns if r != "_"}
         clash = bound & set(tensors)
         if clash:
-            raise b.fail("implementation.forward", f"return name {sorted(clash)[0]!r} is already an input or param")
+            raise b.fail(
+                "implementation.forward", f"return name {sorted(clash)[0]!r} is already an input or param"
+            )
     if autograd_function is not None:
         autograd_function = b.string(autograd_function, "implementation.autograd_function")
         if forward is not None or backward is not None or cls is not None:
@@ -628,10 +638,13 @@ def build_spec(data: Any, path: Path | None = None, lines: dict[str, int] | None
                 if r not in tensors:
                     raise b.fail(
                         "implementation.backward",
-                        f"return slot {r!r} is not a checked tensor{did_you_mean(r, checked)}; name each slot after the tensor it is the gradient of, or '_'",
+                        f"return slot {r!r} is not a checked tensor{did_you_mean(r, checked)};"
+                        " name each slot after the tensor it is the gradient of, or '_'",
                     )
                 if not tensors[r].grad:
-                    raise b.fail("implementation.backward", f"{r!r} has grad: false, so it has no gradient to return")
+                    raise b.fail(
+                        "implementation.backward", f"{r!r} has grad: false, so it has no gradient to return"
+                    )
         elif backend == "numpy":
             raise b.fail(
                 "implementation.backward",
@@ -688,7 +701,9 @@ def _grad_names(outputs: tuple[str, ...]) -> list[str]:
 def _check_names(b: _Builder, call: Call, known: set[str], key: str) -> None:
     for name in call.arg_names:
         if name not in known:
-            raise b.fail(key, f"{call.func}() is handed {name!r}, which is not a known name{did_you_mean(name, known)}")
+            raise b.fail(
+                key, f"{call.func}() is handed {name!r}, which is not a known name{did_you_mean(name, known)}"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -709,4 +724,3 @@ def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise SpecError("no such file or directory", p)
     return found
-

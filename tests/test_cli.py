@@ -65,7 +65,9 @@ def backward(grad_out, x, weight, bias):
     )
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 1
-    rows = {line.split()[0]: line for line in ran.stdout.splitlines() if line.startswith("  ") and line.split()}
+    rows = {
+        line.split()[0]: line for line in ran.stdout.splitlines() if line.startswith("  ") and line.split()
+    }
     assert rows["x"].rstrip().endswith("PASS")
     assert rows["bias"].rstrip().endswith("PASS")
     assert "shape_error" in rows["weight"]
@@ -159,9 +161,17 @@ def test_cuda_without_a_gpu_is_a_clear_usage_error(gradcheck):
 # -- JSON ------------------------------------------------------------------------------
 
 CHECK_FIELDS = {
-    "name": str, "kind": str, "expected_shape": list, "actual_shape": (list, type(None)), "status": str,
-    "max_abs_err": (float, type(None)), "max_rel_err": (float, type(None)), "mismatched": (int, type(None)),
-    "numel": (int, type(None)), "diagnosis": (str, type(None)), "hint": (str, type(None)),
+    "name": str,
+    "kind": str,
+    "expected_shape": list,
+    "actual_shape": (list, type(None)),
+    "status": str,
+    "max_abs_err": (float, type(None)),
+    "max_rel_err": (float, type(None)),
+    "mismatched": (int, type(None)),
+    "numel": (int, type(None)),
+    "diagnosis": (str, type(None)),
+    "hint": (str, type(None)),
 }
 
 
@@ -176,10 +186,17 @@ def test_json_report_has_the_documented_fields(gradcheck):
     assert result["spec"] == "linear" and result["source"].endswith("linear.yaml")
     assert result["dims"] == {"batch": 5, "in": 3, "out": 4}
     assert (result["dtype"], result["device"], result["seed"], result["status"], result["error"]) == (
-        "float64", "cpu", 0, "pass", None,
+        "float64",
+        "cpu",
+        0,
+        "pass",
+        None,
     )
     assert [(c["name"], c["kind"]) for c in result["checks"]] == [
-        ("out", "output"), ("x", "input"), ("weight", "param"), ("bias", "param"),
+        ("out", "output"),
+        ("x", "input"),
+        ("weight", "param"),
+        ("bias", "param"),
     ]
     for check in result["checks"]:
         for field, kind in CHECK_FIELDS.items():

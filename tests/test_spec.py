@@ -45,7 +45,11 @@ def test_loading_a_spec_does_not_import_user_code(write_layer):
     [
         (("dims:", "dimz:"), 2, "unknown key (did you mean 'dims'?)"),
         (("[batch, in]", "[batch, inn]"), 4, "unknown dim 'inn' (did you mean 'in'?)"),
-        (("lin_backward(grad_out, x, w, w)", "lin_backward(grad_out, xx, w, w)"), 11, "'xx', which is not a known name"),
+        (
+            ("lin_backward(grad_out, x, w, w)", "lin_backward(grad_out, xx, w, w)"),
+            11,
+            "'xx', which is not a known name",
+        ),
         (("-> x, w", "-> x, bias"), 11, "return slot 'bias' is not a checked tensor"),
         (('"x @ w"', '"(lambda: x)()"'), 8, "Lambda is not allowed"),
         (('"x @ w"', '"x.__class__"'), 8, "no underscore attributes"),
@@ -78,8 +82,10 @@ def test_yaml_is_read_safely_no_python_objects(write_layer):
 
 
 def test_a_numpy_backward_must_name_its_gradients(write_layer):
-    path = write_layer(GOOD.replace("module: gradcheck_cli.layers.linear", "module: m\n  backend: numpy").replace(
-        "lin_backward(grad_out, x, w, w) -> x, w", "lin_grad(x, w)"
-    ))
+    path = write_layer(
+        GOOD.replace("module: gradcheck_cli.layers.linear", "module: m\n  backend: numpy").replace(
+            "lin_backward(grad_out, x, w, w) -> x, w", "lin_grad(x, w)"
+        )
+    )
     with pytest.raises(SpecError, match="numpy arrays cannot carry a .g attribute"):
         load_spec(path)

@@ -38,9 +38,7 @@ def lin_forward(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return x @ w + b
 
 
-def lin_backward(
-    grad_out: Tensor, x: Tensor, w: Tensor, b: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+def lin_backward(grad_out: Tensor, x: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of ``out = x @ w + b``.
 
     dL/dx = grad_out @ w.T        [n, out] @ [out, in] -> [n, in]

@@ -6,7 +6,16 @@ from typing import Any
 
 from ..result import CaseResult, Check, Report
 
-COLUMNS = ("tensor", "kind", "expected shape", "got shape", "max abs err", "max rel err", "mismatched", "status")
+COLUMNS = (
+    "tensor",
+    "kind",
+    "expected shape",
+    "got shape",
+    "max abs err",
+    "max rel err",
+    "mismatched",
+    "status",
+)
 STATUS_STYLE = {"pass": "green", "mismatch": "red", "shape_error": "red", "missing": "yellow", "error": "red"}
 
 
@@ -18,12 +27,21 @@ def row(check: Check) -> list[str]:
     exp, got = check.shapes_text()
     mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.numel}"
     status = check.status.upper() if check.status == "pass" else check.status
-    return [check.name, check.kind, exp, got, _num(check.max_abs_err), _num(check.max_rel_err), mismatched, status]
+    return [
+        check.name,
+        check.kind,
+        exp,
+        got,
+        _num(check.max_abs_err),
+        _num(check.max_rel_err),
+        mismatched,
+        status,
+    ]
 
 
 def details(check: Check, verbose: bool) -> list[str]:
     """The lines under the table for a failing check: diagnosis, worst element."""
-    lines = []
+    lines: list[str] = []
     if check.ok and check.diagnosis is None:
         return lines
     label = f"[{check.diagnosis}] " if check.diagnosis else ""
