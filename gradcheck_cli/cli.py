@@ -74,6 +74,15 @@ Pdb = Annotated[
 ExitZero = Annotated[
     bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")
 ]
+OptionSet = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-O",
+        metavar="NAME=VALUE",
+        help="Override a spec option (VALUE is YAML: 1, [3, 2], true).",
+    ),
+]
 Explain = Annotated[bool, typer.Option("--explain", help="Print the derivation of each gradient and exit.")]
 
 COMMON: list[tuple[str, Any, Any]] = [
@@ -127,12 +136,15 @@ class Settings:
 # -- running and rendering ---------------------------------------------------------
 
 
-def _make_case(spec: Spec, settings: Settings, dims: dict[str, int] | None = None) -> Case:
+def _make_case(
+    spec: Spec, settings: Settings, dims: dict[str, int] | None = None, options: dict[str, Any] | None = None
+) -> Case:
     from .runner import make_case
 
     return make_case(
         spec,
         dims,
+        options=options,
         dtype=settings.dtype,
         device=settings.device,
         seed=settings.seed,
@@ -189,7 +201,24 @@ def _print_table(report: Report, verbose: bool) -> None:
         print(render_text(report, verbose=verbose))
 
 
-def check_layer(entry: Entry, dims: dict[str, int], settings: Settings) -> NoReturn:
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--option takes NAME=VALUE, got {item!r}")
+        try:
+            options[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            fail(f"--option {name.strip()}: {text!r} is not a YAML value")
+    return options
+
+
+def check_layer(
+    entry: Entry, dims: dict[str, int], settings: Settings, options: dict[str, Any] | None = None
+) -> NoReturn:
     """``gradcheck LAYER ...``: one spec, one case (or a sweep)."""
     from .api import make_report
     from .errors import SpecError
@@ -197,10 +226,13 @@ def check_layer(entry: Entry, dims: dict[str, int], settings: Settings) -> NoRet
 
     try:
         spec = load_spec(entry.path)
-        case = _make_case(spec, settings, dims)
+        case = _make_case(spec, settings, dims, options)
     except SpecError as exc:
         fail(str(exc))
-    _emit(make_report([_run_one(case, settings)]), settings)
+    result = _run_one(case, settings)
+    if options:
+        result.notes.insert(0, "options set: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+    _emit(make_report([result]), settings)
 
 
 def explain(entry: Entry) -> NoReturn:
@@ -247,8 +279,9 @@ def layer_command(entry: Entry) -> Any:
         if kwargs.pop("explain"):
             explain(entry)
         dims = {d: _positive(d, kwargs.pop(f"dim_{d}")) for d in entry.dims}
+        options = _parse_options(kwargs.pop("option") or [])
         settings = Settings(_config(), **kwargs)
-        check_layer(entry, dims, settings)
+        check_layer(entry, dims, settings, options)
 
     params = [
         inspect.Parameter(
@@ -267,6 +300,9 @@ def layer_command(entry: Entry) -> Any:
     ]
     params.append(
         inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain)
+    )
+    params.append(
+        inspect.Parameter("option", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OptionSet)
     )
     params += [
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in COMMON

@@ -4,7 +4,8 @@ side on copies, then one :class:`~gradcheck_cli.result.Check` per tensor."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,14 +50,20 @@ def make_case(
     seed: int = 0,
     atol: float | None = None,
     rtol: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Case:
-    """Validate the run settings against the spec (raises SpecError)."""
+    """Validate the run settings against the spec (raises SpecError).
+
+    ``options`` override the spec's own options (``--option stride=1``).
+    """
     if dtype not in DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise SpecError(f"unknown device {device!r}; use cpu or cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SpecError("--device cuda: no CUDA device is available on this machine")
+    if options:
+        spec = spec.with_options(options)
     resolved = spec.resolve_dims(dims)
     return Case(spec, resolved, dtype, device, seed, atol, rtol)
 
@@ -193,8 +200,28 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
 # -- one case ---------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _full_precision(device: str) -> Iterator[None]:
+    """No TF32 on CUDA: cuDNN would use it for the reference's float32 convolutions
+    (about 1e-3 relative error) while a hand-written matmul backward does not."""
+    if not device.startswith("cuda"):
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def run_case(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult:
     """Run one case; never raises for problems in the spec or the checked code."""
+    with _full_precision(case.device):
+        return _run_case(case, verbose, pdb)
+
+
+def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     spec = case.spec
     result = CaseResult(
         spec=spec.name,

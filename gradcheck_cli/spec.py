@@ -12,7 +12,7 @@ import ast
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,16 @@ class Spec:
                 raise SpecError(f"dim {name!r} must be a positive integer, got {value!r}")
             dims[name] = value
         return dims
+
+    def with_options(self, overrides: Mapping[str, Any]) -> Spec:
+        """A copy with some options set to other values (each must exist)."""
+        for name in overrides:
+            if name not in self.options:
+                raise SpecError(
+                    f"{self.name} has no option {name!r}{did_you_mean(name, self.options)}"
+                    f" (its options: {', '.join(self.options) or 'none'})"
+                )
+        return replace(self, options={**self.options, **overrides})
 
     def shape_of(self, tensor: TensorSpec, dims: Mapping[str, int]) -> tuple[int, ...]:
         scope = self.numeric_scope(dims)

@@ -257,3 +257,13 @@ def test_python_dash_m_runs_the_cli():
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[-1] == "PASS: 1 passed"
+
+
+def test_spec_options_can_be_overridden(gradcheck):
+    ran = gradcheck("conv2d", "--option", "stride=1", "-O", "padding=[0, 1]", "--format", "json")
+    assert ran.exit_code == 0
+    result = json.loads(ran.stdout)["results"][0]
+    assert result["notes"][0] == "options set: stride=1, padding=[0, 1]"
+    assert result["checks"][0]["expected_shape"] == [7, 8, 7, 11]  # stride 1 output size
+    _one_line_error(gradcheck("conv2d", "-O", "strid=1"), "conv2d has no option 'strid' (did you mean 'stride'?)")
+    _one_line_error(gradcheck("conv2d", "-O", "stride"), "--option takes NAME=VALUE")
