@@ -3,8 +3,8 @@ side on copies, then one :class:`~gradcheck_cli.result.Check` per tensor."""
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any

@@ -265,5 +265,7 @@ def test_spec_options_can_be_overridden(gradcheck):
     result = json.loads(ran.stdout)["results"][0]
     assert result["notes"][0] == "options set: stride=1, padding=[0, 1]"
     assert result["checks"][0]["expected_shape"] == [7, 8, 7, 11]  # stride 1 output size
-    _one_line_error(gradcheck("conv2d", "-O", "strid=1"), "conv2d has no option 'strid' (did you mean 'stride'?)")
+    _one_line_error(
+        gradcheck("conv2d", "-O", "strid=1"), "conv2d has no option 'strid' (did you mean 'stride'?)"
+    )
     _one_line_error(gradcheck("conv2d", "-O", "stride"), "--option takes NAME=VALUE")
