@@ -380,11 +380,12 @@ def list_layers(
         return
     if format != "table":
         fail(f"unknown --format {format!r} for list; choose table or json")
-    width = max((len(n) for n in known), default=4)
-    for e in known.values():
-        dims = " ".join(f"{k}={v}" for k, v in e.dims.items())
+    rows = [(e.name, " ".join(f"{k}={v}" for k, v in e.dims.items()), e) for e in known.values()]
+    name_w = max((len(r[0]) for r in rows), default=4)
+    dims_w = max((len(r[1]) for r in rows), default=4)
+    for name, dims, e in rows:
         origin = "" if e.builtin else f"  ({e.path})"
-        print(f"{e.name.ljust(width)}  {e.description}  [{dims}]{origin}")
+        print(f"{name.ljust(name_w)}  {dims.ljust(dims_w)}  {e.description}{origin}".rstrip())
 
 
 @app.command("show")
