@@ -1,0 +1,79 @@
+"""The runner: seeded tensors, the reference under autograd, the hand-written side on copies."""
+
+from __future__ import annotations
+
+import torch
+
+from gradcheck_cli.catalogue import builtin_dir
+from gradcheck_cli.runner import generate, make_case, run_case, run_reference, sweep_cases
+from gradcheck_cli.spec import load_spec
+
+
+def _case(name: str, **kwargs):
+    return make_case(load_spec(builtin_dir() / f"{name}.yaml"), **kwargs)
+
+
+def test_a_seed_gives_the_same_tensors_every_time_and_another_seed_others():
+    first, again = generate(_case("linear", seed=7)), generate(_case("linear", seed=7))
+    other = generate(_case("linear", seed=8))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["x"], other["x"])
+
+
+def test_float32_values_are_the_float64_values_rounded():
+    f64, f32 = generate(_case("linear")), generate(_case("linear", dtype="float32"))
+    assert f32["x"].dtype == torch.float32
+    assert torch.equal(f64["x"].float(), f32["x"])
+
+
+def test_integer_inputs_respect_low_and_high():
+    values = generate(_case("cross_entropy", dims={"batch": 50, "classes": 3}))
+    targ = values["targ"]
+    assert targ.dtype == torch.int64 and int(targ.min()) >= 0 and int(targ.max()) < 3
+
+
+def test_min_abs_keeps_values_away_from_the_kink():
+    x = generate(_case("relu", dims={"batch": 40, "features": 30}))["x"]
+    assert float(x.abs().min()) >= 0.05
+
+
+def test_a_loss_gets_an_upstream_gradient_of_one():
+    case = _case("mse")
+    expected = run_reference(case, generate(case))
+    assert expected.grad_outs["loss"].shape == () and float(expected.grad_outs["loss"]) == 1.0
+
+
+def test_several_outputs_each_get_their_own_upstream_gradient():
+    case = _case("lstm_cell")
+    expected = run_reference(case, generate(case))
+    assert set(expected.grad_outs) == {"h_next", "c_next"}
+    assert not torch.equal(expected.grad_outs["h_next"], expected.grad_outs["c_next"])
+
+
+def test_the_reference_gradient_is_autograds():
+    case = _case("linear")
+    values = generate(case)
+    expected = run_reference(case, values)
+    g = expected.grad_outs["out"]
+    assert torch.allclose(expected.grads["x"], g @ values["weight"])
+    assert torch.allclose(expected.grads["bias"], g.sum(0))
+
+
+def test_run_case_reports_every_tensor_in_spec_order():
+    result = run_case(_case("linear"))
+    assert result.status == "pass"
+    assert [(c.name, c.kind) for c in result.checks] == [
+        ("out", "output"),
+        ("x", "input"),
+        ("weight", "param"),
+        ("bias", "param"),
+    ]
+
+
+def test_sweep_sizes_are_distinct_and_the_seeds_vary():
+    cases = sweep_cases(_case("linear"))
+    assert len(cases) >= 4
+    for case in cases[1:3]:
+        sizes = list(case.dims.values())
+        assert len(set(sizes)) == len(sizes), case.dims
+    assert len({c.seed for c in cases}) == len(cases)
