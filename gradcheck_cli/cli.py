@@ -380,10 +380,10 @@ def list_layers(
         return
     if format != "table":
         fail(f"unknown --format {format!r} for list; choose table or json")
-    rows = [(e.name, " ".join(f"{k}={v}" for k, v in e.dims.items()), e) for e in known.values()]
-    name_w = max((len(r[0]) for r in rows), default=4)
-    dims_w = max((len(r[1]) for r in rows), default=4)
-    for name, dims, e in rows:
+    lines = [(e.name, " ".join(f"{k}={v}" for k, v in e.dims.items()), e) for e in known.values()]
+    name_w = max((len(n) for n, _, _ in lines), default=4)
+    dims_w = max((len(d) for _, d, _ in lines), default=4)
+    for name, dims, e in lines:
         origin = "" if e.builtin else f"  ({e.path})"
         print(f"{name.ljust(name_w)}  {dims.ljust(dims_w)}  {e.description}{origin}".rstrip())
 

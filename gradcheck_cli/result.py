@@ -6,6 +6,7 @@ pytest plugin work from these alone.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +21,16 @@ def format_shape(shape: list[int] | None, labels: list[str | None] | None = None
     labels = labels or [None] * len(shape)
     parts = [f"{name}={size}" if name else str(size) for size, name in zip(shape, labels)]
     return "[" + ", ".join(parts) + "]"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass
@@ -171,7 +182,9 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """Strict JSON: a NaN or infinite number (a NaN gradient's value) becomes null;
+        the check's hint still says where the non-finite values are."""
+        return json.dumps(_finite(self.to_dict()), indent=2, allow_nan=False)
 
     def render(self, verbose: bool = False, width: int = 100) -> str:
         from .report.table import render_text

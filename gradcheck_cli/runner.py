@@ -64,6 +64,8 @@ def make_case(
         raise SpecError("--device cuda: no CUDA device is available on this machine")
     if options:
         spec = spec.with_options(options)
+    if spec.implementation.backend == "numpy" and dtype in ("bfloat16",):
+        raise SpecError(f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16")
     resolved = spec.resolve_dims(dims)
     return Case(spec, resolved, dtype, device, seed, atol, rtol)
 
@@ -148,7 +150,11 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
     except SpecError:
         raise
     except Exception as exc:
-        raise spec.error(f"the reference raised {type(exc).__name__}: {exc}", "reference") from None
+        from .conventions import user_frame
+
+        where = user_frame(exc.__traceback__, exc) if ref.expr is None else None  # a reference file's line
+        at = f" at {where}" if where else ""
+        raise spec.error(f"the reference raised {type(exc).__name__}: {exc}{at}", "reference") from None
 
     produced_list = list(produced) if isinstance(produced, (tuple, list)) else [produced]
     if len(produced_list) != len(spec.outputs):
@@ -330,6 +336,17 @@ def _check_one(
             "error",
             numel=want.numel(),
             hint=f"the {what} for {name} is {exc}, not a tensor",
+            expected_labels=labels,
+        )
+    if actual.is_meta:  # a meta tensor holds no values to compare
+        return Check(
+            name,
+            kind,
+            list(want.shape),
+            list(actual.shape),
+            "error",
+            numel=want.numel(),
+            hint=f"the {what} for {name} is on device meta, expected {case.device}",
             expected_labels=labels,
         )
     if tensor is None:

@@ -10,6 +10,8 @@ import pytest
 
 import gradcheck_cli
 
+from .conftest import REPO
+
 LINEAR_SPEC = """
 name: my_linear
 dims: {batch: 5, in: 3, out: 4}
@@ -269,3 +271,17 @@ def test_spec_options_can_be_overridden(gradcheck):
         gradcheck("conv2d", "-O", "strid=1"), "conv2d has no option 'strid' (did you mean 'stride'?)"
     )
     _one_line_error(gradcheck("conv2d", "-O", "stride"), "--option takes NAME=VALUE")
+
+
+def test_json_stays_strict_when_a_gradient_is_nan(gradcheck):
+    ran = gradcheck("run", str(REPO / "tests/zoo/sigmoid_overflow.yaml"), "--format", "json")
+    assert ran.exit_code == 1
+    assert ": NaN" not in ran.stdout and ": Infinity" not in ran.stdout  # json.loads would accept them
+    x = json.loads(ran.stdout)["results"][0]["checks"][1]
+    assert x["diagnosis"] == "nonfinite" and x["actual_value"] is None
+
+
+def test_numpy_code_cannot_be_checked_in_bfloat16(gradcheck):
+    ran = gradcheck("run", str(REPO / "tests/zoo/affine_correct.yaml"), "--dtype", "bfloat16")
+    assert ran.exit_code == 2
+    assert "numpy has no bfloat16" in ran.stderr
