@@ -32,8 +32,13 @@ class Tolerance:
     rtol: float
 
     def allclose(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-        """Elementwise: |actual - expected| <= atol + rtol * |expected| (NaN never close)."""
-        return (actual - expected).abs() <= self.atol + self.rtol * expected.abs()
+        """Elementwise: |actual - expected| <= atol + rtol * |expected|.
+
+        NaN is never close to anything; an infinity only to the same infinity
+        (a finite value is not "within rtol * inf" of an infinite one).
+        """
+        within = (actual - expected).abs() <= self.atol + self.rtol * expected.abs()
+        return (within & torch.isfinite(expected)) | (actual == expected)
 
 
 def tolerance_for(dtype: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
@@ -103,11 +108,13 @@ def compare(
     check.mismatched = int((~close).sum())
     if check.mismatched:
         check.status = "mismatch"
-        # The worst element: a non-finite one first, else the largest excess over tolerance.
+        # The worst element, among the mismatched ones: a non-finite one first,
+        # else the largest excess over the tolerance.
         excess = diff - (tol.atol + tol.rtol * e.abs())
         excess = torch.where(finite, excess, torch.full_like(e, float("inf")))
+        excess = torch.where(close, torch.full_like(e, float("-inf")), excess)
         flat = int(excess.reshape(-1).argmax())
-        index = list(torch.unravel_index(torch.tensor(flat), e.shape)) if e.dim() else []
+        index = torch.unravel_index(torch.tensor(flat), e.shape) if e.dim() else ()
         check.worst_index = [int(i) for i in index]
         check.expected_value = float(e.reshape(-1)[flat])
         check.actual_value = float(a.reshape(-1)[flat])
@@ -115,18 +122,42 @@ def compare(
 
 
 def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radius: int = 2) -> str:
-    """A few values around ``index``, expected beside actual (for --verbose)."""
+    """Expected beside actual around ``index`` (for --verbose).
+
+    The window is up to three rows (the second-to-last axis) by ``2 * radius
+    + 1`` columns (the last axis) of the slice that holds ``index``; other
+    axes stay at ``index``. The element at ``index`` is marked with ``<``.
+    """
     e = expected.detach().to("cpu", torch.float64)
-    a = actual.detach().to("cpu", torch.float64)
-    if e.dim() == 0:
-        return f"expected {float(e):.6g}  got {float(a):.6g}"
-    # Keep the last axis as columns and the worst element's row; flatten the rest.
-    lead = tuple(index[:-1])
-    col = index[-1]
-    lo, hi = max(0, col - radius), min(e.shape[-1], col + radius + 1)
-    erow, arow = e[lead][lo:hi], a[lead][lo:hi]
-    where = ", ".join(str(i) for i in lead)
-    header = f"[{where}{', ' if where else ''}{lo}:{hi}]"
-    fmt = lambda row: "  ".join(f"{float(v):>10.4g}" for v in row)  # noqa: E731
-    marks = "  ".join(("^" if lo + i == col else " ").rjust(10) for i in range(hi - lo))
-    return f"{header}\n  expected {fmt(erow)}\n  got      {fmt(arow)}\n           {marks}"
+    a = actual.detach().to("cpu")
+    a = (a.real if a.is_complex() else a).to(torch.float64)
+    if e.shape != a.shape or len(index) != e.dim() or e.dim() == 0:
+        return (
+            f"expected {float(e.flatten()[0]):.6g}  got {float(a.flatten()[0]):.6g}"
+            if e.numel() and a.numel()
+            else ""
+        )
+    lead = tuple(index[:-2])
+    if e.dim() == 1:
+        e2, a2, row, col = e[None], a[None], 0, index[0]
+    else:
+        e2, a2, row, col = e[lead], a[lead], index[-2], index[-1]
+    r0, r1 = max(0, row - 1), min(e2.shape[0], row + 2)
+    c0, c1 = max(0, col - radius), min(e2.shape[1], col + radius + 1)
+
+    def label(r: int) -> str:
+        head = [str(i) for i in lead] + ([str(r)] if e.dim() > 1 else [])
+        return "[" + ", ".join(head + [f"{c0}:{c1}"]) + "]"
+
+    def cells(t: torch.Tensor, r: int) -> str:
+        return "".join(
+            f"{float(t[r, c]):>10.4g}" + ("<" if (r, c) == (row, col) else " ") for c in range(c0, c1)
+        )
+
+    labels = [label(r) for r in range(r0, r1)]
+    width = max(len(s) for s in labels)
+    block = 11 * (c1 - c0)
+    lines = [" " * width + "expected".rjust(block) + " |" + "got".rjust(block)]
+    for r, text in zip(range(r0, r1), labels):
+        lines.append(f"{text.ljust(width)}{cells(e2, r)} |{cells(a2, r)}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Comparing one tensor: tolerances per dtype, the worst element, the --verbose excerpt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck_cli.compare import NotATensor, Tolerance, as_tensor, compare, excerpt, tolerance_for
+
+TOL = tolerance_for("float64")
+
+
+def test_tolerances_scale_with_the_dtype_and_can_be_overridden() -> None:
+    f64, f32 = tolerance_for("float64"), tolerance_for("float32")
+    assert f64.atol < f32.atol < tolerance_for("float16").atol < tolerance_for("bfloat16").atol
+    assert f64.rtol < f32.rtol
+    assert tolerance_for("float32", atol=0.5) == Tolerance(0.5, f32.rtol)
+    assert tolerance_for("float32", rtol=0.0) == Tolerance(f32.atol, 0.0)
+
+
+def test_float32_summation_noise_passes_at_float32_tolerance_but_not_at_float64s() -> None:
+    # A hand-written float32 backward sums in another order than autograd: a few ulps off.
+    expected = torch.randn(50, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    noisy = (expected * (1 + 3e-6)).to(torch.float32)
+
+    assert compare("x", "input", expected, noisy, tolerance_for("float32")).status == "pass"
+    assert compare("x", "input", expected, noisy, tolerance_for("float64")).status == "mismatch"
+
+
+def test_allclose_is_elementwise_atol_plus_rtol_times_expected() -> None:
+    tol = Tolerance(atol=0.1, rtol=0.1)
+    expected = torch.tensor([0.0, 10.0, 10.0])
+    actual = torch.tensor([0.1, 11.1, 11.0])
+    assert tol.allclose(actual, expected).tolist() == [True, False, True]
+
+
+def test_nan_is_never_close_and_an_infinity_only_to_the_same_infinity() -> None:
+    inf, nan = float("inf"), float("nan")
+    expected = torch.tensor([inf, inf, 1.0, nan, -inf])
+    actual = torch.tensor([5.0, inf, inf, nan, inf])
+    # A finite value is not "within rtol * inf" of an infinity.
+    assert Tolerance(1e-7, 1e-7).allclose(actual, expected).tolist() == [False, True, False, False, False]
+
+
+def test_a_passing_compare_has_no_worst_element() -> None:
+    t = torch.randn(3, 4, dtype=torch.float64)
+    check = compare("w", "param", t, t.clone(), TOL)
+
+    assert (check.status, check.mismatched, check.numel) == ("pass", 0, 12)
+    assert check.max_abs_err == 0.0
+    assert check.worst_index is None and check.expected_value is None and check.actual_value is None
+
+
+def test_a_mismatch_names_the_element_furthest_outside_the_tolerance() -> None:
+    expected = torch.zeros(3, 4, dtype=torch.float64)
+    actual = expected.clone()
+    actual[0, 1] = 0.5
+    actual[2, 3] = -2.0
+    check = compare("w", "param", expected, actual, TOL)
+
+    assert (check.status, check.mismatched) == ("mismatch", 2)
+    assert check.worst_index == [2, 3]
+    assert (check.expected_value, check.actual_value) == (0.0, -2.0)
+    assert check.max_abs_err == 2.0
+
+
+def test_the_worst_element_is_measured_against_the_tolerance_not_the_raw_error() -> None:
+    # 1.0 off on an element of 1000 is within rtol=1e-2; 0.5 off on an element of 1 is not.
+    tol = Tolerance(atol=0.0, rtol=1e-2)
+    expected = torch.tensor([1000.0, 1.0], dtype=torch.float64)
+    actual = torch.tensor([1001.0, 1.5], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, tol)
+
+    assert check.mismatched == 1
+    assert check.worst_index == [1]
+    assert check.max_abs_err == 1.0  # the largest raw error is still reported
+
+
+def test_a_nan_is_the_worst_element_and_keeps_the_error_columns_finite() -> None:
+    expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    actual = torch.tensor([[1.5, 2.0], [float("nan"), 4.0]], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, TOL)
+
+    assert check.mismatched == 2
+    assert check.worst_index == [1, 0]
+    assert check.expected_value == 3.0 and np.isnan(check.actual_value)  # type: ignore[arg-type]
+    assert check.max_abs_err == 0.5
+
+
+def test_matching_infinities_are_not_picked_as_the_worst_element() -> None:
+    inf = float("inf")
+    expected = torch.tensor([inf, 1.0, 2.0], dtype=torch.float64)
+    actual = torch.tensor([inf, 1.0, 2.5], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, TOL)
+
+    assert check.mismatched == 1
+    assert check.worst_index == [2]
+
+
+def test_a_0d_mismatch_has_an_empty_worst_index() -> None:
+    check = compare("loss", "output", torch.tensor(1.0), torch.tensor(2.0), TOL)
+
+    assert check.worst_index == []
+    assert (check.expected_value, check.actual_value) == (1.0, 2.0)
+
+
+def test_a_shape_error_compares_no_values() -> None:
+    check = compare("b", "param", torch.zeros(4), torch.zeros(5, 4), TOL, ["out"], ["batch", "out"])
+
+    assert check.status == "shape_error"
+    assert (check.expected_shape, check.actual_shape) == ([4], [5, 4])
+    assert check.shapes_text() == ("[out=4]", "[batch=5, out=4]")
+    assert check.mismatched is None and check.worst_index is None
+
+
+def test_values_are_compared_in_float64_whatever_the_dtypes() -> None:
+    expected = torch.tensor([1.0, 2.0], dtype=torch.float32)
+    actual = np.array([1.0, 2.0], dtype=np.float64)
+    assert compare("x", "input", expected, as_tensor(actual), tolerance_for("float32")).status == "pass"
+
+
+def test_as_tensor_takes_tensors_numpy_arrays_and_numbers_only() -> None:
+    array = np.arange(3.0)
+    converted = as_tensor(array)
+    array[0] = 99.0  # a copy: later changes to the array do not leak in
+    assert converted.tolist() == [0.0, 1.0, 2.0]
+    assert as_tensor(2.5).item() == 2.5
+    assert as_tensor(torch.ones(2, requires_grad=True)).requires_grad is False
+    with pytest.raises(NotATensor, match="a list"):
+        as_tensor([1.0, 2.0])
+    with pytest.raises(NotATensor, match="Python objects"):
+        as_tensor(np.array([object()]))
+
+
+# -- the --verbose excerpt --------------------------------------------------------------
+
+
+def marked(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "<" in line]
+
+
+def test_the_excerpt_puts_expected_beside_got_and_marks_the_element() -> None:
+    expected = torch.arange(30, dtype=torch.float64).reshape(5, 6)
+    actual = expected.clone()
+    actual[2, 3] = -7.0
+    text = excerpt(expected, actual, [2, 3])
+
+    header, *rows = text.splitlines()
+    assert header.split() == ["expected", "|", "got"]
+    assert [r.split("]")[0] + "]" for r in rows] == ["[1, 1:6]", "[2, 1:6]", "[3, 1:6]"]
+    (line,) = marked(text)
+    left, right = line.split("|")
+    assert left.split() == ["[2,", "1:6]", "13", "14", "15<", "16", "17"]
+    assert right.split() == ["13", "14", "-7<", "16", "17"]
+
+
+def test_the_excerpt_is_clipped_at_the_edges() -> None:
+    expected = torch.zeros(2, 2, dtype=torch.float64)
+    actual = expected.clone()
+    actual[0, 0] = 1.0
+    rows = excerpt(expected, actual, [0, 0]).splitlines()[1:]
+
+    assert [r.split("]")[0] + "]" for r in rows] == ["[0, 0:2]", "[1, 0:2]"]
+
+
+def test_the_excerpt_of_a_vector_is_one_row() -> None:
+    expected = torch.zeros(10, dtype=torch.float64)
+    actual = expected.clone()
+    actual[7] = 3.0
+    text = excerpt(expected, actual, [7])
+
+    assert len(text.splitlines()) == 2
+    (line,) = marked(text)
+    assert line.startswith("[5:10]")
+    assert line.split("|")[1].split() == ["0", "0", "3<", "0", "0"]
+
+
+def test_the_excerpt_of_a_higher_rank_tensor_keeps_the_leading_index() -> None:
+    expected = torch.zeros(2, 3, 4, 5, dtype=torch.float64)
+    actual = expected.clone()
+    actual[1, 2, 0, 4] = 5.0
+    text = excerpt(expected, actual, [1, 2, 0, 4])
+
+    (line,) = marked(text)
+    assert line.startswith("[1, 2, 0, 2:5]")
+    assert line.split("|")[1].split() == ["0", "0", "5<"]
+
+
+def test_the_excerpt_of_a_scalar_is_one_line() -> None:
+    assert excerpt(torch.tensor(1.5), torch.tensor(2.0), []) == "expected 1.5  got 2"

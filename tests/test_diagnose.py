@@ -1,0 +1,441 @@
+"""The diagnosis zoo: deliberately wrong backwards, and what gradcheck says about each.
+
+Every spec in tests/zoo/ runs one everyday mistake (the code is in
+tests/zoo/{functional,fastai,cs231n,classes,functions}.py, one file per
+calling convention). For each, the test asserts the JSON ``diagnosis`` of the
+check that must be flagged, a key part of its ``hint``, and that no other
+tensor is blamed. ``gradcheck run tests/zoo`` shows the whole zoo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import gradcheck_cli
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+LAYER_SPECS = Path(__file__).resolve().parent.parent / "layer_specs"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    spec: str  # tests/zoo/{spec}.yaml
+    tensor: str  # the check that must be flagged
+    diagnosis: str
+    hint: str  # a key part of the hint
+    dtype: str = "float64"
+    status: str = "mismatch"
+    also: tuple[str, ...] = ()  # other checks that fail too (every other one passes)
+
+    def __str__(self) -> str:
+        return f"{self.spec}-{self.dtype}"
+
+
+F32, F64 = "float32", "float64"
+SHAPE, ERROR, MISSING = "shape_error", "error", "missing"
+
+# fmt: off
+MISTAKES = [
+    # transposed: a shape error when the two dims differ, a value mismatch when they agree.
+    Mistake("linear_weight_transposed", "weight", "transposed",
+            "dim 0 (out=4) and dim 1 (in=3) swapped", F64, SHAPE),
+    Mistake("linear_weight_transposed", "weight", "transposed",
+            "[in=3, out=4] instead of [out=4, in=3]", F32, SHAPE),
+    Mistake("linear_weight_transposed_square", "weight", "transposed",
+            "the shapes agree only because out = in = 4", F32),
+    Mistake("function_weight_transposed_square", "weight", "transposed", "the shapes agree only", F64),
+    Mistake("affine_dw_transposed", "w", "transposed", "[M=4, D=3] instead of [D=3, M=4]", F64, SHAPE),
+    Mistake("lin_grad_w_transposed", "w", "transposed", "dim 0 (in=3) and dim 1 (out=4) swapped", F32, SHAPE),
+    Mistake("class_lin_w_transposed", "w", "transposed", "swap the matmul's operands", F64, SHAPE),
+    # missing_reduction: the hint names the dim to sum.
+    Mistake("linear_bias_not_summed", "bias", "missing_reduction", "sum over dim 0 (batch=5)", F64, SHAPE),
+    Mistake("lin_grad_b_not_summed", "b", "missing_reduction", "(n=5), the dim b was broadcast", F32, SHAPE),
+    Mistake("affine_db_not_summed", "b", "missing_reduction", "sum over dim 0 (N=5)", F32, SHAPE),
+    # reshaped: keepdim, a column vector, flattened.
+    Mistake("linear_bias_keepdim", "bias", "reshaped", "[1, out=4] instead of [out=4]", F64, SHAPE),
+    Mistake("lin_grad_b_column", "b", "reshaped", "[out=4, 1] instead of [out=4]", F32, SHAPE),
+    Mistake("linear_weight_flattened", "weight", "reshaped",
+            "[12] instead of [out=4, in=3] (it was flattened)", F64, SHAPE),
+    Mistake("affine_dx_flat", "x", "reshaped", "[15] instead of [N=5, D=3]", F32, SHAPE),
+    Mistake("mse_grad_no_unsqueeze", "inp", "reshaped", "[n=5] instead of [n=5, 1]", F64, SHAPE),
+    # scaled: c, and the dim whose size it matches.
+    Mistake("mse_grad_no_mean", "inp", "scaled", "5 x the expected: a missing 1/n (n=5", F64),
+    Mistake("mse_grad_no_two", "inp", "scaled", "1/2 x the expected: a missing factor 2", F32),
+    Mistake("cross_entropy_sum_not_mean", "logits", "scaled",
+            "5 x the expected: a missing 1/batch (batch=5", F32),
+    Mistake("function_mse_no_mean", "inp", "scaled", "6 x the expected: a missing 1/n (n=6", F32),
+    Mistake("mse_grad_no_mean_no_two", "inp", "scaled",
+            "5/2 x the expected: a missing 1/n (n=5) and a missing factor 2", F64),
+    Mistake("mse_all_elements_no_mean", "x", "scaled", "20 x the expected: a missing 1/(N*M) (N*M=20", F32),
+    # sign_flipped, swapped, zero.
+    Mistake("linear_x_sign_flipped", "x", "sign_flipped", "minus the expected one", F64),
+    Mistake("linear_x_sign_flipped", "x", "sign_flipped", "minus the expected one", F32),
+    Mistake("mul_swapped", "a", "swapped", "a holds the gradient of b", F64, also=("b",)),
+    Mistake("mul_swapped", "b", "swapped", "b holds the gradient of a", F32, also=("a",)),
+    Mistake("linear_return_order", "x", "swapped", "x holds the gradient of weight", F64, SHAPE, ("weight",)),
+    Mistake("lin_grad_w_zero", "w", "zero", "w gradient is all zeros", F32),
+    # nonfinite: says where, and what the input is there.
+    Mistake("sigmoid_overflow", "x", "nonfinite", "2 of 12 elements are NaN, at [0, 0] (where x=940.1)", F64),
+    Mistake("sigmoid_overflow", "x", "nonfinite", "are NaN, at [0, 0] (where x=940.1)", F32),
+    # partial: the fraction, and the pattern when there is one.
+    Mistake("relu_mask_forgotten", "x", "partial", "9 of 15 elements of x (60%) are wrong", F64),
+    Mistake("relu_mask_forgotten", "x", "partial", "the wrong ones are exactly where x <= 0", F32),
+    Mistake("relu_grad_no_mask", "x", "partial", "where x <= 0: a mask (like ReLU's) is missing", F32),
+    Mistake("cs231n_relu_no_mask", "x", "partial", "exactly where x <= 0", F64),
+    Mistake("class_relu_no_mask", "x", "partial", "exactly where x <= 0", F32),
+    Mistake("class_lin_loop_from_one", "w", "partial", "exactly those with index 0 along dim 1 (out=4)", F64),
+    Mistake("cross_entropy_no_one_hot", "logits", "partial", "exactly at the targ class of each row", F64),
+    Mistake("cross_entropy_no_one_hot", "logits", "partial", "the -1 at the target is missing", F32),
+    # forward_mismatch: on the output; the gradients computed from it are marked.
+    Mistake("tanh_forward_typo", "out", "forward_mismatch", "not meaningful", F64, also=("x",)),
+    # modified_input: the checked code changed what it was handed.
+    Mistake("relu_inplace_forward", "x", "modified_input", "modified x in place", F64, ERROR),
+    Mistake("relu_inplace_backward", "grad_out", "modified_input", "modified grad_out in place", F32, ERROR),
+    # missing: no .g set, None returned.
+    Mistake("lin_grad_b_forgotten", "b", "missing", "b.g", F64, MISSING),
+    # Half precision: the same rules at float16/bfloat16 tolerances.
+    Mistake("relu_mask_forgotten", "x", "partial", "exactly where x <= 0", "bfloat16"),
+    Mistake("mse_grad_no_mean", "inp", "scaled", "5 x the expected: a missing 1/n (n=5", "float16"),
+    Mistake("linear_weight_transposed_square", "weight", "transposed", "the shapes agree only", "bfloat16"),
+    Mistake("linear_bias_none", "bias", "missing", "returned None for bias", F32, MISSING),
+    Mistake("function_no_bias_grad", "bias", "missing", "returned None for bias", F64, MISSING),
+]
+# fmt: on
+
+CORRECT = ["linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct"]
+
+
+def run_json(gradcheck: Any, *args: str) -> dict[str, Any]:
+    ran = gradcheck("run", *args, "--format", "json")
+    assert ran.exit_code in (0, 1), ran.stderr
+    report: dict[str, Any] = json.loads(ran.stdout)
+    report["exit_code"] = ran.exit_code
+    return report
+
+
+def zoo(name: str) -> str:
+    return str(ZOO / f"{name}.yaml")
+
+
+def checks_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_the_zoo_is_big_enough_and_covers_every_convention_and_the_whole_vocabulary() -> None:
+    specs = {m.spec for m in MISTAKES}
+    assert len(specs) >= 25
+    assert all((ZOO / f"{s}.yaml").is_file() for s in specs | set(CORRECT))
+    files = {re.search(r"file: (\S+)", (ZOO / f"{s}.yaml").read_text()).group(1) for s in specs}  # type: ignore[union-attr]
+    assert files == {"functional.py", "fastai.py", "cs231n.py", "classes.py", "functions.py"}
+    assert {m.dtype for m in MISTAKES} >= {F32, F64}
+    vocabulary = {
+        "transposed", "missing_reduction", "reshaped", "scaled", "sign_flipped", "swapped", "zero",
+        "nonfinite", "partial", "forward_mismatch", "modified_input", "missing",
+    }  # fmt: skip
+    assert {m.diagnosis for m in MISTAKES} == vocabulary
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=str)
+def test_each_mistake_is_diagnosed_and_nothing_else_is_blamed(gradcheck: Any, mistake: Mistake) -> None:
+    report = run_json(gradcheck, zoo(mistake.spec), "--dtype", mistake.dtype)
+
+    assert report["exit_code"] == 1
+    (result,) = report["results"]
+    assert result["status"] == "fail"
+    assert result["dtype"] == mistake.dtype
+    checks = checks_of(result)
+    flagged = checks[mistake.tensor]
+    assert flagged["status"] == mistake.status
+    assert flagged["diagnosis"] == mistake.diagnosis
+    assert mistake.hint in flagged["hint"]
+    failing = {name for name, c in checks.items() if c["status"] != "pass"}
+    assert failing == {mistake.tensor, *mistake.also}
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize("spec", CORRECT)
+def test_a_correct_backward_in_each_convention_passes_with_no_diagnosis(
+    gradcheck: Any, spec: str, dtype: str
+) -> None:
+    report = run_json(gradcheck, zoo(spec), "--dtype", dtype)
+
+    assert report["exit_code"] == 0
+    (result,) = report["results"]
+    assert result["status"] == "pass"
+    for check in result["checks"]:
+        assert (check["status"], check["diagnosis"], check["hint"]) == ("pass", None, None)
+        assert check["worst_index"] is None
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_no_builtin_layer_gets_a_diagnosis(gradcheck: Any, dtype: str) -> None:
+    # 27 correct backwards (convolutions, attention, norms, losses...): a diagnosis
+    # never turns one of them into a failure, in either dtype.
+    report = run_json(gradcheck, str(LAYER_SPECS), "--dtype", dtype)
+
+    assert report["exit_code"] == 0
+    assert report["summary"]["failed"] == report["summary"]["errors"] == 0
+    assert [c for r in report["results"] for c in r["checks"] if c["diagnosis"] is not None] == []
+
+
+# -- null: say so, never guess ---------------------------------------------------------
+
+
+def test_random_numbers_get_no_diagnosis_and_the_hint_says_nothing_fits(gradcheck: Any) -> None:
+    # At half precision a random number lands within tolerance now and then: still no guess.
+    for dtype in (F64, F32, "float16", "bfloat16"):
+        report = run_json(gradcheck, zoo("linear_noise"), "--dtype", dtype)
+        weight = checks_of(report["results"][0])["weight"]
+
+        assert weight["status"] == "mismatch"
+        assert weight["diagnosis"] is None
+        assert weight["hint"].startswith("no known mistake explains these values")
+
+
+def test_a_wrong_shape_nothing_explains_gets_no_diagnosis_and_shows_both_shapes(gradcheck: Any) -> None:
+    report = run_json(gradcheck, zoo("linear_noise_shape"))
+    bias = checks_of(report["results"][0])["bias"]
+
+    assert bias["status"] == "shape_error"
+    assert bias["diagnosis"] is None
+    assert bias["hint"] == (
+        "shape [in=3] where [out=4] is expected; no known mistake explains the values"
+        " (not a transpose, a missing sum, a reshape or a swap)"
+    )
+
+
+def test_when_the_expected_gradient_is_all_zeros_the_null_hint_says_so() -> None:
+    # out = x * ones_like(y) does not depend on y's values: its gradient is zero.
+    report = gradcheck_cli.check(
+        reference=lambda x, y: x * torch.ones_like(y),
+        backward=lambda grad_out, x, y: (grad_out, x * grad_out),  # as if out were x * y
+        shapes={"x": (5, 3), "y": (5, 3)},
+    )
+    y = report["y"]
+
+    assert (y.status, y.diagnosis) == ("mismatch", None)
+    assert y.hint is not None and y.hint.endswith(
+        "the expected gradient is all zeros: the output does not depend on y"
+    )
+
+
+def test_the_table_shows_no_diagnosis_label_when_nothing_fits(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("linear_noise"))
+
+    assert ran.exit_code == 1
+    assert "weight: no known mistake explains these values" in ran.stdout
+    assert "weight: [" not in ran.stdout
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def row_of(table: str, tensor: str) -> str:
+    (line,) = [line for line in table.splitlines() if line.split()[:1] == [tensor] and "  " in line.strip()]
+    return line
+
+
+def test_the_table_shows_the_diagnosis_and_its_hint(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("linear_bias_not_summed"))
+
+    assert ran.exit_code == 1
+    assert (
+        "bias: [missing_reduction] bias gradient has shape [batch=5, out=4] instead of [out=4]:" in ran.stdout
+    )
+    assert "sum over dim 0 (batch=5)" in ran.stdout
+
+
+def test_a_shape_error_row_shows_expected_and_actual_shapes_with_dim_names(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("linear_bias_not_summed"))
+
+    assert re.search(
+        r"bias\s+param\s+\[out=4\]\s+\[batch=5, out=4\]\s+.*shape_error", row_of(ran.stdout, "bias")
+    )
+    ran = gradcheck("run", zoo("lin_grad_w_transposed"))
+    assert re.search(
+        r"w\s+param\s+\[in=3, out=4\]\s+\[out=4, in=3\]\s+.*shape_error", row_of(ran.stdout, "w")
+    )
+
+
+def test_every_mismatching_tensor_of_a_result_is_reported(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("linear_two_bugs"))
+    assert ran.exit_code == 1
+    assert "weight: [transposed]" in ran.stdout
+    assert "bias: [missing_reduction]" in ran.stdout
+
+    checks = checks_of(run_json(gradcheck, zoo("linear_two_bugs"))["results"][0])
+    assert (checks["weight"]["diagnosis"], checks["bias"]["diagnosis"]) == ("transposed", "missing_reduction")
+    assert (checks["x"]["status"], checks["out"]["status"]) == ("pass", "pass")
+
+
+def test_gradients_computed_from_a_wrong_forward_are_marked_not_meaningful(gradcheck: Any) -> None:
+    checks = checks_of(run_json(gradcheck, zoo("tanh_forward_typo"))["results"][0])
+
+    assert checks["out"]["kind"] == "output"
+    assert "the gradients below are computed from it" in checks["out"]["hint"]
+    assert checks["x"]["status"] == "mismatch"
+    assert checks["x"]["hint"].endswith("(forward differs: not meaningful)")
+
+
+# -- the worst element ---------------------------------------------------------------------
+
+
+def test_a_failing_check_names_its_worst_element_in_json(gradcheck: Any) -> None:
+    checks = checks_of(run_json(gradcheck, zoo("linear_x_sign_flipped"))["results"][0])
+    x = checks["x"]
+
+    row, col = x["worst_index"]
+    assert 0 <= row < 5 and 0 <= col < 3
+    assert x["actual_value"] == pytest.approx(-x["expected_value"])
+    assert abs(x["expected_value"]) == pytest.approx(x["max_abs_err"] / 2)
+    for passing in ("out", "weight", "bias"):
+        assert checks[passing]["worst_index"] is None
+        assert checks[passing]["expected_value"] is None and checks[passing]["actual_value"] is None
+
+
+def test_the_worst_element_of_a_forgotten_relu_mask_is_one_that_should_be_zero(gradcheck: Any) -> None:
+    x = checks_of(run_json(gradcheck, zoo("relu_mask_forgotten"))["results"][0])["x"]
+
+    assert x["expected_value"] == 0.0
+    assert x["actual_value"] != 0.0
+    assert abs(x["actual_value"]) == pytest.approx(x["max_abs_err"])
+
+
+def test_the_table_shows_the_worst_element_on_failing_rows_only(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("linear_x_sign_flipped"))
+
+    worst = [line.strip() for line in ran.stdout.splitlines() if "worst element" in line]
+    assert len(worst) == 1
+    assert re.fullmatch(r"x: worst element \[\d+, \d+\]: expected (-?[\d.]+), got (-?[\d.]+)", worst[0])
+    got, expected = re.findall(r"(?:expected|got) (-?[\d.]+)", worst[0])[::-1]
+    assert float(got) == pytest.approx(-float(expected))
+
+
+def test_verbose_adds_expected_beside_got_around_the_worst_element(gradcheck: Any) -> None:
+    plain = gradcheck("run", zoo("relu_mask_forgotten"))
+    verbose = gradcheck("run", zoo("relu_mask_forgotten"), "--verbose")
+
+    assert "|" not in plain.stdout
+    lines = verbose.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "worst element" in line)
+    header, *rows = lines[start + 1 : start + 4]
+    assert header.split() == ["expected", "|", "got"]
+    marked = [r for r in rows if "<" in r]
+    assert len(marked) == 1
+    left, right = marked[0].split("|")
+    assert left.strip().startswith("[0, 0:3]")
+    assert re.search(r"\b0<", left) and re.search(r"-2\.63<", right)
+
+
+# -- a transpose the shapes cannot show -----------------------------------------------------
+
+
+BLIND_SPOT = (
+    "weight is [out=4, in=4]: a transposed gradient has the right shape here,"
+    " so shapes alone cannot catch a transpose"
+)
+
+
+def test_square_dims_get_a_note_that_shapes_cannot_catch_a_transpose(gradcheck: Any) -> None:
+    square = gradcheck("linear", "--in", "4", "--out", "4")
+    assert square.exit_code == 0
+    assert f"note: {BLIND_SPOT}" in square.stdout
+
+    ran = gradcheck("linear", "--in", "4", "--out", "4", "--format", "json")
+    (result,) = json.loads(ran.stdout)["results"]
+    assert any(BLIND_SPOT in note for note in result["notes"])
+
+    distinct = gradcheck("linear", "--in", "3", "--out", "4")
+    assert "note:" not in distinct.stdout
+
+
+def test_the_same_transpose_is_a_shape_error_at_3x4_and_a_value_mismatch_at_4x4() -> None:
+    spec = ZOO / "linear_weight_transposed.yaml"
+    at_3x4 = gradcheck_cli.check(spec)["weight"]
+    at_4x4_report = gradcheck_cli.check(spec, **{"in": 4, "out": 4})
+    at_4x4 = at_4x4_report["weight"]
+
+    assert (at_3x4.status, at_3x4.diagnosis) == ("shape_error", "transposed")
+    assert (at_4x4.status, at_4x4.diagnosis) == ("mismatch", "transposed")
+    assert at_4x4.mismatched == 12  # the diagonal of a transpose is right
+    assert any(BLIND_SPOT in note for note in at_4x4_report.results[0].notes)
+
+
+# -- --sweep -----------------------------------------------------------------------------------
+
+
+def test_a_bug_hidden_at_the_specs_own_sizes_passes_without_sweep(gradcheck: Any) -> None:
+    # mean_sq_wrong_dim divides by features where batch belongs: batch == features == 4 hides it.
+    ran = gradcheck("run", zoo("mean_sq_wrong_dim"))
+
+    assert ran.exit_code == 0
+
+
+def test_sweep_finds_the_hidden_bug_and_reports_the_worst_case(gradcheck: Any) -> None:
+    report = run_json(gradcheck, zoo("mean_sq_wrong_dim"), "--sweep")
+
+    assert report["exit_code"] == 1
+    (result,) = report["results"]
+    assert result["dims"]["batch"] != result["dims"]["features"]
+    x = checks_of(result)["x"]
+    batch, features = result["dims"]["batch"], result["dims"]["features"]
+    assert x["diagnosis"] == "scaled"
+    assert f"divided by features={features} where batch={batch} belongs" in x["hint"]
+    # Every case run is listed; the one reported is the worst of the failing ones.
+    cases = result["sweep"]
+    assert {"dims": {"batch": 4, "features": 4}, "seed": 0, "status": "pass", "failing": []} in cases
+    failing = [c for c in cases if c["status"] == "fail"]
+    assert failing and all(c["failing"] == ["x"] for c in failing)
+    assert {"dims": result["dims"], "seed": result["seed"], "status": "fail", "failing": ["x"]} in failing
+    worst = max(abs(1 - c["dims"]["batch"] / c["dims"]["features"]) for c in failing)
+    assert x["max_rel_err"] == pytest.approx(worst)
+
+
+def test_sweep_is_summarised_under_the_table(gradcheck: Any) -> None:
+    ran = gradcheck("run", zoo("mean_sq_wrong_dim"), "--sweep")
+
+    assert ran.exit_code == 1
+    assert re.search(
+        r"sweep: \d+ cases, \d+ not passing; worst shown \(batch=\d+ features=\d+ seed=\d+: fail", ran.stdout
+    )
+
+
+def test_a_factor_two_dims_could_explain_names_both_and_picks_neither() -> None:
+    report = gradcheck_cli.check(ZOO / "cross_entropy_sum_not_mean.yaml", batch=4, classes=4)
+    logits = report["logits"]
+
+    assert logits.diagnosis == "scaled"
+    assert logits.hint == (
+        "logits gradient is 4 x the expected:"
+        " a missing 1/4 (batch=classes=4: the mean over batch or classes?)"
+    )
+
+
+# -- the README's three mistakes ---------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "mistakes"
+
+
+@pytest.mark.parametrize(
+    ("spec", "tensor", "diagnosis", "hint"),
+    [
+        ("transposed_weight", "w", "transposed", "(shape [out=4, in=3] instead of [in=3, out=4])"),
+        ("bias_not_summed", "bias", "missing_reduction", "sum over dim 0 (batch=5)"),
+        ("relu_mask", "x", "partial", "the wrong ones are exactly where x <= 0"),
+    ],
+)
+def test_the_readme_mistakes_say_what_the_readme_shows(
+    gradcheck: Any, spec: str, tensor: str, diagnosis: str, hint: str
+) -> None:
+    ran = gradcheck("run", str(EXAMPLES / f"{spec}.yaml"))
+
+    assert ran.exit_code == 1
+    assert f"{tensor}: [{diagnosis}] " in ran.stdout
+    assert hint in ran.stdout
