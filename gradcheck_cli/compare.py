@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,9 @@ def compare(
     close = tol.allclose(a, e)
     finite = torch.isfinite(a) & torch.isfinite(e)
     diff = torch.where(finite, (a - e).abs(), torch.zeros_like(e))
-    rel = torch.where(finite & (e != 0), diff / e.abs().clamp_min(1e-300), torch.zeros_like(e))
+    # Relative to |expected|; an error where zero was expected is infinitely relative
+    # (JSON shows it as null), never hidden as 0.
+    rel = torch.where(e != 0, diff / e.abs().clamp_min(1e-300), torch.where(diff > 0, math.inf, 0.0))
     check.max_abs_err = float(diff.max()) if diff.numel() else 0.0
     check.max_rel_err = float(rel.max()) if rel.numel() else 0.0
     check.mismatched = int((~close).sum())
