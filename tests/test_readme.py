@@ -1,0 +1,36 @@
+"""The README stays true: every `$ gradcheck ...` shown in it prints what it says."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from .conftest import REPO
+
+
+def _examples() -> list[tuple[str, str]]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        chunks = re.split(r"^\$ ", block, flags=re.M)
+        for chunk in chunks[1:]:
+            command, _, output = chunk.partition("\n")
+            if command.startswith("gradcheck "):
+                found.append((command, output.rstrip("\n")))
+    return found
+
+
+EXAMPLES = _examples()
+
+
+def test_the_readme_shows_real_runs():
+    assert len(EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize(("command", "output"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
+def test_readme_example_output_is_current(gradcheck, monkeypatch, command, output):
+    monkeypatch.chdir(REPO)
+    ran = gradcheck(*shlex.split(command)[1:])
+    assert ran.stdout.rstrip("\n") == output
