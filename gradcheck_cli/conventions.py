@@ -16,12 +16,15 @@ report) any in-place modification, and to keep the reference side untouched.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib
-import importlib.util
 import os
+import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -42,9 +45,18 @@ class UserCodeError(Exception):
     def __init__(self, stage: str, exc: BaseException) -> None:
         self.stage = stage
         self.exc = exc
-        self.where = user_frame(exc.__traceback__)
+        self.where = user_frame(exc.__traceback__, exc)
         where = f" at {self.where}" if self.where else ""
         super().__init__(f"{stage} raised {type(exc).__name__}: {exc}{where}")
+
+
+@contextmanager
+def user_code(stage: str) -> Iterator[None]:
+    """Run the checked code: whatever it raises (even SystemExit) becomes a UserCodeError."""
+    try:
+        yield
+    except (Exception, SystemExit) as exc:
+        raise UserCodeError(stage, exc) from exc
 
 
 class ConventionError(Exception):
@@ -55,17 +67,34 @@ _TORCH_DIR = str(Path(torch.__file__).parent.resolve()) + os.sep
 _OWN_FILES = {str(Path(__file__).resolve())}
 
 
-def user_frame(tb: TracebackType | None) -> str | None:
-    """``file:line`` of the deepest traceback frame in the user's code."""
-    where = None
+def _is_library(filename: str) -> bool:
+    """A frame of torch, numpy, an installed package, or Python's import machinery."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return True
+    resolved = str(Path(filename).resolve())
+    return resolved.startswith(_TORCH_DIR) or "site-packages" in resolved or "dist-packages" in resolved
+
+
+def user_frame(tb: TracebackType | None, exc: BaseException | None = None) -> str | None:
+    """``file:line`` of the deepest traceback frame in the user's code.
+
+    Frames in torch, numpy and other installed packages are skipped when a
+    frame of the user's own files is there to point at; a SyntaxError points
+    at the line it is about.
+    """
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{exc.filename}:{exc.lineno}"
+    deepest_user = deepest_any = None
     for frame, line in traceback.walk_tb(tb):
-        filename = str(Path(frame.f_code.co_filename).resolve())
-        if filename.startswith(_TORCH_DIR) or filename in _OWN_FILES:
+        filename = frame.f_code.co_filename
+        if str(Path(filename).resolve()) in _OWN_FILES:
             continue
-        if "site-packages" in filename and f"{os.sep}numpy{os.sep}" in filename:
-            continue
-        where = f"{frame.f_code.co_filename}:{line}"
-    return where
+        where = f"{filename}:{line}"
+        if not filename.startswith("<"):
+            deepest_any = where
+        if not _is_library(filename):
+            deepest_user = where
+    return deepest_user or deepest_any
 
 
 def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any]:
@@ -83,33 +112,48 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
     except BaseException as exc:  # noqa: BLE001 - any import failure is reported, not raised
         if isinstance(exc, KeyboardInterrupt):
             raise
-        where = user_frame(exc.__traceback__)
+        where = user_frame(exc.__traceback__, exc)
         at = f" (at {where})" if where else ""
+        message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
         raise spec.error(
-            f"cannot import {source.describe()}: {type(exc).__name__}: {exc}{at}", f"{key}.{'module' if source.module else 'file'}"
+            f"cannot import {source.describe()}: {type(exc).__name__}: {message}{at}",
+            f"{key}.{'module' if source.module else 'file'}",
         ) from None
     return vars(module)
 
 
+_FILE_MODULES: dict[Path, tuple[str, ModuleType]] = {}
+
+
 def _import_file(path: Path) -> ModuleType:
+    """Execute a .py file as a module, again whenever its text has changed.
+
+    Re-running after an edit (in a notebook, or after filling in a template)
+    must run the new code: modules are cached by content, not by path, and no
+    bytecode is written next to the user's file.
+    """
     path = path.resolve()
-    name = f"gradcheck_user_{abs(hash(str(path)))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
+    source = path.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()
+    cached = _FILE_MODULES.get(path)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"gradcheck_user_{stem}_{digest[:12]}"
+    module = ModuleType(name)
+    module.__file__ = str(path)
+    code = compile(source, str(path), "exec", dont_inherit=True)
     # Let the file import its neighbours (a helper module next to it).
     sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
     try:
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise
     finally:
         sys.path.remove(str(path.parent))
+    _FILE_MODULES[path] = (digest, module)
     return module
 
 
@@ -120,9 +164,15 @@ def lookup(namespace: Mapping[str, Any], dotted: str, spec: Spec, key: str) -> A
 
         public = [k for k in namespace if not k.startswith("_")]
         raise spec.error(f"{head!r} is not defined in the implementation{did_you_mean(head, public)}", key)
-    obj = namespace[head]
-    for attr in rest:
-        obj = getattr(obj, attr)
+    return _walk_attrs(namespace[head], rest, dotted, spec, key)
+
+
+def _walk_attrs(obj: Any, attrs: list[str], dotted: str, spec: Spec, key: str) -> Any:
+    for attr in attrs:
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise spec.error(f"{dotted!r}: {type(obj).__name__} has no attribute {attr!r}", key) from None
     return obj
 
 
@@ -172,13 +222,27 @@ class Invoker:
         if self.target is not None:
             if call.func == "__call__":
                 return self.target  # type: ignore[no-any-return]
-            if not hasattr(self.target, call.func):
-                raise self.spec.error(f"{type(self.target).__name__} has no method {call.func!r}", key)
-            return getattr(self.target, call.func)  # type: ignore[no-any-return]
-        func = lookup(namespace, call.func, self.spec, key)
+            head, *rest = call.func.split(".")
+            if not hasattr(self.target, head):
+                from .spec import did_you_mean
+
+                methods = [m for m in dir(self.target) if not m.startswith("_")]
+                raise self.spec.error(
+                    f"{type(self.target).__name__} has no method {head!r}{did_you_mean(head, methods)}", key
+                )
+            func = _walk_attrs(getattr(self.target, head), rest, call.func, self.spec, key)
+        else:
+            func = lookup(namespace, call.func, self.spec, key)
         if not callable(func):
             raise self.spec.error(f"{call.func!r} is not callable", key)
         return func  # type: ignore[no-any-return]
+
+    def label(self, call: Call) -> str:
+        """How a message names the call: ``lin_grad()``, ``Model.backward()``, ``Model()``."""
+        if self.target is None:
+            return f"{call.func}()"
+        cls = type(self.target).__name__
+        return f"{cls}()" if call.func == "__call__" else f"{cls}.{call.func}()"
 
     def __call__(self, stage: str, call: Call, func: Callable[..., Any]) -> Any:
         args, kwargs = [], {}
@@ -188,10 +252,8 @@ class Invoker:
                 kwargs[arg.keyword] = value
             else:
                 args.append(value)
-        try:
+        with user_code(stage):
             return func(*args, **kwargs)
-        except Exception as exc:
-            raise UserCodeError(stage, exc) from exc
 
 
 def _unpack(call: Call, returned: Any) -> dict[str, Any]:
@@ -226,7 +288,9 @@ def run_implementation(
     """Run the hand-written forward/backward on copies of ``values``.
 
     ``values`` are the pristine inputs and params, ``grad_outs`` the upstream
-    gradient per output. Raises :class:`UserCodeError` when the code raises,
+    gradient per output: neither is ever handed to the user's code, which gets
+    clones (numpy arrays with ``backend: numpy``) and a deep copy of the
+    options. Raises :class:`UserCodeError` when the code raises,
     :class:`ConventionError` when it returns the wrong things.
     """
     impl = spec.implementation
@@ -234,7 +298,7 @@ def run_implementation(
     namespace = load_namespace(impl.source, spec, "implementation")
     handed = {name: _copy(v, numpy) for name, v in values.items()}
     handed_grads = {out: _copy(g, numpy) for out, g in grad_outs.items()}
-    scope: dict[str, Any] = {**spec.options, **dims, **handed}
+    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **handed}
     for alias, out in spec.grad_names().items():
         scope[alias] = handed_grads[out]
     outcome = Outcome()
@@ -242,42 +306,7 @@ def run_implementation(
     if impl.autograd_function:
         _run_autograd_function(spec, namespace, scope, handed, handed_grads, outcome)
     else:
-        invoker = Invoker(spec, scope)
-        if impl.cls is not None:
-            cls = invoker.resolve(impl.cls, namespace, "implementation.class")
-            invoker.target = invoker("class " + impl.cls.func, impl.cls, cls)
-        if impl.forward is not None:
-            fwd = impl.forward
-            func = invoker.resolve(fwd, namespace, "implementation.forward")
-            bound = _unpack(fwd, invoker("forward", fwd, func))
-            scope.update(bound)
-            named = [o for o in spec.outputs if o in bound]
-            if not named:  # outputs not named in the returns: take the first slots
-                named_slots = [r for r in (fwd.returns or ()) if r != "_"][: len(spec.outputs)]
-                outcome.outputs = {o: _snapshot_out(bound[s]) for o, s in zip(spec.outputs, named_slots)}
-            else:
-                outcome.outputs = {o: _snapshot_out(bound[o]) for o in named}
-        assert impl.backward is not None
-        bwd = impl.backward
-        func = invoker.resolve(bwd, namespace, "implementation.backward")
-        if bwd.returns is None:  # fastai: out.g in, tensor.g out
-            for out in spec.outputs:
-                target = scope.get(out)
-                if isinstance(target, torch.Tensor):
-                    target.g = handed_grads[out]  # type: ignore[attr-defined]
-            invoker("backward", bwd, func)
-            for t in spec.checked:
-                outcome.grads[t.name] = getattr(handed[t.name], "g", MISSING)
-        else:
-            returned = invoker("backward", bwd, func)
-            for name, value in _unpack(bwd, returned).items():
-                outcome.grads[name] = MISSING if value is None else value
-                if value is None:
-                    outcome.problems[name] = f"{bwd.func}() returned None for {name}"
-            for t in spec.checked:
-                if t.name not in outcome.grads:
-                    outcome.grads[t.name] = MISSING
-                    outcome.problems.setdefault(t.name, f"no return slot of {bwd.func}() is named {t.name!r}")
+        _run_calls(spec, namespace, scope, handed, handed_grads, outcome)
 
     for name, pristine in values.items():
         if not _same(pristine, handed[name]):
@@ -288,6 +317,72 @@ def run_implementation(
     return outcome
 
 
+def _run_calls(
+    spec: Spec,
+    namespace: Mapping[str, Any],
+    scope: dict[str, Any],
+    handed: dict[str, Any],
+    handed_grads: dict[str, Any],
+    outcome: Outcome,
+) -> None:
+    """functional, fastai, class and numpy: the spec's class/forward/backward calls."""
+    impl = spec.implementation
+    invoker = Invoker(spec, scope)
+    if impl.cls is not None:
+        cls = invoker.resolve(impl.cls, namespace, "implementation.class")
+        invoker.target = invoker(f"class {impl.cls.func}()", impl.cls, cls)
+    # Which name in scope holds each output (the forward's return slot for it).
+    out_slots: dict[str, str] = {}
+    if impl.forward is not None:
+        fwd = impl.forward
+        func = invoker.resolve(fwd, namespace, "implementation.forward")
+        bound = _unpack(fwd, invoker(f"forward {invoker.label(fwd)}", fwd, func))
+        scope.update(bound)
+        if any(o in bound for o in spec.outputs):
+            out_slots = {o: o for o in spec.outputs if o in bound}
+        else:  # outputs not named in the returns: the first slots are the outputs
+            slots = [r for r in (fwd.returns or ()) if r != "_"][: len(spec.outputs)]
+            out_slots = dict(zip(spec.outputs, slots, strict=False))
+        outcome.outputs = {o: _snapshot_out(bound[slot]) for o, slot in out_slots.items()}
+    assert impl.backward is not None
+    bwd = impl.backward
+    func = invoker.resolve(bwd, namespace, "implementation.backward")
+    stage = f"backward {invoker.label(bwd)}"
+    if bwd.returns is None:  # fastai: out.g in, tensor.g out
+        if not out_slots:
+            raise spec.error(
+                "a backward without '->' reads the upstream gradient from out.g, but no forward"
+                " returns the output to set it on: add 'forward: \"...(...) -> out\"'",
+                "implementation.backward",
+            )
+        for out, slot in out_slots.items():
+            target = scope.get(slot)
+            if isinstance(target, torch.Tensor):
+                target.g = handed_grads[out]  # type: ignore[attr-defined]
+        returned = invoker(stage, bwd, func)
+        for t in spec.checked:
+            grad = getattr(handed[t.name], "g", None)
+            outcome.grads[t.name] = MISSING if grad is None else grad
+            if grad is None:
+                problem = f"{bwd.func}() did not set {t.name}.g"
+                if returned is not None:
+                    problem += (
+                        f"; it returned {_kind(returned)}: if it returns the gradients,"
+                        f" name them in the spec: '{bwd.text} -> {', '.join(c.name for c in spec.checked)}'"
+                    )
+                outcome.problems[t.name] = problem
+    else:
+        returned = invoker(stage, bwd, func)
+        for name, value in _unpack(bwd, returned).items():
+            outcome.grads[name] = MISSING if value is None else value
+            if value is None:
+                outcome.problems[name] = f"{bwd.func}() returned None for {name}"
+        for t in spec.checked:
+            if t.name not in outcome.grads:
+                outcome.grads[t.name] = MISSING
+                outcome.problems.setdefault(t.name, f"no return slot of {bwd.func}() is named {t.name!r}")
+
+
 def _run_autograd_function(
     spec: Spec,
     namespace: Mapping[str, Any],
@@ -296,34 +391,50 @@ def _run_autograd_function(
     handed_grads: dict[str, Any],
     outcome: Outcome,
 ) -> None:
+    """``Function.apply(*args)`` on leaves that require grad, then autograd's backward."""
     impl = spec.implementation
     assert impl.autograd_function is not None and impl.args is not None
-    fn = lookup(namespace, impl.autograd_function, spec, "implementation.autograd_function")
+    name = impl.autograd_function
+    fn = lookup(namespace, name, spec, "implementation.autograd_function")
     if not hasattr(fn, "apply"):
-        raise spec.error(f"{impl.autograd_function!r} has no .apply: is it a torch.autograd.Function?", "implementation.autograd_function")
+        raise spec.error(
+            f"{name!r} has no .apply: is it a torch.autograd.Function?", "implementation.autograd_function"
+        )
     for t in spec.checked:
         handed[t.name].requires_grad_(True)
-    try:
+    scope.update({t.name: handed[t.name] for t in spec.checked})
+    with user_code(f"forward {name}.apply()"):
         result = fn.apply(*(scope[a] for a in impl.args))
-    except Exception as exc:
-        raise UserCodeError("forward", exc) from exc
     results = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(results) != len(spec.outputs):
         raise ConventionError(
-            f"{impl.autograd_function}.apply returned {len(results)} values, expected {len(spec.outputs)} ({', '.join(spec.outputs)})"
+            f"{name}.apply returned {len(results)} values, expected {len(spec.outputs)}"
+            f" ({', '.join(spec.outputs)})"
         )
-    outcome.outputs = {o: _snapshot_out(r) for o, r in zip(spec.outputs, results)}
-    pairs = [(r, handed_grads[o]) for o, r in zip(spec.outputs, results) if isinstance(r, torch.Tensor) and r.requires_grad]
+    outcome.outputs = {o: _snapshot_out(r) for o, r in zip(spec.outputs, results, strict=True)}
+    pairs = [
+        (r, handed_grads[o])
+        for o, r in zip(spec.outputs, results, strict=True)
+        if isinstance(r, torch.Tensor) and r.requires_grad
+    ]
     if not pairs:
-        raise ConventionError(f"the output of {impl.autograd_function}.apply does not require grad")
+        raise ConventionError(f"the output of {name}.apply does not require grad: is its backward reachable?")
     try:
-        torch.autograd.backward([p[0] for p in pairs], [p[1] for p in pairs])
-    except Exception as exc:
-        raise UserCodeError("backward", exc) from exc
+        with user_code(f"backward {name}.backward()"):
+            torch.autograd.backward([p[0] for p in pairs], [p[1] for p in pairs])
+    except UserCodeError as exc:
+        _name_gradient_index(exc, impl.args)
+        raise
     for t in spec.checked:
         grad = handed[t.name].grad
         outcome.grads[t.name] = MISSING if grad is None else grad
         if grad is None:
-            outcome.problems[t.name] = f"{impl.autograd_function}.backward returned None for {t.name}"
-    for t in spec.checked:
+            outcome.problems[t.name] = f"{name}.backward returned None for {t.name}"
         handed[t.name] = handed[t.name].detach()
+
+
+def _name_gradient_index(exc: UserCodeError, args: tuple[str, ...]) -> None:
+    """torch says "invalid gradient at index 1": say which argument that is."""
+    found = re.search(r"at index (\d+)", str(exc.exc))
+    if found and int(found.group(1)) < len(args):
+        exc.args = (f"{exc.args[0]} (index {found.group(1)} is {args[int(found.group(1))]})",)

@@ -4,7 +4,15 @@ A reference is one PyTorch expression over the spec's names. Allowed:
 names (tensors, dims, options, ``torch``, ``F``, ``math``), literals,
 arithmetic and comparisons, ``a if c else b``, indexing and slicing,
 tuples and lists, attribute access (no underscores) and calls on those, and
-a few builtins. Anything else is rejected when the spec is loaded.
+a few builtins. Anything else (a lambda, ``__import__``, a dunder attribute,
+``**kwargs``, a comprehension) is rejected when the spec is loaded.
+
+This keeps a reference an expression about tensors; it is not a sandbox for
+hostile specs. A spec's ``file:``/``module:`` is code you run, like a test
+file. Still, the obvious ways out are closed: attributes that read or write
+files or load code (``torch.load``, ``torch.hub``, ``.tofile``...) are
+rejected, and an attribute that leads to a module outside torch and math
+(``torch.os``) fails when evaluated.
 """
 
 from __future__ import annotations
@@ -15,10 +23,19 @@ import keyword
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
 from .spec import did_you_mean
 
+# Attributes that do I/O or load code: never needed to state a layer's math.
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {
+        "load", "save", "hub", "jit", "compile", "library", "load_library", "cpp_extension", "load_inline",
+        "classes", "package", "multiprocessing", "distributed", "model_zoo", "tofile", "dump", "dumps",
+        "from_file", "system", "popen", "os", "sys", "builtins", "importlib", "subprocess",
+    }
+)  # fmt: skip
 SAFE_BUILTINS = ("len", "min", "max", "abs", "range", "tuple", "list", "int", "float", "bool", "slice")
 GLOBAL_NAMES = ("torch", "F", "math")
 
@@ -78,7 +95,16 @@ def parse_reference(expr: str, names: Iterable[str]) -> ast.Expression:
                 raise ReferenceSyntaxError(f"unknown name {name!r}{did_you_mean(name, known)}")
         elif isinstance(node, ast.Attribute):
             if node.attr.startswith("_"):
-                raise ReferenceSyntaxError(f"attribute {node.attr!r} is not allowed (no underscore attributes)")
+                raise ReferenceSyntaxError(
+                    f"attribute {node.attr!r} is not allowed (no underscore attributes)"
+                )
+            if node.attr in FORBIDDEN_ATTRIBUTES:
+                raise ReferenceSyntaxError(
+                    f"attribute {node.attr!r} is not allowed in a reference: it reads or writes files,"
+                    " or loads code (put such code in a reference file: 'reference: {file: ..., call: ...}')"
+                )
+        elif isinstance(node, ast.keyword) and node.arg is None:
+            raise ReferenceSyntaxError("'**' is not allowed in a reference expression")
         elif not isinstance(node, _ALLOWED_NODES):
             raise ReferenceSyntaxError(f"{type(node).__name__} is not allowed in a reference expression")
     return tree
@@ -105,6 +131,11 @@ _ALLOWED_NODES = (
     *_UNARY,
     *_COMPARE,
 )
+
+
+def _allowed_module(module: ModuleType) -> bool:
+    name = module.__name__
+    return name == "math" or name == "torch" or name.startswith("torch.")
 
 
 def evaluate(tree: ast.Expression, scope: Mapping[str, Any]) -> Any:
@@ -144,11 +175,19 @@ def evaluate(tree: ast.Expression, scope: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.IfExp):
             return walk(node.body) if walk(node.test) else walk(node.orelse)
         if isinstance(node, ast.Attribute):
-            return getattr(walk(node.value), node.attr)
+            value = getattr(walk(node.value), node.attr)
+            if isinstance(value, ModuleType) and not _allowed_module(value):
+                raise ReferenceSyntaxError(
+                    f"attribute {node.attr!r} is the module {value.__name__!r}:"
+                    " only torch and math are in reach"
+                )
+            return value
         if isinstance(node, ast.Call):
             func = walk(node.func)
             args = [walk(a) for a in node.args]
             kwargs = {k.arg: walk(k.value) for k in node.keywords if k.arg is not None}
+            if len(kwargs) != len(node.keywords):
+                raise ReferenceSyntaxError("'**' is not allowed in a reference expression")
             return func(*args, **kwargs)
         if isinstance(node, ast.Subscript):
             return walk(node.value)[walk(node.slice)]

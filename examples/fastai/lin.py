@@ -1,0 +1,12 @@
+"""As in the fast.ai lesson (part 2, "backprop"): gradients live on a `.g` attribute."""
+
+
+def lin(x, w, b):
+    return x @ w + b
+
+
+def lin_grad(inp, out, w, b):
+    # grad of matmul with respect to input
+    inp.g = out.g @ w.t()
+    w.g = (inp.unsqueeze(-1) * out.g.unsqueeze(1)).sum(0)
+    b.g = out.g.sum(0)

@@ -1,0 +1,205 @@
+"""gradcheck_cli.check: the engine from a notebook or a test, returning a Report."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gradcheck_cli import GradcheckError, Report, SpecError, check
+from tests.conftest import EXAMPLES, LAYER_SPECS
+
+SHAPES = {"x": (5, 3), "w": (3, 4), "b": (4,)}
+
+
+def lin_grad(inp, out, w, b):
+    """The fast.ai lesson's lin_grad, exactly: its input is called `inp`."""
+    inp.g = out.g @ w.t()
+    w.g = (inp.unsqueeze(-1) * out.g.unsqueeze(1)).sum(0)
+    b.g = out.g.sum(0)
+
+
+def lin_grad_no_sum(inp, out, w, b):
+    inp.g = out.g @ w.t()
+    w.g = inp.t() @ out.g
+    b.g = out.g
+
+
+def test_check_a_spec_file_with_dims_as_keywords():
+    report = check(EXAMPLES / "fastai" / "lin.yaml", n=7)
+    assert isinstance(report, Report)
+    assert report.ok and report.exit_code == 0
+    (result,) = report.results
+    assert result.dims == {"n": 7, "in": 3, "out": 4}
+    assert report["b"].status == "pass"
+    assert [c.name for c in result.checks] == ["out", "x", "w", "b"]
+    assert report["x"].expected_shape == [7, 3]
+
+
+def test_check_takes_the_run_settings_of_the_cli():
+    report = check(str(LAYER_SPECS / "linear.yaml"), dtype="float32", seed=3, atol=1e-4, rtol=1e-4, batch=2)
+    (result,) = report.results
+    assert (result.dtype, result.seed, result.dims["batch"]) == ("float32", 3, 2)
+    assert report.ok
+    swept = check(LAYER_SPECS / "linear.yaml", sweep=True)
+    assert swept.ok and len(swept.results[0].sweep) > 1
+
+
+def test_the_yaml_free_form_from_the_issue_with_the_lessons_lin_grad():
+    report = check(reference=lambda x, w, b: x @ w + b, backward=lin_grad, convention="fastai", shapes=SHAPES)
+    assert report.ok
+    assert [c.name for c in report.results[0].checks] == ["out", "x", "w", "b"]
+    assert report.results[0].spec == "lin_grad"
+
+
+def test_the_yaml_free_form_flags_a_wrong_backward():
+    report = check(
+        reference=lambda x, w, b: x @ w + b, backward=lin_grad_no_sum, convention="fastai", shapes=SHAPES
+    )
+    assert not report.ok and report.exit_code == 1
+    assert report["b"].status == "shape_error" and report["b"].diagnosis == "missing_reduction"
+    assert report["x"].status == report["w"].status == "pass"
+
+
+def test_functional_form_returns_gradients_of_its_tensor_parameters_in_order():
+    def linear_backward(grad_output, input, weight, bias):
+        return grad_output @ weight, grad_output.T @ input, grad_output.sum(0)
+
+    report = check(
+        reference=lambda x, weight, bias: F.linear(x, weight, bias),
+        backward=linear_backward,
+        shapes={"x": (5, 3)},
+        params={"weight": (4, 3), "bias": (4,)},
+    )
+    assert report.ok
+    assert [(c.name, c.kind) for c in report.results[0].checks] == [
+        ("x", "input"),
+        ("weight", "param"),
+        ("bias", "param"),
+    ]
+
+
+def test_functional_form_with_explicit_returns_and_an_integer_target():
+    def ce_backward(dout, logits, target):
+        probs = logits.softmax(-1)
+        probs[torch.arange(len(target)), target] -= 1
+        return probs / len(target) * dout
+
+    report = check(
+        reference=lambda logits, target: F.cross_entropy(logits, target),
+        backward=ce_backward,
+        shapes={"logits": (6, 4), "target": {"shape": [6], "dtype": "int64", "low": 0, "high": 4}},
+        returns=["logits"],
+    )
+    assert report.ok, report
+    assert [c.name for c in report.results[0].checks] == ["logits"]
+
+
+def test_numpy_form():
+    def relu_backward(dout, x):
+        return dout * (x > 0)
+
+    report = check(
+        reference=lambda x: F.relu(x), backward=relu_backward, convention="numpy", shapes={"x": (4, 5)}
+    )
+    assert report.ok
+
+
+def test_autograd_function_form_reads_the_argument_order_from_forward():
+    from torch.autograd import Function
+
+    class LinearFunction(Function):
+        @staticmethod
+        def forward(ctx, input, weight, bias=None):
+            ctx.save_for_backward(input, weight)
+            return input @ weight.T + bias
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            input, weight = ctx.saved_tensors
+            return grad_output @ weight, grad_output.T @ input, grad_output.sum(0) * 2
+
+    report = check(
+        reference=lambda x, weight, bias: F.linear(x, weight, bias),
+        autograd_function=LinearFunction,
+        shapes={"x": (5, 3)},
+        params={"weight": (4, 3), "bias": (4,)},
+    )
+    assert report.results[0].spec == "linear_function"
+    assert report["bias"].diagnosis == "scaled"
+    assert report["x"].ok and report["weight"].ok
+
+
+def test_a_parameter_that_names_nothing_is_a_clear_error():
+    def backward(grad_out, x, w, b, cache):
+        return grad_out
+
+    with pytest.raises(GradcheckError, match="the backward's parameter 'cache' is none of the names"):
+        check(reference=lambda x, w, b: x @ w + b, backward=backward, shapes=SHAPES)
+
+
+def test_a_spec_and_functions_together_is_an_error():
+    with pytest.raises(GradcheckError, match="takes a spec or functions, not both"):
+        check(EXAMPLES / "fastai" / "lin.yaml", backward=lin_grad)
+
+
+def test_the_report_renders_as_the_table_in_a_terminal_and_in_jupyter():
+    report = check(
+        reference=lambda x, w, b: x @ w + b, backward=lin_grad_no_sum, convention="fastai", shapes=SHAPES
+    )
+    text = str(report)
+    assert "expected shape" in text and "max abs err" in text
+    assert "b: [missing_reduction]" in text
+    assert text.rstrip().endswith("FAIL: 0 passed, 1 failed")
+    html = report._repr_html_()
+    assert html.startswith("<pre>") and "missing_reduction" in html and "[5, 4]" in html
+    assert repr(report).startswith("<Report passed=0 failed=1 errors=0>")
+    assert report.to_dict()["summary"] == {"passed": 0, "failed": 1, "errors": 0}
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: check(EXAMPLES / "fastai" / "missing.yaml"), "cannot read spec"),
+        (lambda: check(EXAMPLES / "fastai" / "lin.yaml", batch=3), "has no dim 'batch'"),
+        (lambda: check(EXAMPLES / "fastai" / "lin.yaml", dtype="float8"), "unknown dtype 'float8'"),
+    ],
+    ids=["missing-file", "unknown-dim", "unknown-dtype"],
+)
+def test_a_spec_error_raises_spec_error_and_never_exits(call, message, monkeypatch):
+    monkeypatch.setattr(sys, "exit", lambda *a: pytest.fail("check() called sys.exit"))
+    with pytest.raises(SpecError, match=message):
+        call()
+
+
+def test_a_spec_error_found_while_running_raises_too(write_layer):
+    spec = write_layer(
+        """
+        name: layer
+        dims: {n: 3}
+        inputs:
+          x: [n]
+        reference: "x * 2"
+        implementation:
+          file: layer.py
+          backward: "backward(grad_out, x) -> x"
+        """,
+        "import no_such_module\n",
+    )
+    with pytest.raises(SpecError) as info:
+        check(spec)
+    assert "implementation.file: cannot import" in str(info.value)
+    assert "No module named 'no_such_module'" in str(info.value)
+
+
+def test_an_exception_in_the_checked_code_is_a_result_not_a_raise():
+    def backward(grad_out, x, w, b):
+        raise RuntimeError("not written yet")
+
+    report = check(reference=lambda x, w, b: x @ w + b, backward=backward, shapes=SHAPES)
+    (result,) = report.results
+    assert result.status == "error" and report.exit_code == 1
+    assert "RuntimeError: not written yet" in result.error
+    assert f"{__file__}:" in result.error

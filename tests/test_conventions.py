@@ -1,0 +1,400 @@
+"""Running the user's code in the convention it is written in.
+
+The examples (tests/test_examples.py) show each convention on realistic code;
+these tests pin down the rules of each: what the code is handed, where the
+gradients are read from, and what a user is told when the code does not
+follow the convention.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradcheck_cli import check, load_spec
+
+LIN_FASTAI = """
+name: layer
+dims: {n: 5, in: 3, out: 4}
+inputs:
+  x: [n, in]
+params:
+  w: [in, out]
+  b: [out]
+reference: "x @ w + b"
+implementation:
+  file: layer.py
+  forward: "lin(x, w, b) -> out"
+  backward: "lin_grad(x, out, w, b)"
+"""
+
+LIN = """
+def lin(x, w, b):
+    return x @ w + b
+"""
+
+
+def run_json(gradcheck, spec, *args: str) -> tuple[int, dict]:
+    ran = gradcheck("run", str(spec), "--format", "json", *args)
+    return ran.exit_code, json.loads(ran.stdout)
+
+
+def checks_of(report: dict) -> dict[str, dict]:
+    (result,) = report["results"]
+    return {c["name"]: c for c in result["checks"]}
+
+
+# -- fastai: out.g in, tensor.g out ---------------------------------------------------
+
+
+def test_fastai_sets_out_g_and_reads_each_tensors_g(write_layer):
+    seen = {}
+
+    def spy(inp, out, w, b):
+        seen["out.g"] = out.g.clone()
+        inp.g = out.g @ w.t()
+        w.g = inp.t() @ out.g
+        b.g = out.g.sum(0)
+
+    report = check(reference=lambda x, w, b: x @ w + b, backward=spy, convention="fastai",
+                   shapes={"x": (5, 3), "w": (3, 4), "b": (4,)})  # fmt: skip
+    assert report.ok
+    assert seen["out.g"].shape == (5, 4) and seen["out.g"].std() > 0  # seeded random, not ones
+
+
+def test_fastai_a_tensor_left_without_g_is_missing(gradcheck, write_layer):
+    code = (
+        LIN
+        + """
+def lin_grad(inp, out, w, b):
+    inp.g = out.g @ w.t()
+    w.g = inp.t() @ out.g
+"""
+    )
+    exit_code, report = run_json(gradcheck, write_layer(LIN_FASTAI, code))
+    assert exit_code == 1
+    b = checks_of(report)["b"]
+    assert b["status"] == "missing" and b["hint"] == "lin_grad() did not set b.g"
+
+
+def test_fastai_a_backward_that_returns_its_gradients_is_told_to_name_them(gradcheck, write_layer):
+    code = (
+        LIN
+        + """
+def lin_grad(inp, out, w, b):
+    return out.g @ w.t(), inp.t() @ out.g, out.g.sum(0)
+"""
+    )
+    exit_code, report = run_json(gradcheck, write_layer(LIN_FASTAI, code))
+    assert exit_code == 1
+    x = checks_of(report)["x"]
+    assert x["status"] == "missing"
+    assert "it returned a tuple" in x["hint"] and "'lin_grad(x, out, w, b) -> x, w, b'" in x["hint"]
+
+
+def test_fastai_the_output_may_be_bound_under_another_name(gradcheck, write_layer):
+    spec = LIN_FASTAI.replace("-> out", "-> y").replace("lin_grad(x, out, w, b)", "lin_grad(x, y, w, b)")
+    code = (
+        LIN
+        + """
+def lin_grad(inp, out, w, b):
+    inp.g = out.g @ w.t()
+    w.g = inp.t() @ out.g
+    b.g = out.g.sum(0)
+"""
+    )
+    exit_code, _ = run_json(gradcheck, write_layer(spec, code))
+    assert exit_code == 0
+
+
+# -- classes ----------------------------------------------------------------------
+
+
+CLASS_SPEC = """
+name: layer
+dims: {n: 5, in: 3, out: 4}
+inputs:
+  x: [n, in]
+params:
+  w: [in, out]
+  b: [out]
+reference: "x @ w + b"
+implementation:
+  file: layer.py
+  class: "Lin(w, b)"
+  forward: "__call__(x) -> out"
+  backward: "backward()"
+"""
+
+LIN_CLASS = """
+class Lin:
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, inp):
+        self.inp = inp
+        self.out = inp @ self.w + self.b
+        return self.out
+
+    def backward(self):
+        self.inp.g = self.out.g @ self.w.t()
+        self.w.g = self.inp.t() @ self.out.g
+        self.b.g = self.out.g.sum(0)
+"""
+
+
+def test_class_builds_one_instance_and_calls_its_methods(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(CLASS_SPEC, LIN_CLASS))
+    assert exit_code == 0
+    assert list(checks_of(report)) == ["out", "x", "w", "b"]
+
+
+def test_class_a_g_backward_without_a_forward_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(CLASS_SPEC.replace('  forward: "__call__(x) -> out"\n', ""), LIN_CLASS)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert (
+        "implementation.backward: a backward without '->' reads the upstream gradient from out.g"
+        in ran.stderr
+    )
+
+
+def test_class_a_method_that_does_not_exist_is_a_spec_error_with_a_suggestion(gradcheck, write_layer):
+    spec = write_layer(CLASS_SPEC.replace('"backward()"', '"bakward()"'), LIN_CLASS)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert "implementation.backward: Lin has no method 'bakward' (did you mean 'backward'?)" in ran.stderr
+
+
+def test_class_an_exception_names_the_class_and_method(gradcheck, write_layer):
+    code = LIN_CLASS.replace("self.b.g = self.out.g.sum(0)", "self.b.g = self.out.g.sum(0) / self.count")
+    exit_code, report = run_json(gradcheck, write_layer(CLASS_SPEC, code))
+    assert exit_code == 1
+    assert "Lin.backward() raised AttributeError" in report["results"][0]["error"]
+
+
+def test_class_a_constructor_that_raises_is_an_error(gradcheck, write_layer):
+    code = LIN_CLASS.replace(
+        "self.w, self.b = w, b", "self.w, self.b = w, b\n        assert w.shape[0] == 99"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(CLASS_SPEC, code))
+    assert exit_code == 1
+    assert "class Lin() raised AssertionError" in report["results"][0]["error"]
+
+
+# -- functional: the returns are named by the tensor they are the gradient of ----------
+
+
+FUNCTIONAL = """
+name: layer
+dims: {batch: 5, in: 3, out: 4}
+inputs:
+  x: [batch, in]
+params:
+  weight: [out, in]
+  bias: [out]
+reference: "F.linear(x, weight, bias)"
+implementation:
+  file: layer.py
+  backward: "{call}"
+"""
+
+
+@pytest.mark.parametrize(
+    "call, body",
+    [
+        ("backward(grad_out, x, weight) -> x, weight, bias",
+         "return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)"),
+        ("backward(grad_out, x, weight) -> weight, bias, x",
+         "return grad_out.T @ x, grad_out.sum(0), grad_out @ weight"),
+        ("backward(grad_out, x, weight) -> _, x, weight, bias",
+         "return 'cache', grad_out @ weight, grad_out.T @ x, grad_out.sum(0)"),
+        ("backward(dout, x=x, weight=weight) -> x, weight, bias",
+         "return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)"),
+    ],
+    ids=["in-order", "any-order", "discarded-slot", "keywords-and-dout"],
+)  # fmt: skip
+def test_functional_return_slots_are_matched_by_name(gradcheck, write_layer, call, body):
+    code = f"def backward(grad_out, x, weight):\n    {body}\n"
+    exit_code, report = run_json(gradcheck, write_layer(FUNCTIONAL.replace("{call}", call), code))
+    assert exit_code == 0, report
+
+
+def test_functional_a_tensor_with_no_return_slot_is_missing(gradcheck, write_layer):
+    call = "backward(grad_out, x, weight) -> x, weight"
+    code = "def backward(grad_out, x, weight):\n    return grad_out @ weight, grad_out.T @ x\n"
+    exit_code, report = run_json(gradcheck, write_layer(FUNCTIONAL.replace("{call}", call), code))
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert bias["status"] == "missing" and "no return slot of backward() is named 'bias'" in bias["hint"]
+
+
+def test_calls_may_pass_literals(gradcheck, write_layer):
+    call = (
+        "backward(grad_out, x, weight, 2, scale=0.5, mode='sum', check=True, extra=None) -> x, weight, bias"
+    )
+    code = """
+def backward(grad_out, x, weight, two, scale, mode, check, extra):
+    assert (two, scale, mode, check, extra) == (2, 0.5, "sum", True, None)
+    return grad_out @ weight, grad_out.T @ x, getattr(grad_out, mode)(0) * two * scale
+"""
+    exit_code, _ = run_json(gradcheck, write_layer(FUNCTIONAL.replace("{call}", call), code))
+    assert exit_code == 0
+
+
+def test_a_dotted_name_reaches_a_function_inside_an_object(gradcheck, write_layer):
+    call = "ops.linear.backward(grad_out, x, weight) -> x, weight, bias"
+    code = """
+from types import SimpleNamespace
+
+def _backward(grad_out, x, weight):
+    return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)
+
+ops = SimpleNamespace(linear=SimpleNamespace(backward=_backward))
+"""
+    spec = write_layer(FUNCTIONAL.replace("{call}", call), code)
+    assert run_json(gradcheck, spec)[0] == 0
+    spec.write_text(spec.read_text().replace("ops.linear.backward", "ops.linear.bwd"))
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert "'ops.linear.bwd': SimpleNamespace has no attribute 'bwd'" in ran.stderr
+
+
+def test_the_file_may_import_its_neighbours(gradcheck, write_layer, tmp_path):
+    (tmp_path / "helpers.py").write_text("def sum_rows(t):\n    return t.sum(0)\n")
+    call = "backward(grad_out, x, weight) -> x, weight, bias"
+    code = """
+from helpers import sum_rows
+
+def backward(grad_out, x, weight):
+    return grad_out @ weight, grad_out.T @ x, sum_rows(grad_out)
+"""
+    assert run_json(gradcheck, write_layer(FUNCTIONAL.replace("{call}", call), code))[0] == 0
+
+
+def test_an_edited_file_is_run_again_not_a_stale_copy(gradcheck, write_layer):
+    """Fix the code, run again in the same process (a notebook, a test session): the fix counts."""
+    call = "backward(grad_out, x, weight) -> x, weight, bias"
+    wrong = (
+        "def backward(grad_out, x, weight):\n    return grad_out @ weight, x.T @ grad_out, grad_out.sum(0)\n"
+    )
+    spec = write_layer(FUNCTIONAL.replace("{call}", call), wrong)
+    assert run_json(gradcheck, spec)[0] == 1
+    right = (
+        "def backward(grad_out, x, weight):\n    return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)\n"
+    )
+    spec.with_suffix(".py").write_text(right)
+    assert run_json(gradcheck, spec)[0] == 0
+    assert not (spec.parent / "__pycache__").exists()  # no bytecode left next to the user's file
+
+
+def test_an_error_inside_numpy_points_at_the_users_line(gradcheck, write_layer):
+    spec = FUNCTIONAL.replace("{call}", "backward(grad_out, x, weight) -> x, weight, bias").replace(
+        "  file: layer.py", "  file: layer.py\n  backend: numpy"
+    )
+    code = """
+import numpy as np
+
+def backward(grad_out, x, weight):
+    dx = np.dot(grad_out, weight.T)
+    return dx, grad_out.T.dot(x), grad_out.sum(0)
+"""
+    path = write_layer(spec, code)
+    exit_code, report = run_json(gradcheck, path)
+    assert exit_code == 1
+    error = report["results"][0]["error"]
+    assert "backward() raised ValueError" in error
+    py = path.with_suffix(".py")
+    line = next(i for i, text in enumerate(py.read_text().splitlines(), 1) if "np.dot" in text)
+    assert error.endswith(f"at {py}:{line}")  # the user's line, not numpy's
+
+
+# -- numpy: numpy arrays in, numpy arrays out --------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_hands_arrays_with_the_same_values_and_dtype(write_layer, dtype):
+    import numpy as np
+    import torch
+
+    spec = FUNCTIONAL.replace("{call}", "backward(grad_out, x, weight) -> x, weight, bias").replace(
+        "  file: layer.py", "  file: layer.py\n  backend: numpy"
+    )
+    code = """
+SEEN = {}
+
+def backward(grad_out, x, weight):
+    SEEN.update(grad_out=grad_out, x=x, weight=weight)
+    return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)
+"""
+    loaded = load_spec(write_layer(spec, code))
+    report = check(loaded, dtype=dtype)
+    assert report.ok, report
+    from gradcheck_cli.conventions import load_namespace
+    from gradcheck_cli.runner import generate, make_case
+
+    seen = load_namespace(loaded.implementation.source, loaded, "implementation")["SEEN"]
+    values = generate(make_case(loaded, dtype=dtype))
+    for name in ("x", "weight"):
+        assert isinstance(seen[name], np.ndarray) and seen[name].dtype == np.dtype(dtype)
+        assert torch.equal(torch.from_numpy(seen[name]), values[name])
+    assert isinstance(seen["grad_out"], np.ndarray) and seen["grad_out"].shape == (5, 4)
+
+
+# -- autograd.Function: called through .apply ---------------------------------------
+
+
+FUNCTION_SPEC = """
+name: layer
+dims: {batch: 5, in: 3, out: 4}
+options: {scale: 2.0}
+inputs:
+  x: [batch, in]
+params:
+  weight: [out, in]
+  bias: [out]
+reference: "F.linear(x, weight, bias) * scale"
+implementation:
+  file: layer.py
+  autograd_function: ScaledLinear
+  args: [weight, x, bias, scale]
+"""
+
+SCALED_LINEAR = """
+import torch
+
+class ScaledLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, x, bias, scale):
+        ctx.save_for_backward(x, weight)
+        ctx.scale = scale
+        return (x @ weight.T + bias) * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        g = grad_out * ctx.scale
+        return g.T @ x, g @ weight, BIAS(g), None
+"""
+
+
+def test_autograd_function_args_set_the_order_and_may_pass_options(gradcheck, write_layer):
+    spec = write_layer(FUNCTION_SPEC, SCALED_LINEAR.replace("BIAS(g)", "g.sum(0)"))
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 0, report
+
+
+def test_autograd_function_a_none_gradient_is_missing(gradcheck, write_layer):
+    spec = write_layer(FUNCTION_SPEC, SCALED_LINEAR.replace("BIAS(g)", "None"))
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert bias["status"] == "missing" and "ScaledLinear.backward returned None for bias" in bias["hint"]
+
+
+def test_autograd_function_that_is_not_a_function_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(FUNCTION_SPEC, "def ScaledLinear(*args):\n    pass\n")
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert "'ScaledLinear' has no .apply: is it a torch.autograd.Function?" in ran.stderr
