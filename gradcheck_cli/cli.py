@@ -157,7 +157,7 @@ def _run_one(case: Case, settings: Settings) -> CaseResult:
     from .runner import run_case, run_sweep
 
     if settings.sweep:
-        return run_sweep(case, verbose=settings.verbose)
+        return run_sweep(case, verbose=settings.verbose, pdb=settings.pdb)
     return run_case(case, verbose=settings.verbose, pdb=settings.pdb)
 
 

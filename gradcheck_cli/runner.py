@@ -65,7 +65,10 @@ def make_case(
     if options:
         spec = spec.with_options(options)
     if spec.implementation.backend == "numpy" and dtype in ("bfloat16",):
-        raise SpecError(f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16")
+        raise SpecError(
+            f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16",
+            spec.path,
+        )
     resolved = spec.resolve_dims(dims)
     return Case(spec, resolved, dtype, device, seed, atol, rtol)
 
@@ -430,11 +433,11 @@ def _unique(cases: Sequence[Case]) -> list[Case]:
     return out
 
 
-def run_sweep(case: Case, verbose: bool = False) -> CaseResult:
+def run_sweep(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult:
     """Run every sweep case; report the worst, with a line per case run."""
     results = []
     for i, c in enumerate(sweep_cases(case)):
-        r = run_case(c, verbose=verbose)
+        r = run_case(c, verbose=verbose, pdb=pdb)
         # Sizes the sweep chose may not suit the layer (a kernel larger than its input):
         # the reference rejects them, and that says nothing about the backward.
         if i > 0 and r.spec_error and c.dims != case.dims:

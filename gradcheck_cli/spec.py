@@ -220,8 +220,9 @@ class Spec:
         for name, value in (overrides or {}).items():
             if name not in dims:
                 raise SpecError(
-                    f"{self.name} has no dim {name!r}{did_you_mean(name, dims)}"
-                    f" (its dims: {', '.join(dims) or 'none'})"
+                    path=self.path,
+                    message=f"{self.name} has no dim {name!r}{did_you_mean(name, dims)}"
+                    f" (its dims: {', '.join(dims) or 'none'})",
                 )
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SpecError(f"dim {name!r} must be a positive integer, got {value!r}")
@@ -233,8 +234,9 @@ class Spec:
         for name in overrides:
             if name not in self.options:
                 raise SpecError(
-                    f"{self.name} has no option {name!r}{did_you_mean(name, self.options)}"
-                    f" (its options: {', '.join(self.options) or 'none'})"
+                    path=self.path,
+                    message=f"{self.name} has no option {name!r}{did_you_mean(name, self.options)}"
+                    f" (its options: {', '.join(self.options) or 'none'})",
                 )
         return replace(self, options={**self.options, **overrides})
 
@@ -469,6 +471,8 @@ def build_spec(data: Any, path: Path | None = None, lines: dict[str, int] | None
     for dim, size in b.mapping(top.get("dims"), "dims").items():
         if not IDENT_RE.match(dim):
             raise b.fail(f"dims.{dim}", "a dim name must be an identifier")
+        if dim in REFERENCE_GLOBALS:
+            raise b.fail(f"dims.{dim}", f"{dim!r} is the {dim} module in a reference; choose another name")
         if dim in RESERVED_DIMS:
             raise b.fail(f"dims.{dim}", f"{dim!r} clashes with gradcheck's own --{dim} option")
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
@@ -479,6 +483,8 @@ def build_spec(data: Any, path: Path | None = None, lines: dict[str, int] | None
     for opt in options:
         if not IDENT_RE.match(opt):
             raise b.fail(f"options.{opt}", "an option name must be an identifier")
+        if opt in REFERENCE_GLOBALS:
+            raise b.fail(f"options.{opt}", f"{opt!r} is the {opt} module in a reference; choose another name")
         if opt in dims:
             raise b.fail(f"options.{opt}", f"{opt!r} is already a dim")
 

@@ -89,3 +89,21 @@ def test_a_numpy_backward_must_name_its_gradients(write_layer):
     )
     with pytest.raises(SpecError, match="numpy arrays cannot carry a .g attribute"):
         load_spec(path)
+
+
+@pytest.mark.parametrize("name", ["F", "torch", "math"])
+def test_a_dim_or_option_cannot_hide_a_module_of_the_reference(write_layer, name):
+    as_dim = GOOD.replace("dims: {batch: 5,", f"dims: {{{name}: 2, batch: 5,")
+    as_option = GOOD.replace("dims: {batch: 5,", f"options: {{{name}: 2}}\ndims: {{batch: 5,")
+    for text in (as_dim, as_option):
+        path = write_layer(text)
+        with pytest.raises(SpecError, match=f"'{name}' is the {name} module in a reference"):
+            load_spec(path)
+
+
+def test_an_unknown_dim_override_names_the_spec_file(write_layer):
+    from gradcheck_cli import check
+
+    path = write_layer(GOOD)
+    with pytest.raises(SpecError, match=rf"^{path}: my_lin has no dim 'bach' \(did you mean 'batch'\?\)"):
+        check(path, bach=3)
