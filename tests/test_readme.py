@@ -11,9 +11,18 @@ from .conftest import REPO
 
 
 def _examples() -> list[tuple[str, str]]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks, current = [], None
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = []
+            else:
+                blocks.append("\n".join(current) + "\n")
+                current = None
+        elif current is not None:
+            current.append(line)
     found = []
-    for block in re.findall(r"```\n(.*?)```", text, re.S):
+    for block in blocks:
         chunks = re.split(r"^\$ ", block, flags=re.M)
         for chunk in chunks[1:]:
             command, _, output = chunk.partition("\n")
