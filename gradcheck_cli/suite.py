@@ -7,9 +7,12 @@ an ``error`` result of its own and the run goes on.
 from __future__ import annotations
 
 import ast
+import multiprocessing
 import re
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +60,9 @@ def matches(expr: str, name: str) -> bool:
     except SyntaxError:
         raise GradcheckError(f"-k {expr!r} is not a valid expression") from None
     for node in ast.walk(tree):
-        if not isinstance(node, (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Not, ast.And, ast.Or, ast.Constant)):
+        if not isinstance(
+            node, (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Not, ast.And, ast.Or, ast.Constant)
+        ):
             raise GradcheckError(f"-k {expr!r} is not a valid expression")
     return bool(_truth(tree.body))
 
@@ -86,29 +91,61 @@ def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Ite
 
 
 def run_item(item: Item, options: RunOptions) -> CaseResult:
-    """Run one collected spec; never raises."""
+    """Run one collected spec and time it; never raises (but for Ctrl-C).
+
+    Whatever escapes the runner (``sys.exit`` in the checked code, a bug of
+    ours) becomes this spec's ``error`` result, so the specs after it still run.
+    """
+    start = time.perf_counter()
+    try:
+        from . import runner  # noqa: F401 - imports torch once, not counted in this spec's time
+
+        start = time.perf_counter()
+        result = _run_item(item, options)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one spec's problem must not end the run
+        message = f"gradcheck could not run this spec: {type(exc).__name__}: {exc}"
+        result = _error_result(item, message, options, spec_error=False)
+    result.duration = time.perf_counter() - start
+    return result
+
+
+def _run_item(item: Item, options: RunOptions) -> CaseResult:
     from .runner import make_case, run_case, run_sweep
 
     if item.spec is None:
         assert item.error is not None
-        return _error_result(item.name, str(item.path), str(item.error), options)
+        return _error_result(item, str(item.error), options)
     try:
         case = make_case(
-            item.spec, None, dtype=options.dtype, device=options.device, seed=options.seed,
-            atol=options.atol, rtol=options.rtol,
+            item.spec,
+            None,
+            dtype=options.dtype,
+            device=options.device,
+            seed=options.seed,
+            atol=options.atol,
+            rtol=options.rtol,
         )
     except SpecError as exc:
-        return _error_result(item.name, str(item.path), str(exc), options)
+        return _error_result(item, str(exc), options)
     if options.sweep:
         return run_sweep(case, verbose=options.verbose)
     return run_case(case, verbose=options.verbose, pdb=options.pdb)
 
 
-def _error_result(name: str, source: str, message: str, options: RunOptions) -> CaseResult:
+def _error_result(item: Item, message: str, options: RunOptions, spec_error: bool = True) -> CaseResult:
+    """An ``error`` result for a spec that did not get as far as a check."""
+    spec = item.spec
     result = CaseResult(
-        spec=name, source=source, dims={}, dtype=options.dtype, device=options.device, seed=options.seed
+        spec=item.name,
+        source=spec.source if spec is not None else str(item.path),
+        dims=dict(spec.dims) if spec is not None else {},
+        dtype=options.dtype,
+        device=options.device,
+        seed=options.seed,
     )
-    result.error, result.spec_error = message, True
+    result.error, result.spec_error = message, spec_error
     return result.finish()
 
 
@@ -119,16 +156,20 @@ def run_suite(
     jobs: int = 1,
     progress: bool = False,
 ) -> Report:
-    """Run the items in order (or in ``jobs`` worker processes, same order, same content)."""
+    """Run the items in order, or in ``jobs`` worker processes (same order, same content).
+
+    ``fail_fast`` stops at the first result that does not pass; it (and
+    ``--pdb``, which needs this terminal) runs serially whatever ``jobs`` says,
+    so that the results are exactly those of a serial run.
+    """
     from .api import make_report
 
     results: list[CaseResult] = []
     with _progress(len(items), progress) as advance:
-        if jobs > 1 and not fail_fast and not options.pdb:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                for result in pool.map(run_item, items, [options] * len(items)):
-                    results.append(result)
-                    advance(result.spec)
+        if jobs > 1 and len(items) > 1 and not fail_fast and not options.pdb:
+            for result in _run_parallel(items, options, jobs):
+                results.append(result)
+                advance(result.spec)
         else:
             for item in items:
                 result = run_item(item, options)
@@ -137,6 +178,58 @@ def run_suite(
                 if fail_fast and not result.ok:
                     break
     return make_report(results)
+
+
+def _run_parallel(items: list[Item], options: RunOptions, jobs: int) -> Iterator[CaseResult]:
+    """Results in item order, from worker processes.
+
+    A spec that did not load never leaves this process. A worker that dies
+    (a crash in the checked code, ``os._exit``) breaks the pool: the specs it
+    took down with it are run again, each in a process of its own, so only the
+    one that crashes is reported as an error.
+    """
+    workers = min(jobs, len(items))
+    with _pool(workers) as pool:
+        futures = [None if item.spec is None else pool.submit(run_item, item, options) for item in items]
+        for item, future in zip(items, futures):
+            if future is None:
+                yield run_item(item, options)
+                continue
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield _run_isolated(item, options)
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                message = (
+                    f"gradcheck could not run this spec in a worker process: {type(exc).__name__}: {exc}"
+                )
+                yield _error_result(item, message, options, spec_error=False)
+
+
+def _run_isolated(item: Item, options: RunOptions) -> CaseResult:
+    with _pool(1) as pool:
+        try:
+            return pool.submit(run_item, item, options).result()
+        except BrokenProcessPool:
+            message = (
+                "the worker process running this spec died (a crash or os._exit in the checked code);"
+                " run it alone, without --jobs, to see more"
+            )
+            return _error_result(item, message, options, spec_error=False)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes forked from a server that has imported torch once.
+
+    Not forked from this process, which may have run torch's thread pool (not
+    safe to fork). Workers keep torch's default thread count: a different one
+    can change the last bits of a reduction, and results must equal serial ones.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        context.set_forkserver_preload(["torch"])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 class _progress:

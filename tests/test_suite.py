@@ -1,0 +1,150 @@
+"""`gradcheck run` on a folder of specs, as a CI job runs it.
+
+Selection (-k), stopping early (-x), worker processes (--jobs), one bad spec
+among good ones, report-only jobs (--exit-zero), and --output.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradcheck_cli.errors import GradcheckError
+from gradcheck_cli.suite import RunOptions, collect, matches, run_item
+
+from .ci_suites import write_spec, write_suite
+from .conftest import LAYER_SPECS
+
+
+def results(ran) -> list[tuple[str, str]]:
+    return [(r["spec"], r["status"]) for r in json.loads(ran.stdout)["results"]]
+
+
+def test_a_suite_prints_one_table_per_spec_and_a_summary_line(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense", "bias_not_summed", "raises")
+    ran = gradcheck("run", str(suite))
+    assert ran.exit_code == 1
+    headlines = [line.split()[0] for line in ran.stdout.splitlines() if "dtype=float64" in line]
+    assert headlines == ["bias_not_summed", "dense", "raises"]
+    assert ran.stdout.rstrip().splitlines()[-1] == "FAIL: 1 passed, 1 failed, 1 errors"
+    assert "checking" not in ran.stderr  # no progress bar when the output is not a terminal
+
+
+@pytest.mark.parametrize(
+    ("expr", "selected"),
+    [
+        ("dense", ["dense"]),
+        ("summed or doubled", ["bias_not_summed", "weight_doubled"]),
+        ("not dense and not raises", ["bias_not_summed", "weight_doubled"]),
+        ("(bias or weight) and not doubled", ["bias_not_summed"]),
+    ],
+)
+def test_k_selects_specs_by_name_like_pytest(gradcheck, tmp_path, expr, selected):
+    suite = write_suite(tmp_path, "dense", "bias_not_summed", "weight_doubled", "raises")
+    ran = gradcheck("run", str(suite), "-k", expr, "--format", "json")
+    assert [name for name, _ in results(ran)] == selected
+
+
+def test_k_that_selects_nothing_or_does_not_parse_is_a_usage_error(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense")
+    ran = gradcheck("run", str(suite), "-k", "relu")
+    assert ran.exit_code == 2 and "no specs found matching -k 'relu'" in ran.stderr
+    ran = gradcheck("run", str(suite), "-k", "dense and (")
+    assert ran.exit_code == 2 and "not a valid expression" in ran.stderr
+    with pytest.raises(GradcheckError):
+        matches("__import__('os')", "dense")
+
+
+def test_fail_fast_stops_at_the_first_spec_that_does_not_pass(gradcheck, tmp_path):
+    write_spec(tmp_path, "a_dense", like="dense")
+    suite = write_suite(tmp_path, "bias_not_summed", "dense", "weight_doubled")
+    for flag in ("-x", "--fail-fast"):
+        ran = gradcheck("run", str(suite), flag, "--format", "json")
+        assert ran.exit_code == 1
+        assert results(ran) == [("a_dense", "pass"), ("bias_not_summed", "fail")]
+    # -x wins over --jobs: the same results as serial, not whatever finished first.
+    ran = gradcheck("run", str(suite), "-x", "--jobs", "2", "--format", "json")
+    assert results(ran) == [("a_dense", "pass"), ("bias_not_summed", "fail")]
+
+
+def test_a_broken_or_raising_spec_never_stops_the_others(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "broken", "dense", "exits", "raises", "weight_doubled")
+    ran = gradcheck("run", str(suite), "--format", "json")
+    assert ran.exit_code == 2  # the broken spec: a spec error outranks a failed check
+    assert results(ran) == [
+        ("broken", "error"),
+        ("dense", "pass"),
+        ("exits", "error"),  # sys.exit(3) in the checked code
+        ("raises", "error"),
+        ("weight_doubled", "fail"),
+    ]
+    errors = {r["spec"]: r["error"] for r in json.loads(ran.stdout)["results"]}
+    assert "unknown key" in errors["broken"]
+    assert "SystemExit" in errors["exits"]
+    assert "ZeroDivisionError" in errors["raises"]
+
+
+def test_run_item_turns_anything_the_run_raises_into_an_error_result(tmp_path, monkeypatch):
+    (item,) = collect([write_spec(tmp_path, "dense")])
+
+    def runner_bug(*args, **kwargs):
+        raise RuntimeError("a bug in gradcheck itself")
+
+    monkeypatch.setattr("gradcheck_cli.runner.run_case", runner_bug)
+    result = run_item(item, RunOptions())
+    assert result.status == "error" and not result.spec_error
+    assert result.error == "gradcheck could not run this spec: RuntimeError: a bug in gradcheck itself"
+    assert result.dims == {"batch": 6, "in": 3, "out": 2}
+
+
+def test_jobs_gives_the_serial_results_in_the_serial_order(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "bias_not_summed", "broken", "dense", "exits", "raises", "weight_doubled")
+    serial = gradcheck("run", str(LAYER_SPECS), str(suite), "--format", "json")
+    parallel = gradcheck("run", str(LAYER_SPECS), str(suite), "--jobs", "2", "--format", "json")
+    assert parallel.exit_code == serial.exit_code == 2
+    assert len(json.loads(serial.stdout)["results"]) > 20
+    assert parallel.stdout == serial.stdout
+
+
+def test_a_worker_that_dies_takes_down_only_its_own_spec(gradcheck, tmp_path):
+    # os._exit in the checked code kills the worker process running it.
+    write_spec(tmp_path, "crashes")
+    suite = write_suite(tmp_path, "bias_not_summed", "dense", "weight_doubled")
+    ran = gradcheck("run", str(suite), "--jobs", "2", "--format", "json")
+    assert ran.exit_code == 1
+    assert results(ran) == [
+        ("bias_not_summed", "fail"),
+        ("crashes", "error"),
+        ("dense", "pass"),
+        ("weight_doubled", "fail"),
+    ]
+    report = json.loads(ran.stdout)
+    assert "worker process running this spec died" in report["results"][1]["error"]
+
+
+def test_exit_zero_reports_failures_but_exits_0(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense", "bias_not_summed", "raises")
+    ran = gradcheck("run", str(suite), "--exit-zero")
+    assert ran.exit_code == 0
+    assert "FAIL: 1 passed, 1 failed, 1 errors" in ran.stdout
+    # A spec that cannot load is a broken job, not a finding: still 2.
+    write_spec(tmp_path, "broken")
+    assert gradcheck("run", str(suite), "--exit-zero").exit_code == 2
+
+
+@pytest.mark.parametrize(("fmt", "start"), [("json", "{"), ("junit", "<?xml"), ("markdown", "## ❌")])
+def test_output_writes_the_format_and_still_prints_the_table(gradcheck, tmp_path, fmt, start):
+    suite = write_suite(tmp_path / "specs", "dense", "bias_not_summed")
+    out = tmp_path / f"report.{fmt}"
+    ran = gradcheck("run", str(suite), "--format", fmt, "--output", str(out))
+    assert ran.exit_code == 1
+    assert out.read_text().startswith(start)
+    assert ran.stdout.splitlines()[0].startswith("bias_not_summed [batch=6 in=3 out=2]")
+    assert ran.stdout.rstrip().endswith("FAIL: 1 passed, 1 failed")
+
+
+def test_output_to_a_folder_that_does_not_exist_is_a_usage_error(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense")
+    ran = gradcheck("run", str(suite), "--format", "json", "--output", str(tmp_path / "no" / "r.json"))
+    assert ran.exit_code == 2 and "cannot write" in ran.stderr
