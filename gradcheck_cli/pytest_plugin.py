@@ -1,10 +1,168 @@
-"""pytest plugin: ``pytest --gradcheck PATH`` collects spec files as test items."""
+"""pytest plugin: ``pytest --gradcheck PATH`` runs every spec under PATH as a test.
+
+Registered through the ``pytest11`` entry point, so pytest always loads it,
+but it stays inert unless ``--gradcheck`` is given: nothing is collected and
+neither torch nor the runner is imported.
+
+With ``--gradcheck specs/``, each spec file under ``specs/`` is one test item
+named after the spec (``specs/dense.yaml::dense``). The specs join whatever
+pytest collects anyway; to run only them, name the folder as an argument too
+(``pytest specs --gradcheck specs``). A failing item shows the gradcheck table
+of that spec; ``-k``, ``-x``, ``--junit-xml`` and pytest-xdist's ``-n`` work as
+for any test. A spec that cannot load is a failing item of its own, never a
+collection error that would stop the session.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from .result import CaseResult
+    from .suite import Item as Collected
+    from .suite import RunOptions
+
+_ROOTS: pytest.StashKey[list[Path]] = pytest.StashKey()
+_OPTIONS: pytest.StashKey[RunOptions] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gradcheck")
-    group.addoption("--gradcheck", action="append", default=[], metavar="PATH", help="Check the specs under PATH.")
+    group = parser.getgroup("gradcheck", "gradcheck: hand-written backward passes against autograd")
+    group.addoption(
+        "--gradcheck",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Run every gradcheck spec under PATH (a spec file or a directory) as a test. Repeatable.",
+    )
+    group.addoption(
+        "--gradcheck-dtype",
+        default=None,
+        metavar="DTYPE",
+        help="dtype of the gradcheck specs: float64 (default), float32, bfloat16 or float16.",
+    )
+    group.addoption(
+        "--gradcheck-device",
+        default=None,
+        metavar="DEVICE",
+        help="Device of the gradcheck specs: cpu (default) or cuda.",
+    )
+
+
+def _absolute(path: str | Path, base: Path) -> Path:
+    return Path(os.path.abspath(base / path))
+
+
+def _covers(arg: Path, path: Path) -> bool:
+    return arg == path or arg in path.parents
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gradcheck: a gradcheck spec collected by --gradcheck PATH")
+    given: list[str] = config.getoption("gradcheck")
+    if not given:
+        return
+    from .config import load_config
+    from .errors import GradcheckError
+    from .suite import RunOptions
+
+    base = config.invocation_params.dir
+    roots = []
+    for text in given:
+        root = _absolute(text, base)
+        if not root.exists():
+            raise pytest.UsageError(f"--gradcheck {text}: no such file or directory")
+        roots.append(root)
+    config.stash[_ROOTS] = roots
+
+    # Collect PATH even where pytest would not look by itself (outside testpaths).
+    collected = [_absolute(arg.split("::")[0], base) for arg in config.args]
+    for text, root in zip(given, roots):
+        if not any(_covers(arg, root) for arg in collected):
+            config.args.append(text)
+            collected.append(root)
+
+    try:
+        settings = load_config(config.rootpath)
+    except GradcheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_OPTIONS] = RunOptions(
+        dtype=config.getoption("gradcheck_dtype") or settings.dtype or "float64",
+        device=config.getoption("gradcheck_device") or settings.device or "cpu",
+        seed=settings.seed or 0,
+        atol=settings.atol,
+        rtol=settings.rtol,
+        verbose=config.get_verbosity() > 1,
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    roots = parent.config.stash.get(_ROOTS, None)
+    if not roots or file_path.suffix not in (".yaml", ".yml"):
+        return None
+    path = _absolute(file_path, Path.cwd())
+    if not any(_covers(root, path) for root in roots):
+        return None
+    from .spec import looks_like_spec
+
+    if path not in roots and not looks_like_spec(path):
+        return None
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+class SpecFile(pytest.File):
+    """A spec file: one item, named after the spec (the file's stem if it does not load)."""
+
+    def collect(self) -> Iterator[SpecItem]:
+        from .suite import collect
+
+        for entry in collect([self.path]):
+            yield SpecItem.from_parent(self, name=entry.name, entry=entry)
+
+
+class SpecFailed(Exception):
+    """Raised by a spec item that did not pass; carries the result to report."""
+
+    def __init__(self, result: CaseResult) -> None:
+        from .report.junit import result_message
+
+        super().__init__(result_message(result))
+        self.result = result
+
+
+class SpecItem(pytest.Item):
+    """One spec case, run by the same code as ``gradcheck run``."""
+
+    def __init__(self, *, entry: Collected, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entry = entry
+        self.add_marker("gradcheck")
+
+    def runtest(self) -> None:
+        from .suite import run_item
+
+        result = run_item(self.entry, self.config.stash[_OPTIONS])
+        self.user_properties.append(("gradcheck_status", result.status))
+        if not result.ok:
+            raise SpecFailed(result)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | Any:
+        if isinstance(excinfo.value, SpecFailed):
+            # The first line is what pytest's short summary and --junit-xml show.
+            from .report.junit import case_text, result_message
+
+            result = excinfo.value.result
+            return f"{result_message(result)}\n\n{case_text(result)}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"gradcheck spec {self.name}"

@@ -1,0 +1,136 @@
+"""`pytest --gradcheck PATH`: specs as pytest items, run by pytest's own machinery.
+
+The plugin is installed with the package (a ``pytest11`` entry point), so
+every pytest run loads it; these tests run pytest inside pytest (pytester).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+# An in-process pytester run forgets the modules imported during it, and torch
+# cannot be imported twice in one process: import it before any run.
+import gradcheck_cli.runner  # noqa: F401
+
+from .ci_suites import write_spec, write_suite
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def specs(pytester: pytest.Pytester):
+    """specs/ with a right layer, a bias never summed, and a weight gradient doubled."""
+    return write_suite(pytester.path / "specs", "bias_not_summed", "dense", "weight_doubled")
+
+
+def test_each_spec_is_one_item_named_after_the_spec(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "specs/bias_not_summed.yaml::bias_not_summed",
+            "specs/dense.yaml::dense",
+            "specs/weight_doubled.yaml::weight_doubled",
+            "3 tests collected*",
+        ]
+    )
+    # The implementations next to the specs are not collected, nor are other YAML files.
+    (specs / "config.yaml").write_text("settings: {verbose: true}\n")
+    assert pytester.runpytest("--gradcheck", "specs", "--collect-only", "-q").ret == 0
+    pytester.runpytest("--gradcheck", "specs", "--collect-only", "-q").stdout.no_fnmatch_line("*config*")
+
+
+def test_a_failing_spec_shows_the_gradcheck_table(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs")
+    result.assert_outcomes(passed=1, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    failure = out.split("_ gradcheck spec bias_not_summed _")[1].split("_ gradcheck spec weight_doubled _")[0]
+    lines = failure.strip("_\n").splitlines()
+    assert lines[0].startswith("b: shape_error, expected [out=2], got [batch=6, out=2] [missing_reduction]")
+    assert lines[2].startswith("bias_not_summed [batch=6 in=3 out=2] dtype=float64 device=cpu seed=0")
+    assert lines[3].split() == ["tensor", "kind", "expected", "shape", "got", "shape", "max", "abs", "err",
+                                "max", "rel", "err", "mismatched", "status"]  # fmt: skip
+    assert lines[6].split()[:2] == ["b", "param"] and lines[6].endswith("shape_error")
+    assert lines[7].startswith("  b: [missing_reduction]") and "grad.sum(0)" in lines[7]
+    result.stdout.fnmatch_lines(["FAILED specs/weight_doubled.yaml::weight_doubled - w: mismatch*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_k_selects_specs_by_name(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "-k", "dense or doubled")
+    result.assert_outcomes(passed=1, failed=1, deselected=1)
+
+
+def test_x_stops_at_the_first_failing_spec(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+
+
+def test_junit_xml_has_a_testcase_per_spec_with_the_failure(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "--junit-xml", "report.xml")
+    result.assert_outcomes(passed=1, failed=2)
+    suite = ET.parse(pytester.path / "report.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "2", "0")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == {"bias_not_summed", "dense", "weight_doubled"}
+    assert cases["dense"].find("failure") is None
+    failure = cases["bias_not_summed"].find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("b: shape_error, expected [out=2], got [batch=6, out=2]")
+    assert "  b       param  [out=2]" in (failure.text or "")
+
+
+def test_runs_under_xdist(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*gradcheck spec bias_not_summed*", "*shape_error*"])
+
+
+def test_a_spec_that_cannot_load_fails_alone_and_the_others_run(pytester, specs):
+    write_spec(specs, "broken")
+    write_spec(specs, "raises")
+    result = pytester.runpytest("--gradcheck", "specs")
+    result.assert_outcomes(passed=1, failed=4)  # no collection error stops the session
+    result.stdout.fnmatch_lines(["*broken.yaml:13: tolerances: unknown key*"])
+    result.stdout.fnmatch_lines(["*ZeroDivisionError: division by zero in my backward*"])
+
+
+def test_specs_outside_testpaths_join_the_tests_pytest_collects(pytester, specs):
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    pytester.mkdir("tests")
+    pytester.path.joinpath("tests", "test_unit.py").write_text("def test_unit():\n    pass\n")
+    result = pytester.runpytest("--gradcheck", "specs", "--gradcheck", "specs/dense.yaml")
+    result.assert_outcomes(passed=2, failed=2)  # test_unit, and each spec once
+    assert pytester.runpytest().parseoutcomes() == {"passed": 1}
+
+
+def test_dtype_and_device_options_reach_the_specs(pytester, specs):
+    result = pytester.runpytest("--gradcheck", "specs", "--gradcheck-dtype", "float32", "-k", "bias")
+    assert "bias_not_summed [batch=6 in=3 out=2] dtype=float32 device=cpu" in result.stdout.str()
+    result = pytester.runpytest("--gradcheck", "specs", "--gradcheck-device", "cuda:99", "-k", "dense")
+    result.assert_outcomes(failed=1)
+
+
+def test_a_missing_path_is_a_usage_error(pytester):
+    result = pytester.runpytest("--gradcheck", "nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gradcheck nowhere: no such file or directory*"])
+
+
+def test_without_the_option_the_plugin_is_inert_and_torch_stays_unimported(pytester, specs):
+    pytester.makepyfile(
+        test_probe="""
+        import sys
+
+        def test_torch_was_not_imported():
+            assert "torch" not in sys.modules
+            assert "gradcheck_cli.runner" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:xdist")
+    result.assert_outcomes(passed=1)  # the probe; no spec is collected
+    result.stdout.fnmatch_lines(["*plugins:*gradcheck*"])  # loaded, and doing nothing
