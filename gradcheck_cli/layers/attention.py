@@ -28,9 +28,7 @@ from torch import Tensor
 from gradcheck_cli.layers.linear import linear_backward
 
 
-def sdpa_forward(
-    q: Tensor, k: Tensor, v: Tensor, causal: bool
-) -> tuple[Tensor, Tensor]:
+def sdpa_forward(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> tuple[Tensor, Tensor]:
     """out = softmax(q @ k.T / sqrt(d_k)) @ v; also returns ``probs`` for the backward.
 
     Shapes: q [..., seq_q, d_k], k [..., seq_k, d_k], v [..., seq_k, d_v]
@@ -174,15 +172,9 @@ def mha_backward(
     grad_concat, grad_wo, grad_bo = rows_linear_backward(grad_out, c.concat, c.wo, c.bo)
     grad_attn = split_heads(grad_concat, heads)
     grad_q, grad_k, grad_v = sdpa_backward(grad_attn, c.q, c.k, c.v, c.probs)
-    grad_x_q, grad_wq, grad_bq = rows_linear_backward(
-        merge_heads(grad_q), c.x, c.wq, c.bq
-    )
-    grad_x_k, grad_wk, grad_bk = rows_linear_backward(
-        merge_heads(grad_k), c.x, c.wk, c.bk
-    )
-    grad_x_v, grad_wv, grad_bv = rows_linear_backward(
-        merge_heads(grad_v), c.x, c.wv, c.bv
-    )
+    grad_x_q, grad_wq, grad_bq = rows_linear_backward(merge_heads(grad_q), c.x, c.wq, c.bq)
+    grad_x_k, grad_wk, grad_bk = rows_linear_backward(merge_heads(grad_k), c.x, c.wk, c.bk)
+    grad_x_v, grad_wv, grad_bv = rows_linear_backward(merge_heads(grad_v), c.x, c.wv, c.bv)
     grad_x = grad_x_q + grad_x_k + grad_x_v
     return (
         grad_x,

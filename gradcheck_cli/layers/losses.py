@@ -110,9 +110,7 @@ def binary_cross_entropy_with_logits_forward(logits: Tensor, targ: Tensor) -> Te
     return (x.clamp(min=0) - x * t + torch.log1p(torch.exp(-x.abs()))).mean()
 
 
-def binary_cross_entropy_with_logits_backward(
-    grad_out: Tensor, logits: Tensor, targ: Tensor
-) -> Tensor:
+def binary_cross_entropy_with_logits_backward(grad_out: Tensor, logits: Tensor, targ: Tensor) -> Tensor:
     """Gradient of mean binary cross-entropy with respect to the logits.
 
     With p = sigmoid(x) and dp/dx = p * (1 - p):

@@ -19,9 +19,7 @@ import torch
 from torch import Tensor
 
 
-def rnn_cell_forward(
-    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
-) -> Tensor:
+def rnn_cell_forward(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
     """h_next = tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)      [batch, hidden]"""
     return torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
 
