@@ -112,6 +112,7 @@ def render_text(report: Report, verbose: bool = False, width: int = 100) -> str:
 
 def renderable(report: Report, verbose: bool = False) -> Any:
     """A rich renderable: one table per result, then the verdict."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -121,17 +122,18 @@ def renderable(report: Report, verbose: bool = False) -> Any:
         before, after = _result_lines(result, verbose)
         style = {"pass": "green", "fail": "red", "error": "red"}[result.status]
         title = Text(before[0], style=f"bold {style}")
+        parts.append(title)
         if result.checks:
-            table = Table(title=title, title_justify="left", show_lines=False)
+            table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
             for col in COLUMNS:
-                table.add_column(col, justify="right" if "err" in col or col == "mismatched" else "left")
+                numeric = "err" in col or col == "mismatched"
+                table.add_column(col, justify="right" if numeric else "left", no_wrap=not numeric)
             for check in result.checks:
-                cells = row(check)
-                cells[-1] = f"[{STATUS_STYLE[check.status]}]{cells[-1]}[/]"
+                # Text cells: a shape like [batch=5, in=3] is not rich markup.
+                cells = [Text(cell) for cell in row(check)]
+                cells[-1].stylize(STATUS_STYLE[check.status])
                 table.add_row(*cells)
             parts.append(table)
-        else:
-            parts.append(title)
         for line in after:
             parts.append(Text("  " + line, style="yellow" if line.startswith("note") else ""))
         parts.append(Text(""))

@@ -1,0 +1,32 @@
+"""The table: plain text when piped, a rich table on a terminal, both showing the same cells."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from gradcheck_cli import check
+from gradcheck_cli.report.table import render_text, renderable
+
+from .conftest import REPO
+
+
+def _bias_not_summed():
+    return check(REPO / "examples" / "mistakes" / "bias_not_summed.yaml")
+
+
+def test_plain_text_has_the_shapes_with_dim_names_and_the_diagnosis():
+    text = render_text(_bias_not_summed())
+    assert "[batch=5, in=3]" in text
+    assert "[out=4]           [batch=5, out=4]" in text
+    assert "bias: [missing_reduction]" in text
+    assert text.endswith("FAIL: 0 passed, 1 failed")
+
+
+def test_rich_table_shows_shapes_literally_not_as_markup():
+    console = Console(record=True, width=140, color_system=None)
+    console.print(renderable(_bias_not_summed()))
+    text = console.export_text()
+    assert "[batch=5, in=3]" in text  # would vanish if read as a [markup] tag
+    assert "[batch=5, out=4]" in text and "shape_error" in text
+    assert "bias: [missing_reduction]" in text
+    assert "FAIL: 0 passed, 1 failed" in text
