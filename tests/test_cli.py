@@ -241,7 +241,7 @@ def _modules_after(*argv: str) -> set[str]:
         "import sys\n"
         f"sys.argv = ['gradcheck', *{list(argv)!r}]\n"
         "from gradcheck_cli.cli import app\n"
-        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "try:\n    app(prog_name='gradcheck')\nexcept SystemExit:\n    pass\n"
         "print('\\n'.join(sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -251,6 +251,21 @@ def _modules_after(*argv: str) -> set[str]:
 @pytest.mark.parametrize("argv", [("--help",), ("list",), ("linear", "--help"), ("linear", "--explain")])
 def test_help_list_and_explain_do_not_import_torch(argv):
     assert "torch" not in _modules_after(*argv)
+
+
+def test_shell_completion_knows_the_layers_and_their_dims_without_torch():
+    env = {"_GRADCHECK_COMPLETE": "complete_bash", "COMP_WORDS": "gradcheck linear --", "COMP_CWORD": "2"}
+    code = (
+        "import os, sys\n"
+        f"os.environ.update({env!r})\n"
+        "sys.argv = ['gradcheck']\n"
+        "from gradcheck_cli.cli import app\n"
+        "try:\n    app(prog_name='gradcheck')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--in" in out.split() and "--out" in out.split()
+    assert out.split()[-1] == "NO-TORCH"
 
 
 def test_python_dash_m_runs_the_cli():
