@@ -479,7 +479,7 @@ def new(
         fail(str(exc))
     for path in written:
         print(f"wrote {path}")
-    print(f"fill in the TODOs, then: gradcheck run {written[0]}")
+    print(f"write the backward in {written[1]}, then: gradcheck run {written[0]}")
 
 
 def entry_point() -> Callable[[], Any]:

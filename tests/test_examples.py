@@ -1,5 +1,5 @@
 """The shipped examples, one per convention: each passes as written, and a
-deliberately wrong copy of it (under tests/wrong/) fails with the right row flagged.
+copy of it with one realistic bug put in (WRONGS below) fails with the right row flagged.
 
 A wrong variant is the example's own spec run against a copy of its code with
 one realistic bug, so the spec is the same and only the code differs.
@@ -17,7 +17,6 @@ import pytest
 
 from tests.conftest import EXAMPLES
 
-WRONG = Path(__file__).parent / "wrong"
 CONVENTION_DIRS = ("functional", "fastai", "cs231n", "autograd_function", "lstm", "composite")
 EXAMPLE_SPECS = sorted(p for d in CONVENTION_DIRS for p in (EXAMPLES / d).glob("*.yaml"))
 
@@ -80,11 +79,14 @@ def test_the_notebook_example_runs_and_its_asserts_hold(capsys):
 
 @dataclass
 class Wrong:
-    """tests/wrong/<variant>/* copied over examples/<example>/, then <spec> is run."""
+    """The example's own spec, run on a copy of its code with one realistic bug put in:
+    in ``file``, the line ``right`` becomes ``wrong``."""
 
-    variant: str
     example: str
     spec: str
+    file: str
+    right: str
+    wrong: str
     flagged: dict[str, tuple[str, str | None]]  # tensor -> (status, diagnosis or None: any)
     passing: tuple[str, ...]
     hint: str | None = None  # a phrase the flagged row's hint must contain
@@ -92,40 +94,49 @@ class Wrong:
 
 WRONGS = [
     Wrong(
-        "functional", "functional", "linear.yaml",
+        "functional", "linear.yaml", "linear.py",
+        "grad_weight = grad_out.T @ x", "grad_weight = x.T @ grad_out  # BUG: the transpose",
         {"weight": ("shape_error", "transposed")}, ("out", "x", "bias"),
     ),
     Wrong(
-        "fastai", "fastai", "lin.yaml",
+        "fastai", "lin.yaml", "lin.py",
+        "b.g = out.g.sum(0)", "b.g = out.g  # BUG: b was broadcast over the rows: sum it",
         {"b": ("shape_error", "missing_reduction")}, ("out", "x", "w"),
     ),
     Wrong(  # Relu.bwd without its mask: every gradient below the relu is wrong, above it right
-        "fastai", "fastai", "model.yaml",
+        "fastai", "model.yaml", "model.py",
+        "inp.g = (inp > 0).float() * out.g", "inp.g = out.g  # BUG: the mask (inp > 0) is forgotten",
         {"x": ("mismatch", None), "w1": ("mismatch", None), "b1": ("mismatch", None)},
         ("out", "w2", "b2"),
     ),
     Wrong(
-        "cs231n", "cs231n", "affine.yaml",
+        "cs231n", "affine.yaml", "layers.py",
+        "dx = dout.dot(w.T).reshape(x.shape)", "dx = dout.dot(w.T)  # BUG: not reshaped back to x.shape",
         {"x": ("shape_error", "reshaped")}, ("out", "w", "b"),
     ),
-    Wrong(  # dx_pad returned without cutting the padding off
-        "cs231n", "cs231n", "conv.yaml",
+    Wrong(
+        "cs231n", "conv.yaml", "layers.py",
+        "dx = dx_pad[:, :, pad : pad + H, pad : pad + W]", "dx = dx_pad  # BUG: the padding is never cut off",
         {"x": ("shape_error", None)}, ("out", "w", "b"),
     ),
     Wrong(
-        "cs231n", "cs231n", "softmax.yaml",
+        "cs231n", "softmax.yaml", "layers.py",
+        "dx /= N", "pass  # BUG: the loss is a mean over N, but dx is never divided by N",
         {"x": ("mismatch", "scaled")}, ("loss",), hint="1/N",
     ),
     Wrong(
-        "autograd_function", "autograd_function", "linear_function.yaml",
+        "autograd_function", "linear_function.yaml", "linear_function.py",
+        "grad_bias = grad_output.sum(0)", "grad_bias = grad_output.mean(0)  # BUG: sum, not mean",
         {"bias": ("mismatch", "scaled")}, ("out", "x", "weight"), hint="batch=5",
     ),
     Wrong(  # several outputs: dprev_c misses the path through next_h
-        "lstm", "lstm", "lstm_step.yaml",
+        "lstm", "lstm_step.yaml", "rnn_layers.py",
+        "dprev_c = dc * f", "dprev_c = dnext_c * f  # BUG: misses the path through next_h",
         {"prev_c": ("mismatch", None)}, ("next_h", "next_c", "x", "prev_h", "Wx", "Wh", "b"),
     ),
     Wrong(  # the file reference is what the code is checked against: a wrong ref.py fails the right code
-        "lstm_reference", "lstm", "lstm_step.yaml",
+        "lstm", "lstm_step.yaml", "ref.py",
+        "next_c = f * prev_c + i * g", "next_c = f * prev_c + g + 0 * i  # BUG: the input gate is forgotten",
         {
             "next_h": ("mismatch", "forward_mismatch"),
             "next_c": ("mismatch", "forward_mismatch"),
@@ -134,24 +145,27 @@ WRONGS = [
         (),
     ),
     Wrong(
-        "composite", "composite", "mlp.yaml",
+        "composite", "mlp.yaml", "mlp.py",
+        "/ targ.shape[0]", "  # BUG: mse is a mean, divide by n",
         {t: ("mismatch", "scaled") for t in ("x", "w1", "b1", "w2", "b2")}, ("loss",), hint="1/n",
     ),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("wrong", WRONGS, ids=lambda w: f"{w.variant}/{w.spec}")
-def test_wrong_variant_fails_with_its_row_flagged(gradcheck, tmp_path, wrong):
+def put_bug(tmp_path: Path, wrong: Wrong) -> Path:
+    """Copy the example and put the bug in; returns the copied spec."""
     folder = tmp_path / wrong.example
     shutil.copytree(EXAMPLES / wrong.example, folder)
-    bugs = list((WRONG / wrong.variant).glob("*.py"))
-    assert bugs, f"tests/wrong/{wrong.variant} is empty"
-    for bug in bugs:
-        assert (folder / bug.name).is_file(), f"{bug.name} does not replace a file of the example"
-        assert "# BUG:" in bug.read_text()
-        shutil.copy(bug, folder / bug.name)
+    code = folder / wrong.file
+    text = code.read_text()
+    assert text.count(wrong.right) == 1, f"{wrong.right!r} is not once in {wrong.file}"
+    code.write_text(text.replace(wrong.right, wrong.wrong))
+    return folder / wrong.spec
 
-    ran = gradcheck("run", str(folder / wrong.spec), "--format", "json")
+
+@pytest.mark.parametrize("wrong", WRONGS, ids=lambda w: f"{w.example}/{w.file}:{w.spec}")
+def test_wrong_variant_fails_with_its_row_flagged(gradcheck, tmp_path, wrong):
+    ran = gradcheck("run", str(put_bug(tmp_path, wrong)), "--format", "json")
 
     assert ran.exit_code == 1
     checks = checks_of(ran.stdout)
@@ -167,9 +181,7 @@ def test_wrong_variant_fails_with_its_row_flagged(gradcheck, tmp_path, wrong):
 
 
 def test_a_wrong_variant_shows_its_diagnosis_in_the_table(gradcheck, tmp_path):
-    shutil.copytree(EXAMPLES / "fastai", tmp_path / "fastai")
-    shutil.copy(WRONG / "fastai" / "lin.py", tmp_path / "fastai" / "lin.py")
-    ran = gradcheck("run", str(tmp_path / "fastai" / "lin.yaml"))
+    ran = gradcheck("run", str(put_bug(tmp_path, WRONGS[1])))
     assert ran.exit_code == 1
     row = next(line for line in ran.stdout.splitlines() if line.split()[:2] == ["b", "param"])
     assert row.rstrip().endswith("shape_error")

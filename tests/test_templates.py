@@ -52,7 +52,7 @@ def test_a_template_fails_clearly_until_filled_in_then_passes(gradcheck, tmp_pat
     assert ran.stdout.splitlines() == [
         f"wrote {spec}",
         f"wrote {code}",
-        f"fill in the TODOs, then: gradcheck run {spec}",
+        f"write the backward in {code}, then: gradcheck run {spec}",
     ]
     assert "TODO" in code.read_text()
 
