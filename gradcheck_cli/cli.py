@@ -11,7 +11,6 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -480,10 +479,6 @@ def new(
     for path in written:
         print(f"wrote {path}")
     print(f"write the backward in {written[1]}, then: gradcheck run {written[0]}")
-
-
-def entry_point() -> Callable[[], Any]:
-    return app
 
 
 if __name__ == "__main__":  # pragma: no cover

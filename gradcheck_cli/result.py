@@ -186,10 +186,10 @@ class Report:
         the check's hint still says where the non-finite values are."""
         return json.dumps(_finite(self.to_dict()), indent=2, allow_nan=False)
 
-    def render(self, verbose: bool = False, width: int = 100) -> str:
+    def render(self, verbose: bool = False) -> str:
         from .report.table import render_text
 
-        return render_text(self, verbose=verbose, width=width)
+        return render_text(self, verbose=verbose)
 
     def __str__(self) -> str:
         return self.render()

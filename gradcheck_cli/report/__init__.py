@@ -7,12 +7,12 @@ from ..result import Report
 FORMATS = ("table", "json", "junit", "markdown")
 
 
-def render(report: Report, fmt: str, verbose: bool = False, width: int = 100) -> str:
+def render(report: Report, fmt: str, verbose: bool = False) -> str:
     """The report as text in one of :data:`FORMATS`."""
     if fmt == "table":
         from .table import render_text
 
-        return render_text(report, verbose=verbose, width=width)
+        return render_text(report, verbose=verbose)
     if fmt == "json":
         return report.to_json()
     if fmt == "junit":

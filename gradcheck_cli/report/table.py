@@ -93,7 +93,7 @@ def _sweep_case(s: dict[str, Any]) -> str:
     return f"{dims} seed={s['seed']}: {s['status']}"
 
 
-def render_text(report: Report, verbose: bool = False, width: int = 100) -> str:
+def render_text(report: Report, verbose: bool = False) -> str:
     """Plain aligned text: what is printed when piped or with NO_COLOR."""
     out: list[str] = []
     for result in report.results:
