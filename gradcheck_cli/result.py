@@ -131,12 +131,6 @@ class CaseResult:
             data["sweep"] = self.sweep
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
-        data = dict(data)
-        checks = [Check(**c) for c in data.pop("checks", [])]
-        return cls(checks=checks, **data)
-
 
 @dataclass
 class Report:
