@@ -186,15 +186,18 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
 
     checked = [leaves[t.name] for t in spec.checked]
     differentiable = [(o, grad_outs[n]) for n, o in outputs.items() if o.requires_grad]
-    if differentiable:
-        # sum(out * grad_out) has exactly grad_out as its gradient w.r.t. out, so this
-        # is the same vector-Jacobian product as grad(outs, grad_outputs=...) without
-        # the sympy import torch makes to check grad_outputs' shapes (~0.3 s).
-        total = sum((o * g).sum() for o, g in differentiable)
-        assert isinstance(total, torch.Tensor)
-        grads: tuple[torch.Tensor | None, ...] = torch.autograd.grad(total, checked, allow_unused=True)
-    else:
-        grads = tuple(None for _ in checked)
+    if not differentiable:
+        raise spec.error(
+            "the reference's output does not depend on any checked tensor through autograd"
+            " (a .detach(), an integer cast or a comparison cuts the graph)",
+            "reference",
+        )
+    # sum(out * grad_out) has exactly grad_out as its gradient w.r.t. out, so this
+    # is the same vector-Jacobian product as grad(outs, grad_outputs=...) without
+    # the sympy import torch makes to check grad_outputs' shapes (~0.3 s).
+    total = sum((o * g).sum() for o, g in differentiable)
+    assert isinstance(total, torch.Tensor)
+    grads: tuple[torch.Tensor | None, ...] = torch.autograd.grad(total, checked, allow_unused=True)
     expected_grads = {
         t.name: (g.detach() if g is not None else torch.zeros_like(leaves[t.name]).detach())
         for t, g in zip(spec.checked, grads)
@@ -242,10 +245,16 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     )
     try:
         values = generate(case)
-        expected = run_reference(case, values)
+        # Whatever grad mode the caller (or user code run earlier) left behind.
+        with torch.enable_grad():
+            expected = run_reference(case, values)
     except SpecError as exc:
         result.error, result.spec_error = str(exc), True
         return result.finish()
+    except (RuntimeError, MemoryError) as exc:  # e.g. tensors too large to allocate
+        result.error = f"cannot build this case's tensors: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        return result.finish()
+    grad_mode = torch.is_grad_enabled()
     try:
         outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
     except SpecError as exc:
@@ -261,6 +270,8 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     except ConventionError as exc:
         result.error = str(exc)
         return result.finish()
+    finally:
+        torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
 
     tol = case.tolerance
     forward_bad = False

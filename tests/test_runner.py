@@ -77,3 +77,52 @@ def test_sweep_sizes_are_distinct_and_the_seeds_vary():
         sizes = list(case.dims.values())
         assert len(set(sizes)) == len(sizes), case.dims
     assert len({c.seed for c in cases}) == len(cases)
+
+
+NO_GRAD_USER_CODE = """
+import torch
+torch.set_grad_enabled(False)   # user code that switches autograd off for everyone
+
+
+def lin(x, w, b):
+    return x @ w + b
+
+
+def lin_grad(grad_out, x, w, b):
+    return grad_out @ w.T, x.T @ grad_out, grad_out.sum(0)
+"""
+
+LIN_SPEC = """
+name: {name}
+dims: {{n: 5, in: 3, out: 4}}
+inputs: {{x: [n, in]}}
+params: {{w: [in, out], b: [out]}}
+reference: "{reference}"
+implementation:
+  file: {name}.py
+  forward: "lin(x, w, b) -> out"
+  backward: "lin_grad(grad_out, x, w, b) -> x, w, b"
+"""
+
+
+def test_user_code_switching_autograd_off_cannot_corrupt_the_reference(gradcheck, write_layer):
+    first = write_layer(
+        LIN_SPEC.format(name="nograd", reference="x @ w + b"), NO_GRAD_USER_CODE, name="nograd"
+    )
+    correct = NO_GRAD_USER_CODE.replace("torch.set_grad_enabled(False)", "")
+    second = write_layer(LIN_SPEC.format(name="plain", reference="x @ w + b"), correct, name="plain")
+    ran = gradcheck("run", str(first), str(second))
+    assert ran.exit_code == 0, ran.stdout
+    assert torch.is_grad_enabled()
+
+
+def test_a_check_called_under_no_grad_still_differentiates_the_reference():
+    with torch.no_grad():
+        assert run_case(_case("linear")).status == "pass"
+
+
+def test_a_reference_cut_from_the_graph_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(LIN_SPEC.format(name="cut", reference="(x @ w + b).detach()"), "", name="cut")
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert "does not depend on any checked tensor through autograd" in ran.stderr
