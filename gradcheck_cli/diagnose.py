@@ -269,6 +269,10 @@ def _scaled(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
     c = float((a * e).sum()) / denom
     if not abs(c) > 1e-12 or not _close(a, c * e, ctx):
         return None
+    # A factor indistinguishable from 1 is no factor: a few elements just outside the
+    # tolerance are not "scaled" (partial or null will say what they are).
+    if abs(c - 1) <= max(SLACK * ctx.tol.rtol, 1e-6):
+        return None
     if _close(a, -e, ctx):
         return "sign_flipped", f"{ctx.name} gradient is minus the expected one: a sign is flipped"
     factor, reason = _name_factor(c, e, a, ctx)

@@ -23,6 +23,17 @@ def format_shape(shape: list[int] | None, labels: list[str | None] | None = None
     return "[" + ", ".join(parts) + "]"
 
 
+def format_pair(expected: float | None, actual: float | None) -> tuple[str, str]:
+    """Two numbers with just enough digits to tell them apart (6 at least)."""
+    if expected is None or actual is None:
+        return str(expected), str(actual)
+    for digits in range(6, 18):
+        e, a = f"{expected:.{digits}g}", f"{actual:.{digits}g}"
+        if e != a:
+            break
+    return e, a
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -439,3 +439,31 @@ def test_the_readme_mistakes_say_what_the_readme_shows(
     assert ran.exit_code == 1
     assert f"{tensor}: [{diagnosis}] " in ran.stdout
     assert hint in ran.stdout
+
+
+def test_a_few_elements_just_outside_tolerance_are_not_called_scaled(gradcheck, write_layer):
+    spec = write_layer(
+        """
+        name: near
+        dims: {n: 5, in: 3, out: 4}
+        inputs: {x: [n, in]}
+        params: {w: [in, out], b: [out]}
+        reference: "x @ w + b"
+        implementation:
+          file: near.py
+          backward: "lin_grad(grad_out, x, w, b) -> x, w, b"
+        """,
+        """
+        def lin_grad(g, x, w, b):
+            gb = g.sum(0)
+            gb[0] += 2e-6  # one element a hair off: no "1 x the expected"
+            return g @ w.T, x.T @ g, gb
+        """,
+        name="near",
+    )
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 1
+    assert "[scaled]" not in ran.stdout and "1 x the expected" not in ran.stdout
+    worst = next(line for line in ran.stdout.splitlines() if "worst element" in line)
+    expected, got = worst.split("expected ")[1].split(", got ")
+    assert expected != got  # enough digits to see the difference

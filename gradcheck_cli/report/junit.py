@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from ..result import CaseResult, Check, Report
+from ..result import CaseResult, Check, Report, format_pair
 from .table import render_text
 
 # Characters XML 1.0 cannot carry at all (most C0 controls, lone surrogates, U+FFFE/U+FFFF).
@@ -46,7 +46,8 @@ def check_message(check: Check) -> str:
             and check.expected_value is not None
             and check.actual_value is not None
         ):
-            worst = f"expected {check.expected_value:.6g}, got {check.actual_value:.6g}"
+            expected, actual = format_pair(check.expected_value, check.actual_value)
+            worst = f"expected {expected}, got {actual}"
             text += f", worst {check.worst_index}: {worst}"
     elif check.status == "shape_error":
         text = f"{check.name}: shape_error, expected {expected}, got {got}"

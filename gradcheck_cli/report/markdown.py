@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 
-from ..result import CaseResult, Check, Report
+from ..result import CaseResult, Check, Report, format_pair
 from .table import verdict
 
 COLUMNS = ("tensor", "kind", "expected", "got", "max abs err", "mismatched", "status")
@@ -65,10 +65,8 @@ def diagnosis_lines(check: Check) -> list[str]:
         text += f": {check.status} (no known mistake fits these numbers)"
     lines = [f"- {text}"]
     if check.worst_index is not None and check.expected_value is not None and check.actual_value is not None:
-        lines.append(
-            f"  - worst element {check.worst_index}: expected {check.expected_value:.6g},"
-            f" got {check.actual_value:.6g}"
-        )
+        expected, actual = format_pair(check.expected_value, check.actual_value)
+        lines.append(f"  - worst element {check.worst_index}: expected {expected}, got {actual}")
     return lines
 
 

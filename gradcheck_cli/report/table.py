@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..result import CaseResult, Check, Report
+from ..result import CaseResult, Check, Report, format_pair
 
 COLUMNS = (
     "tensor",
@@ -50,10 +50,8 @@ def details(check: Check, verbose: bool) -> list[str]:
     elif label:
         lines.append(f"{check.name}: {label.strip()}")
     if check.worst_index is not None:
-        lines.append(
-            f"{check.name}: worst element {check.worst_index}: expected {check.expected_value:.6g},"
-            f" got {check.actual_value:.6g}"
-        )
+        expected, actual = format_pair(check.expected_value, check.actual_value)
+        lines.append(f"{check.name}: worst element {check.worst_index}: expected {expected}, got {actual}")
     if verbose and check.excerpt:
         lines.extend(f"    {line}" for line in check.excerpt.splitlines())
     return lines
