@@ -385,13 +385,21 @@ def load_spec(path: str | Path) -> Spec:
     return build_spec(data, path=path, lines=lines)
 
 
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
+
+
 def looks_like_spec(path: Path) -> bool:
-    """Cheap test used when scanning directories: a YAML mapping with the spec's keys."""
+    """Cheap test used when scanning directories: a YAML file whose top-level keys
+    include ``reference`` or ``implementation`` (or a near-miss spelling of one, so
+    that a typo becomes a reported spec error instead of a silently skipped file)."""
     try:
-        head = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(re.search(r"^name\s*:", head, re.M)) and bool(re.search(r"^reference\s*:", head, re.M))
+    keys = set(_TOP_KEY.findall(text))
+    return any(
+        difflib.get_close_matches(key, ("reference", "implementation"), n=1, cutoff=0.8) for key in keys
+    )
 
 
 class _Builder:
@@ -726,17 +734,44 @@ def _check_names(b: _Builder, call: Call, known: set[str], key: str) -> None:
 # Finding specs
 
 
+# Directories a recursive search never enters (pytest's norecursedirs, plus venvs).
+SKIP_DIRS = ("build", "dist", "node_modules", "venv", "site-packages", "__pycache__")
+
+
+def _skipped(folder: Path) -> bool:
+    name = folder.name
+    return (
+        name.startswith(".")
+        or name in SKIP_DIRS
+        or name.endswith((".egg", ".egg-info"))
+        or (folder / "pyvenv.cfg").exists()
+    )
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            if not _skipped(entry):
+                yield from _walk(entry)
+        elif entry.suffix in (".yaml", ".yml") and looks_like_spec(entry):
+            yield entry
+
+
 def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Spec files among ``paths``: files as given, directories searched recursively."""
+    """Spec files among ``paths``: files as given, directories searched recursively
+    (skipping hidden folders, virtual environments and build output); each file once."""
     found: list[Path] = []
+    seen: set[Path] = set()
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.suffix in (".yaml", ".yml") and f.is_file() and looks_like_spec(f):
-                    found.append(f)
+            candidates = list(_walk(p))
         elif p.exists():
-            found.append(p)
+            candidates = [p]
         else:
             raise SpecError("no such file or directory", p)
+        for f in candidates:
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                found.append(f)
     return found

@@ -107,3 +107,16 @@ def test_an_unknown_dim_override_names_the_spec_file(write_layer):
     path = write_layer(GOOD)
     with pytest.raises(SpecError, match=rf"^{path}: my_lin has no dim 'bach' \(did you mean 'batch'\?\)"):
         check(path, bach=3)
+
+
+def test_a_directory_search_finds_specs_even_misspelt_and_skips_venvs_and_other_yaml(tmp_path):
+    from gradcheck_cli.spec import find_spec_files
+
+    (tmp_path / "ok.yaml").write_text(GOOD)
+    (tmp_path / "typo.yaml").write_text(GOOD.replace("reference:", "refrence:"))  # reported, not skipped
+    (tmp_path / "workflow.yml").write_text("name: ci\non: push\njobs: {}\n")  # not a spec
+    for hidden in (".venv/lib", ".git", "venv", "build"):
+        (tmp_path / hidden).mkdir(parents=True)
+        (tmp_path / hidden / "copy.yaml").write_text(GOOD)
+    found = find_spec_files([tmp_path, tmp_path / "ok.yaml"])  # each file once
+    assert [p.name for p in found] == ["ok.yaml", "typo.yaml"]
