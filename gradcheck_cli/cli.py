@@ -22,6 +22,7 @@ from . import __version__
 from .catalogue import Entry, builtin_dir, entries, lookup
 from .config import Config, load_config
 from .errors import GradcheckError
+from .spec import IDENT_RE, RESERVED_DIMS
 
 if TYPE_CHECKING:
     from .result import CaseResult, Report
@@ -116,6 +117,9 @@ class Settings:
         self.exit_zero: bool = options["exit_zero"]
         if self.format not in FORMATS:
             fail(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        for name, value in (("atol", self.atol), ("rtol", self.rtol)):
+            if value is not None and not value >= 0:  # also rejects NaN
+                fail(f"--{name} must be a non-negative number, got {value}")
 
     def run_options(self) -> RunOptions:
         from .suite import RunOptions
@@ -277,11 +281,20 @@ def layer_command(entry: Entry) -> Any:
     def command(**kwargs: Any) -> None:
         if kwargs.pop("explain"):
             explain(entry)
-        dims = {d: _positive(d, kwargs.pop(f"dim_{d}")) for d in entry.dims}
+        dims = {d: _positive(d, kwargs.pop(f"dim_{d}")) for d in cli_dims}
         options = _parse_options(kwargs.pop("option") or [])
         settings = Settings(_config(), **kwargs)
         check_layer(entry, dims, settings, options)
 
+    # Only dims that can be options; a spec with others fails its validation when run.
+    cli_dims = [
+        d
+        for d, default in entry.dims.items()
+        if isinstance(default, int)
+        and not isinstance(default, bool)
+        and IDENT_RE.match(d)
+        and d not in RESERVED_DIMS
+    ]
     params = [
         inspect.Parameter(
             f"dim_{dim}",
@@ -295,7 +308,7 @@ def layer_command(entry: Entry) -> Any:
             ],
         )
         for dim, default in entry.dims.items()
-        if isinstance(default, int) and not isinstance(default, bool)
+        if dim in cli_dims
     ]
     params.append(
         inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain)
@@ -372,7 +385,10 @@ def list_layers(
     format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
     """List the built-in layers and those of [tool.gradcheck] spec_paths."""
-    known = entries(_config())
+    try:
+        known = entries(_config())
+    except GradcheckError as exc:
+        fail(str(exc))
     if format == "json":
         rows = [{"name": e.name, "description": e.description, "dims": e.dims} for e in known.values()]
         print(json.dumps(rows, indent=2))

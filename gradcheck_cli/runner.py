@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,10 +59,14 @@ def make_case(
     """
     if dtype not in DTYPES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
-        raise SpecError(f"unknown device {device!r}; use cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecError("--device cuda: no CUDA device is available on this machine")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise SpecError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError("--device cuda: no CUDA device is available on this machine")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise SpecError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if options:
         spec = spec.with_options(options)
     if spec.implementation.backend == "numpy" and dtype in ("bfloat16",):
@@ -289,19 +294,16 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
             forward_bad = True
         result.checks.append(check)
 
-    actuals: dict[str, torch.Tensor] = {}
     for t in spec.checked:
         got = outcome.grads.get(t.name, MISSING)
         check = _check_one(spec, t.name, t.kind, expected.grads[t.name], got, tol, case, t, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check.hint = outcome.problems[t.name]
         if check.status in ("mismatch", "shape_error") and got is not MISSING:
-            actual = as_tensor(got)
-            actuals[t.name] = actual
             diagnose.explain(
                 check,
                 expected.grads[t.name],
-                actual,
+                as_tensor(got),
                 diagnose.Context(spec, case.dims, t, tol, expected.grads, values),
             )
         if forward_bad and check.status != "pass":
@@ -340,6 +342,8 @@ def _check_one(
             expected_labels=labels,
         )
     try:
+        if kind != "output" and isinstance(got, (int, float)):  # a loss may be a Python float
+            raise NotATensor(f"a Python {type(got).__name__}")
         actual = as_tensor(got)
     except NotATensor as exc:
         return Check(

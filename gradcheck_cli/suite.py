@@ -130,7 +130,7 @@ def _run_item(item: Item, options: RunOptions) -> CaseResult:
     except SpecError as exc:
         return _error_result(item, str(exc), options)
     if options.sweep:
-        return run_sweep(case, verbose=options.verbose)
+        return run_sweep(case, verbose=options.verbose, pdb=options.pdb)
     return run_case(case, verbose=options.verbose, pdb=options.pdb)
 
 

@@ -300,3 +300,42 @@ def test_numpy_code_cannot_be_checked_in_bfloat16(gradcheck):
     ran = gradcheck("run", str(REPO / "tests/zoo/affine_correct.yaml"), "--dtype", "bfloat16")
     assert ran.exit_code == 2
     assert "numpy has no bfloat16" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--device", "mps"), "unknown device 'mps'; use cpu, cuda or cuda:N"),
+        (("--device", "cpu:1"), "unknown device 'cpu:1'"),
+        (("--atol", "-1"), "--atol must be a non-negative number, got -1.0"),
+        (("--rtol", "nan"), "--rtol must be a non-negative number, got nan"),
+    ],
+)
+def test_bad_device_and_tolerances_are_usage_errors(gradcheck, args, message):
+    _one_line_error(gradcheck("linear", *args), message)
+
+
+def test_broken_configured_specs_give_one_line_errors_not_tracebacks(gradcheck, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\nspec_paths = ["nope"]\n')
+    _one_line_error(gradcheck("list"), "nope: no such file or directory")
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\nspec_paths = ["specs"]\n')
+    base = LINEAR_SPEC.replace("name: my_linear", "name: odd")
+    (tmp_path / "specs" / "odd.yaml").write_text(base.replace("batch: 5", "batch: five"))
+    _one_line_error(gradcheck("odd"), "dims.batch: must be a positive integer, got 'five'")
+    (tmp_path / "specs" / "odd.yaml").write_text(base.replace("batch: 5", "batch: 5, help: 2"))
+    _one_line_error(gradcheck("odd"), "'help' clashes with gradcheck's own --help option")
+
+
+def test_a_python_number_is_not_a_gradient(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        FORWARD + "\ndef backward(grad_out, x, weight, bias):\n    return 1, 2, 3\n",
+        name="my_linear",
+    )
+    ran = gradcheck("run", str(spec), "--format", "json")
+    assert ran.exit_code == 1
+    hints = {c["name"]: c["hint"] for c in json.loads(ran.stdout)["results"][0]["checks"]}
+    assert hints["x"] == "the gradient for x is a Python int, not a tensor"
