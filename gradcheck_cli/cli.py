@@ -192,16 +192,22 @@ def _rich_terminal() -> bool:
 
 
 def _print_table(report: Report, verbose: bool) -> None:
+    """Rich on a terminal wide enough for every cell; aligned plain text otherwise
+    (piped, NO_COLOR, or a narrow terminal where rich would cut the numbers short)."""
+    from .report.table import render_text, renderable
+
     if _rich_terminal():
         from rich.console import Console
+        from rich.table import Table
 
-        from .report.table import renderable
-
-        Console().print(renderable(report, verbose=verbose))
-    else:
-        from .report.table import render_text
-
-        print(render_text(report, verbose=verbose))
+        console = Console()
+        group = renderable(report, verbose=verbose)
+        unbounded = console.options.update_width(10_000)
+        tables = [r for r in group.renderables if isinstance(r, Table)]
+        if all(console.measure(t, options=unbounded).maximum <= console.width for t in tables):
+            console.print(group)
+            return
+    print(render_text(report, verbose=verbose))
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:

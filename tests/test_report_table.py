@@ -32,3 +32,22 @@ def test_rich_table_shows_shapes_literally_not_as_markup():
     assert "[batch=5, out=4]" in text and "shape_error" in text
     assert "bias: [missing_reduction]" in text
     assert "FAIL: 0 passed, 1 failed" in text
+
+
+def test_a_terminal_too_narrow_for_the_rich_table_gets_the_plain_one(monkeypatch, capsys):
+    from gradcheck_cli import cli
+
+    monkeypatch.setattr(cli, "_rich_terminal", lambda: True)
+    monkeypatch.delenv("TERMINAL_WIDTH", raising=False)
+    report = _bias_not_summed()
+
+    monkeypatch.setenv("COLUMNS", "200")
+    cli._print_table(report, verbose=False)
+    wide = capsys.readouterr().out
+    assert "────" in wide and "[batch=5, out=4]" in wide  # rich's table rule
+
+    monkeypatch.setenv("COLUMNS", "80")
+    cli._print_table(report, verbose=False)
+    narrow = capsys.readouterr().out
+    assert "────" not in narrow
+    assert narrow == render_text(report) + "\n"  # every number whole, none cut to "…"
