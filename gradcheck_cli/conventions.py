@@ -22,6 +22,7 @@ import importlib
 import os
 import re
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -65,6 +66,7 @@ class ConventionError(Exception):
 
 _TORCH_DIR = str(Path(torch.__file__).parent.resolve()) + os.sep
 _OWN_FILES = {str(Path(__file__).resolve())}
+_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + os.sep  # importlib's frames are not a place
 
 
 def _is_library(filename: str) -> bool:
@@ -72,7 +74,11 @@ def _is_library(filename: str) -> bool:
     if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return True
     resolved = str(Path(filename).resolve())
-    return resolved.startswith(_TORCH_DIR) or "site-packages" in resolved or "dist-packages" in resolved
+    return (
+        resolved.startswith((_TORCH_DIR, _STDLIB))
+        or "site-packages" in resolved
+        or "dist-packages" in resolved
+    )
 
 
 def user_frame(tb: TracebackType | None, exc: BaseException | None = None) -> str | None:
@@ -90,8 +96,8 @@ def user_frame(tb: TracebackType | None, exc: BaseException | None = None) -> st
         if str(Path(filename).resolve()) in _OWN_FILES:
             continue
         where = f"{filename}:{line}"
-        if not filename.startswith("<"):
-            deepest_any = where
+        if not filename.startswith("<") and not str(Path(filename).resolve()).startswith(_STDLIB):
+            deepest_any = where  # a library frame, when no frame of the user's is there
         if not _is_library(filename):
             deepest_user = where
     return deepest_user or deepest_any
@@ -103,7 +109,7 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
         return source.namespace
     try:
         if source.module is not None:
-            module: ModuleType = importlib.import_module(source.module)
+            module: ModuleType = _import_module(source.module, spec)
         else:
             assert source.file is not None
             module = _import_file(source.file)
@@ -120,6 +126,21 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
             f"{key}.{'module' if source.module else 'file'}",
         ) from None
     return vars(module)
+
+
+def _import_module(name: str, spec: Spec) -> ModuleType:
+    """Import a dotted module the way ``python -m`` would see it from here: the
+    current directory and the spec's folder are importable during the import."""
+    extra = [str(Path.cwd())]
+    if spec.path is not None:
+        extra.append(str(spec.path.resolve().parent))
+    added = [p for p in extra if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        return importlib.import_module(name)
+    finally:
+        for p in added:
+            sys.path.remove(p)
 
 
 _FILE_MODULES: dict[Path, tuple[str, ModuleType]] = {}

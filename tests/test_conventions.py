@@ -398,3 +398,25 @@ def test_autograd_function_that_is_not_a_function_is_a_spec_error(gradcheck, wri
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 2
     assert "'ScaledLinear' has no .apply: is it a torch.autograd.Function?" in ran.stderr
+
+
+def test_a_module_next_to_the_spec_imports_however_gradcheck_was_started(gradcheck, tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "mylayer.py").write_text(
+        LIN + "\n\ndef lin_grad(inp, out, w, b):\n    inp.g = out.g @ w.t()\n"
+        "    w.g = inp.t() @ out.g\n    b.g = out.g.sum(0)\n"
+    )
+    spec = folder / "modspec.yaml"
+    spec.write_text(LIN_FASTAI.replace("file: layer.py", "module: mylayer"))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder, and not on sys.path
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 0, ran.stdout
+
+
+def test_a_module_that_does_not_exist_is_a_spec_error_pointing_nowhere_inside_python(gradcheck, write_layer):
+    spec = write_layer(LIN_FASTAI.replace("file: layer.py", "module: no_such_layer_module"))
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert "cannot import no_such_layer_module: ModuleNotFoundError" in ran.stderr
+    assert "importlib" not in ran.stderr
