@@ -30,41 +30,58 @@ class Entry:
     builtin: bool
 
 
-def _entry(path: Path, builtin: bool) -> Entry | None:
+def _entry(path: Path, builtin: bool) -> Entry | str:
+    """The entry of a spec file, or why it cannot be one."""
     try:
         data, _ = parse_yaml(path.read_text(encoding="utf-8"), path)
-    except (OSError, SpecError):
-        return None
+    except (OSError, SpecError) as exc:
+        return str(exc)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return None
+        return f"{path}: no 'name:', so it cannot be run by name"
     dims = data.get("dims") if isinstance(data.get("dims"), dict) else {}
     return Entry(data["name"], path, str(data.get("description") or ""), dict(dims or {}), builtin)
 
 
 def entries(config: Config | None = None) -> dict[str, Entry]:
     """Every runnable spec by name; configured specs shadow built-ins of the same name."""
+    return _scanned(config)[0]
+
+
+def warnings(config: Config | None = None) -> list[str]:
+    """What the scan of spec_paths passed over: unreadable specs, names given twice."""
+    return _scanned(config)[1]
+
+
+# One scan per process: `gradcheck --help` asks for every command in turn.
+_CACHE: dict[tuple[Path, ...], tuple[dict[str, Entry], list[str]]] = {}
+
+
+def _scanned(config: Config | None) -> tuple[dict[str, Entry], list[str]]:
     key = config.spec_paths if config is not None else ()
     if key not in _CACHE:
         _CACHE[key] = _scan(config)
     return _CACHE[key]
 
 
-# One scan per process: `gradcheck --help` asks for every command in turn.
-_CACHE: dict[tuple[Path, ...], dict[str, Entry]] = {}
-
-
-def _scan(config: Config | None) -> dict[str, Entry]:
+def _scan(config: Config | None) -> tuple[dict[str, Entry], list[str]]:
     found: dict[str, Entry] = {}
+    problems: list[str] = []
     for path in sorted(builtin_dir().glob("*.yaml")):
         entry = _entry(path, builtin=True)
-        if entry:
+        if isinstance(entry, Entry):
             found[entry.name] = entry
     if config is not None and config.spec_paths:
         for path in find_spec_files(config.spec_paths):
             entry = _entry(path, builtin=False)
-            if entry:
-                found[entry.name] = entry
-    return found
+            if not isinstance(entry, Entry):
+                problems.append(entry)
+                continue
+            before = found.get(entry.name)
+            if before is not None:
+                what = "the built-in" if before.builtin else str(before.path)
+                problems.append(f"{entry.path}: the name {entry.name!r} is also {what}; {entry.path} is used")
+            found[entry.name] = entry
+    return found, problems
 
 
 def lookup(name: str, config: Config | None = None) -> Entry:

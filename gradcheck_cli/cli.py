@@ -19,7 +19,7 @@ import typer.core
 import typer.main
 
 from . import __version__
-from .catalogue import Entry, builtin_dir, entries, lookup
+from .catalogue import Entry, builtin_dir, entries, lookup, warnings
 from .config import Config, load_config
 from .errors import GradcheckError
 from .spec import IDENT_RE, RESERVED_DIMS
@@ -391,10 +391,13 @@ def list_layers(
     format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
     """List the built-in layers and those of [tool.gradcheck] spec_paths."""
+    config = _config()
     try:
-        known = entries(_config())
+        known = entries(config)
     except GradcheckError as exc:
         fail(str(exc))
+    for warning in warnings(config):
+        print(f"gradcheck: warning: {warning}", file=sys.stderr)
     if format == "json":
         rows = [{"name": e.name, "description": e.description, "dims": e.dims} for e in known.values()]
         print(json.dumps(rows, indent=2))

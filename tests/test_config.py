@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from gradcheck_cli.config import load_config
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 
 @pytest.fixture
@@ -121,3 +121,22 @@ def test_the_nearest_pyproject_with_the_table_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(inner)
     config = load_config()
     assert config.dtype == "float32" and config.path == tmp_path / "pyproject.toml"
+
+
+def test_list_warns_about_shadowed_duplicate_and_unreadable_specs(gradcheck, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\nspec_paths = ["specs"]\n')
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    lin = (REPO / "layer_specs" / "lin.yaml").read_text()
+    (specs / "a.yaml").write_text(lin.replace("name: lin", "name: linear"))  # shadows the built-in
+    (specs / "b.yaml").write_text(lin.replace("name: lin", "name: mine"))
+    (specs / "c.yaml").write_text(lin.replace("name: lin", "name: mine"))  # the same name twice
+    (specs / "d.yaml").write_text("name: broken\nreference: [\n")  # not YAML
+    ran = gradcheck("list")
+    assert ran.exit_code == 0
+    warnings = ran.stderr.splitlines()
+    assert any("'linear' is also the built-in" in w for w in warnings)
+    assert any("c.yaml: the name 'mine' is also" in w and "b.yaml" in w for w in warnings)
+    assert any("d.yaml:" in w and "invalid YAML" in w for w in warnings)
+    assert all(w.startswith("gradcheck: warning: ") for w in warnings)
