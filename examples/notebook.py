@@ -44,7 +44,7 @@ report  # noqa: B018 - in Jupyter, the last expression shows the same table as t
 # %%
 assert report.ok
 assert report["b"].status == "pass"
-assert [c.name for c in report.results[0].checks] == ["out", "x", "w", "b"]
+assert [c.name for c in report.results[0].checks] == ["x", "w", "b"]  # no forward given: no out row
 
 # %% [markdown]
 # ## A wrong backward

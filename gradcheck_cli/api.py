@@ -145,8 +145,14 @@ def _bind(
     known: Sequence[str] = (),
     upstream: bool = False,
     skip_first: bool = False,
+    guesses: list[str] | None = None,
 ) -> list[str]:
-    """The spec name handed to each positional parameter of ``fn``."""
+    """The spec name handed to each positional parameter of ``fn``.
+
+    A parameter named after none of them takes the next tensor no other parameter
+    names (the lesson's ``lin_grad(inp, out, w, b)``); each such guess is added to
+    ``guesses`` so that the report can say so.
+    """
     params = _parameters(fn, role)[1 if skip_first else 0 :]
     free = [t for t in tensors if t not in {p.name for p in params}]
     bound: list[str] = []
@@ -157,6 +163,11 @@ def _bind(
             bound.append("grad_out")
         elif free:
             bound.append(free.pop(0))
+            if guesses is not None:
+                guesses.append(
+                    f"the {role}'s parameter {p.name!r} was handed {bound[-1]} by position"
+                    f" (name the parameter {bound[-1]!r} to say so)"
+                )
         elif p.default is not p.empty:
             break  # an optional parameter nothing is handed to (and those after it)
         else:
@@ -217,6 +228,8 @@ def python_spec(
     }
     impl: dict[str, Any] = {"module": "python"}
     namespace: dict[str, Any] = {"reference": reference}
+    guesses: list[str] = []
+    forward_checked = True
     if convention == "autograd_function":
         if autograd_function is None:
             raise GradcheckError("convention='autograd_function' needs autograd_function=")
@@ -228,11 +241,13 @@ def python_spec(
     else:
         if backward is None:
             raise GradcheckError("check() needs backward= (or autograd_function=)")
-        backward_args = _bind(backward, "backward", tensors, known=["out"], upstream=True)
+        backward_args = _bind(backward, "backward", tensors, known=["out"], upstream=True, guesses=guesses)
         if forward is None and (convention == "fastai" or "out" in backward_args):
-            forward = reference  # the backward reads `out`: the reference computes it
+            # The backward reads `out`: the reference computes it, and there is no
+            # hand-written forward to compare with it.
+            forward, forward_checked = reference, False
         if forward is not None:
-            impl["forward"] = _call("forward", _bind(forward, "forward", tensors), ["out"])
+            impl["forward"] = _call("forward", _bind(forward, "forward", tensors, guesses=guesses), ["out"])
             namespace["forward"] = forward
         slots = None
         if convention != "fastai":
@@ -246,5 +261,6 @@ def python_spec(
     spec = build_spec(data)
     source = CodeSource(namespace=namespace)
     spec.reference = replace(spec.reference, source=source)
-    spec.implementation = replace(spec.implementation, source=source)
+    spec.implementation = replace(spec.implementation, source=source, forward_checked=forward_checked)
+    spec.notes = guesses
     return spec

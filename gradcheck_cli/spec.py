@@ -135,6 +135,7 @@ class Implementation:
     autograd_function: str | None = None
     args: tuple[str, ...] | None = None
     backend: str = "torch"
+    forward_checked: bool = True  # False: the "forward" only computes `out` (Python API)
 
     @property
     def convention(self) -> str:
@@ -172,6 +173,7 @@ class Spec:
     formulas: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # said in every result of this spec
 
     # -- derived views ----------------------------------------------------
     @property

@@ -50,8 +50,13 @@ def test_check_takes_the_run_settings_of_the_cli():
 def test_the_yaml_free_form_from_the_issue_with_the_lessons_lin_grad():
     report = check(reference=lambda x, w, b: x @ w + b, backward=lin_grad, convention="fastai", shapes=SHAPES)
     assert report.ok
-    assert [c.name for c in report.results[0].checks] == ["out", "x", "w", "b"]
+    # No forward was given: the reference computes `out`, and there is no forward row to compare.
+    assert [c.name for c in report.results[0].checks] == ["x", "w", "b"]
     assert report.results[0].spec == "lin_grad"
+    # lin_grad(inp, out, w, b): `inp` names no tensor, so it got x by position, and the report says so.
+    assert report.results[0].notes == [
+        "the backward's parameter 'inp' was handed x by position (name the parameter 'x' to say so)"
+    ]
 
 
 def test_the_yaml_free_form_flags_a_wrong_backward():
