@@ -350,14 +350,27 @@ def eval_int_expr(expr: str | int, scope: Mapping[str, float | int]) -> int:
 # Loading
 
 
-def _line_map(node: yaml.Node, prefix: str = "", lines: dict[str, int] | None = None) -> dict[str, int]:
-    """Map each key path ("implementation.backward", "inputs.x") to its 1-based line."""
+def _line_map(
+    node: yaml.Node, path: Path | None, prefix: str = "", lines: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Map each key path ("implementation.backward", "inputs.x") to its 1-based line.
+
+    A key given twice in one mapping is an error (YAML would keep the last silently).
+    """
     lines = {} if lines is None else lines
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
-            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[path] = key_node.start_mark.line + 1
-            _line_map(value_node, path, lines)
+            key = str(key_node.value)
+            where = f"{prefix}.{key}" if prefix else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise SpecError(
+                    f"{key!r} is given twice (the first at line {lines[where]})", path, line, where
+                )
+            seen.add(key)
+            lines[where] = line
+            _line_map(value_node, path, where, lines)
     return lines
 
 
@@ -373,7 +386,7 @@ def parse_yaml(text: str, path: Path | None = None) -> tuple[Any, dict[str, int]
         raise SpecError(f"invalid YAML: {problem}", path, mark.line + 1 if mark else None) from None
     finally:
         loader.dispose()
-    return data, (_line_map(node) if node is not None else {})
+    return data, (_line_map(node, path) if node is not None else {})
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -120,3 +120,9 @@ def test_a_directory_search_finds_specs_even_misspelt_and_skips_venvs_and_other_
         (tmp_path / hidden / "copy.yaml").write_text(GOOD)
     found = find_spec_files([tmp_path, tmp_path / "ok.yaml"])  # each file once
     assert [p.name for p in found] == ["ok.yaml", "typo.yaml"]
+
+
+def test_a_key_given_twice_is_an_error_not_silently_the_last(write_layer):
+    path = write_layer(GOOD.replace("name: my_lin\n", "name: my_lin\nname: other\n"))
+    with pytest.raises(SpecError, match=r":2: name: 'name' is given twice \(the first at line 1\)"):
+        load_spec(path)
