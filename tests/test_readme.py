@@ -43,3 +43,14 @@ def test_readme_example_output_is_current(gradcheck, monkeypatch, command, outpu
     monkeypatch.chdir(REPO)
     ran = gradcheck(*shlex.split(command)[1:])
     assert ran.stdout.rstrip("\n") == output
+
+
+def _python_snippets() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("from gradcheck_cli")]
+
+
+@pytest.mark.parametrize("snippet", _python_snippets())
+def test_readme_python_api_snippets_run_as_written(snippet, monkeypatch):
+    monkeypatch.chdir(REPO)
+    exec(compile(snippet, "README.md", "exec"), {})
