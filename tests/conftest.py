@@ -54,3 +54,28 @@ def write_layer(tmp_path: Path):
         return spec_path
 
     return write
+
+
+# A torch.nn.Linear-layout layer in layer.py, the spec most tests start from
+# (``write_layer(LINEAR_SPEC, LINEAR_FORWARD + backward_code)``).
+LINEAR_SPEC = """
+name: layer
+dims: {batch: 5, in: 3, out: 4}
+inputs:
+  x: [batch, in]
+params:
+  weight: [out, in]
+  bias: [out]
+reference: "F.linear(x, weight, bias)"
+implementation:
+  file: layer.py
+  forward: "linear_forward(x, weight, bias) -> out"
+  backward: "linear_backward(grad_out, x, weight, bias) -> x, weight, bias"
+"""
+
+LINEAR_FORWARD = """
+import torch
+
+def linear_forward(x, weight, bias):
+    return x @ weight.T + bias
+"""

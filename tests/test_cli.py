@@ -10,27 +10,8 @@ import pytest
 
 import gradcheck_cli
 
-from .conftest import REPO
-
-LINEAR_SPEC = """
-name: my_linear
-dims: {batch: 5, in: 3, out: 4}
-inputs:
-  x: [batch, in]
-params:
-  weight: [out, in]
-  bias: [out]
-reference: "F.linear(x, weight, bias)"
-implementation:
-  file: my_linear.py
-  forward: "forward(x, weight, bias) -> out"
-  backward: "backward(grad_out, x, weight, bias) -> x, weight, bias"
-"""
-
-FORWARD = """
-def forward(x, weight, bias):
-    return x @ weight.T + bias
-"""
+from .conftest import LINEAR_FORWARD as FORWARD
+from .conftest import LINEAR_SPEC, REPO
 
 
 def test_linear_passes_with_a_table_a_headline_and_exit_0(gradcheck):
@@ -60,10 +41,9 @@ def test_a_wrong_backward_exits_1_and_flags_its_row(gradcheck, write_layer):
         LINEAR_SPEC,
         FORWARD
         + """
-def backward(grad_out, x, weight, bias):
-    return grad_out @ weight, x.T @ grad_out, grad_out.sum(0)   # weight grad transposed
+def linear_backward(grad_out, x, weight, bias):
+    return grad_out @ weight, x.T @ grad_out, grad_out.sum(0)  # weight grad transposed
 """,
-        name="my_linear",
     )
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 1
@@ -81,10 +61,9 @@ def test_a_wrong_shaped_gradient_is_a_shape_error_with_both_shapes(gradcheck, wr
         LINEAR_SPEC,
         FORWARD
         + """
-def backward(grad_out, x, weight, bias):
+def linear_backward(grad_out, x, weight, bias):
     return grad_out @ weight, grad_out.T @ x, grad_out   # bias grad never summed
 """,
-        name="my_linear",
     )
     ran = gradcheck("run", str(spec), "--format", "json")
     assert ran.exit_code == 1
@@ -96,14 +75,14 @@ def backward(grad_out, x, weight, bias):
 def test_an_exception_in_the_checked_code_exits_1_with_file_and_line(gradcheck, write_layer):
     spec = write_layer(
         LINEAR_SPEC,
-        FORWARD + "\ndef backward(grad_out, x, weight, bias):\n    return grad_out @ weight.T, None, None\n",
-        name="my_linear",
+        FORWARD
+        + "\ndef linear_backward(grad_out, x, weight, bias):\n    return grad_out @ weight.T, None, None\n",
     )
     ran = gradcheck("run", str(spec), "--format", "json")
     assert ran.exit_code == 1
     result = json.loads(ran.stdout)["results"][0]
     assert result["status"] == "error"
-    assert "RuntimeError" in result["error"] and "my_linear.py:5" in result["error"]
+    assert "RuntimeError" in result["error"] and "layer.py:7" in result["error"]
 
 
 # -- exit 2: usage and spec errors, one line, no traceback -----------------------------
@@ -134,14 +113,14 @@ def test_invalid_yaml_names_file_and_line(gradcheck, write_layer):
 
 
 def test_unknown_key_is_a_spec_error(gradcheck, write_layer):
-    spec = write_layer(LINEAR_SPEC.replace("params:", "parms:"), FORWARD, name="my_linear")
+    spec = write_layer(LINEAR_SPEC.replace("params:", "parms:"), FORWARD)
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 2
     assert f"{spec}:5: parms: unknown key (did you mean 'params'?)" in ran.stdout
 
 
 def test_a_shape_that_does_not_evaluate_is_a_spec_error(gradcheck, write_layer):
-    spec = write_layer(LINEAR_SPEC.replace("x: [batch, in]", "x: [batch / 2, in]"), FORWARD, name="my_linear")
+    spec = write_layer(LINEAR_SPEC.replace("x: [batch, in]", "x: [batch / 2, in]"), FORWARD)
     ran = gradcheck("run", str(spec), "--format", "json")
     assert ran.exit_code == 2
     assert "is 2.5, not a whole number" in json.loads(ran.stdout)["results"][0]["error"]
@@ -322,7 +301,7 @@ def test_broken_configured_specs_give_one_line_errors_not_tracebacks(gradcheck, 
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\nspec_paths = ["specs"]\n')
-    base = LINEAR_SPEC.replace("name: my_linear", "name: odd")
+    base = LINEAR_SPEC.replace("name: layer", "name: odd")
     (tmp_path / "specs" / "odd.yaml").write_text(base.replace("batch: 5", "batch: five"))
     _one_line_error(gradcheck("odd"), "dims.batch: must be a positive integer, got 'five'")
     (tmp_path / "specs" / "odd.yaml").write_text(base.replace("batch: 5", "batch: 5, help: 2"))
@@ -332,8 +311,7 @@ def test_broken_configured_specs_give_one_line_errors_not_tracebacks(gradcheck, 
 def test_a_python_number_is_not_a_gradient(gradcheck, write_layer):
     spec = write_layer(
         LINEAR_SPEC,
-        FORWARD + "\ndef backward(grad_out, x, weight, bias):\n    return 1, 2, 3\n",
-        name="my_linear",
+        FORWARD + "\ndef linear_backward(grad_out, x, weight, bias):\n    return 1, 2, 3\n",
     )
     ran = gradcheck("run", str(spec), "--format", "json")
     assert ran.exit_code == 1

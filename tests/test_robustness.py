@@ -15,29 +15,9 @@ import types
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, LINEAR_FORWARD, LINEAR_SPEC
 
-LINEAR = """
-name: layer
-dims: {batch: 5, in: 3, out: 4}
-inputs:
-  x: [batch, in]
-params:
-  weight: [out, in]
-  bias: [out]
-reference: "F.linear(x, weight, bias)"
-implementation:
-  file: layer.py
-  forward: "linear_forward(x, weight, bias) -> out"
-  backward: "linear_backward(grad_out, x, weight, bias) -> x, weight, bias"
-"""
-
-FORWARD = """
-import torch
-
-def linear_forward(x, weight, bias):
-    return x @ weight.T + bias
-"""
+LINEAR, FORWARD = LINEAR_SPEC, LINEAR_FORWARD
 
 RIGHT_BACKWARD = """
 def linear_backward(grad_out, x, weight, bias):
