@@ -342,12 +342,21 @@ def _name_factor(c: float, e: torch.Tensor, a: torch.Tensor, ctx: Context) -> tu
     """How to write c, and which dim (or factor 2) it points at."""
     sign = -1 if c < 0 else 1
     flipped = ", and the sign is flipped" if sign < 0 else ""
+    found: Fraction | None = None
+    reasons: list[str] = []
     for value, why in _factor_candidates(ctx.dims):
+        if value == 1 or (found is not None and value != found):
+            continue  # 1 is no factor; after a match, only other readings of the same value
         v = float(value)
-        if abs(abs(c) - v) <= 0.05 * v and _close(a, sign * v * e, ctx):
-            shown = str(value) if value.denominator != 1 else str(value.numerator)
-            return ("-" if sign < 0 else "") + shown, why + flipped
-    return f"{c:.4g}", "one constant factor off, and no dim has that size" + flipped
+        if found is not None or (abs(abs(c) - v) <= 0.05 * v and _close(a, sign * v * e, ctx)):
+            found = value
+            if why not in reasons:
+                reasons.append(why)
+    if found is None:
+        return f"{c:.4g}", "one constant factor off, and no dim has that size" + flipped
+    shown = str(found) if found.denominator != 1 else str(found.numerator)
+    # Several readings of one number (out=2 and "a factor 2"): say them all, choose none.
+    return ("-" if sign < 0 else "") + shown, " or ".join(reasons) + flipped
 
 
 def _partial(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:

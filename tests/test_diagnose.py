@@ -467,3 +467,28 @@ def test_a_few_elements_just_outside_tolerance_are_not_called_scaled(gradcheck, 
     worst = next(line for line in ran.stdout.splitlines() if "worst element" in line)
     expected, got = worst.split("expected ")[1].split(", got ")
     assert expected != got  # enough digits to see the difference
+
+
+def test_a_factor_with_two_readings_names_both_and_chooses_neither(gradcheck, write_layer):
+    spec = write_layer(
+        """
+        name: doubled
+        dims: {n: 5, in: 3, out: 2}
+        inputs: {x: [n, in]}
+        params: {w: [in, out], b: [out]}
+        reference: "x @ w + b"
+        implementation:
+          file: doubled.py
+          backward: "lin_grad(grad_out, x, w, b) -> x, w, b"
+        """,
+        """
+        def lin_grad(g, x, w, b):
+            return g @ w.T, 2 * (x.T @ g), g.sum(0)  # w's gradient doubled, and out is 2
+        """,
+        name="doubled",
+    )
+    ran = gradcheck("run", str(spec), "--format", "json")
+    w = {c["name"]: c for c in json.loads(ran.stdout)["results"][0]["checks"]}["w"]
+    assert w["diagnosis"] == "scaled"
+    assert "2 x the expected" in w["hint"]
+    assert "out=2" in w["hint"] and "a factor 2 too many" in w["hint"]
