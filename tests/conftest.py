@@ -79,3 +79,19 @@ import torch
 def linear_forward(x, weight, bias):
     return x @ weight.T + bias
 """
+
+# The fast.ai lesson's lin in layer.py: gradients on .g (``lin(x, w, b) -> out``, ``lin_grad(x, out, w, b)``).
+LIN_FASTAI_SPEC = """
+name: layer
+dims: {n: 5, in: 3, out: 4}
+inputs:
+  x: [n, in]
+params:
+  w: [in, out]
+  b: [out]
+reference: "x @ w + b"
+implementation:
+  file: layer.py
+  forward: "lin(x, w, b) -> out"
+  backward: "lin_grad(x, out, w, b)"
+"""

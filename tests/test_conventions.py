@@ -13,21 +13,9 @@ import json
 import pytest
 
 from gradcheck_cli import check, load_spec
+from tests.conftest import LIN_FASTAI_SPEC
 
-LIN_FASTAI = """
-name: layer
-dims: {n: 5, in: 3, out: 4}
-inputs:
-  x: [n, in]
-params:
-  w: [in, out]
-  b: [out]
-reference: "x @ w + b"
-implementation:
-  file: layer.py
-  forward: "lin(x, w, b) -> out"
-  backward: "lin_grad(x, out, w, b)"
-"""
+LIN_FASTAI = LIN_FASTAI_SPEC
 
 LIN = """
 def lin(x, w, b):

@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from tests.conftest import EXAMPLES, LINEAR_FORWARD, LINEAR_SPEC
+from tests.conftest import EXAMPLES, LIN_FASTAI_SPEC, LINEAR_FORWARD, LINEAR_SPEC
 
 LINEAR, FORWARD = LINEAR_SPEC, LINEAR_FORWARD
 
@@ -250,20 +250,7 @@ def linear_backward(grad_out, x, weight, bias):
 
 
 def test_an_optimizer_step_inside_a_fastai_backward_is_flagged_on_the_param(gradcheck, write_layer):
-    spec = """
-    name: layer
-    dims: {n: 5, in: 3, out: 4}
-    inputs:
-      x: [n, in]
-    params:
-      w: [in, out]
-      b: [out]
-    reference: "x @ w + b"
-    implementation:
-      file: layer.py
-      forward: "lin(x, w, b) -> out"
-      backward: "lin_grad(x, out, w, b)"
-    """
+    spec = LIN_FASTAI_SPEC
     code = """
 def lin(x, w, b):
     return x @ w + b
