@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CHECK_STATUSES = ("pass", "mismatch", "shape_error", "missing", "error")
-RESULT_STATUSES = ("pass", "fail", "error")
+# skip: not run (a spec's skip:); xfail: failed as a spec's xfail: says it does; xpass: an
+# xfail spec that passed (strict: it counts as a failure); interrupted: Ctrl-C or SIGTERM came first.
+RESULT_STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "interrupted")
+# The version of the JSON report's layout (not the tool's version): bumped when a field changes meaning.
+SCHEMA_VERSION = 2
 
 
 def format_shape(shape: list[int] | None, labels: list[str | None] | None = None) -> str:
@@ -65,6 +69,15 @@ class Check:
     expected_labels: list[str | None] | None = None
     actual_labels: list[str | None] | None = None
     excerpt: str | None = None  # side-by-side values around the worst element (--verbose)
+    # Calibrated tolerance (float32/bf16/fp16): errors measured against a float64 truth.
+    truth_error: float | None = None  # max |got - truth|
+    reference_error: float | None = None  # max |torch's own result in the checked dtype - truth|
+    error_ratio: float | None = None  # truth_error / reference_error
+    # Numerical mode: elements at a kink (excluded from the verdict), and sampling.
+    unstable: int | None = None
+    sampled: dict[str, int] | None = None  # {"elements": checked, "numel": all, "directions": n}
+    line: int | None = None  # the spec's line for this tensor (GitHub annotations)
+    error_map: Any = None  # an errormap.ErrorMap for a failing tensor (not in the JSON)
 
     @property
     def ok(self) -> bool:
@@ -78,8 +91,10 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for internal in ("expected_labels", "actual_labels", "excerpt"):
+        for internal in ("expected_labels", "actual_labels", "excerpt", "error_map", "line"):
             data.pop(internal)
+        for unused_yet in ("truth_error", "reference_error", "error_ratio", "unstable", "sampled"):
+            data.pop(unused_yet)
         return data
 
 
