@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
 from .errors import GradcheckError, SpecError
-from .spec import did_you_mean, find_spec_files, parse_yaml
+from .names import did_you_mean
+from .spec import find_spec_files, parse_yaml
 
 
 def builtin_dir() -> Path:
@@ -28,18 +29,37 @@ class Entry:
     description: str
     dims: dict[str, int]
     builtin: bool
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+
+# Each file is read once while it stays the same: `gradcheck --help` asks for every command
+# in turn, and a long-lived process (a notebook, a test session) sees edits.
+_READ: dict[tuple[Path, bool], tuple[tuple[int, int], Entry | str]] = {}
 
 
 def _entry(path: Path, builtin: bool) -> Entry | str:
     """The entry of a spec file, or why it cannot be one."""
     try:
-        data, _ = parse_yaml(path.read_text(encoding="utf-8"), path)
+        stat = path.stat()
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror}"
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _READ.get((path, builtin))
+    if cached is None or cached[0] != stamp:
+        cached = stamp, _read_entry(path, builtin)
+        _READ[(path, builtin)] = cached
+    return cached[1]
+
+
+def _read_entry(path: Path, builtin: bool) -> Entry | str:
+    try:
+        data, lines = parse_yaml(path.read_text(encoding="utf-8"), path)
     except (OSError, SpecError) as exc:
         return str(exc)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return f"{path}: no 'name:', so it cannot be run by name"
     dims = data.get("dims") if isinstance(data.get("dims"), dict) else {}
-    return Entry(data["name"], path, str(data.get("description") or ""), dict(dims or {}), builtin)
+    return Entry(data["name"], path, str(data.get("description") or ""), dict(dims or {}), builtin, lines)
 
 
 def entries(config: Config | None = None) -> dict[str, Entry]:
@@ -52,15 +72,8 @@ def warnings(config: Config | None = None) -> list[str]:
     return _scanned(config)[1]
 
 
-# One scan per process: `gradcheck --help` asks for every command in turn.
-_CACHE: dict[tuple[Path, ...], tuple[dict[str, Entry], list[str]]] = {}
-
-
 def _scanned(config: Config | None) -> tuple[dict[str, Entry], list[str]]:
-    key = config.spec_paths if config is not None else ()
-    if key not in _CACHE:
-        _CACHE[key] = _scan(config)
-    return _CACHE[key]
+    return _scan(config)
 
 
 def _scan(config: Config | None) -> tuple[dict[str, Entry], list[str]]:

@@ -7,7 +7,6 @@ linear --in 3 --out 4``), built lazily by :class:`LayerGroup`.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -20,17 +19,24 @@ import typer.main
 
 from . import __version__
 from .catalogue import Entry, builtin_dir, entries, lookup, warnings
+from .cli_options import (
+    OWN_OPTIONS,
+    RUN_OPTIONS,
+    Emit,
+    Explain,
+    OptionSet,
+    keyword,
+    settings_from,
+    with_common_options,
+)
 from .config import Config, load_config
 from .errors import GradcheckError
-from .spec import IDENT_RE, RESERVED_DIMS
+from .names import IDENT_RE
+from .settings import RunSettings
 
 if TYPE_CHECKING:
-    from .result import CaseResult, Report
-    from .runner import Case
-    from .spec import Spec
-    from .suite import RunOptions
+    from .result import Report
 
-FORMATS = ("table", "json", "junit", "markdown")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
@@ -47,124 +53,14 @@ def _config() -> Config:
         fail(str(exc))
 
 
-# -- options shared by every layer command and `run` ---------------------------------
-
-Dtype = Annotated[
-    str | None, typer.Option("--dtype", help="float64 (default), float32, bfloat16 or float16.")
-]
-Device = Annotated[str | None, typer.Option("--device", help="cpu (default) or cuda.")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random tensors (default 0).")]
-Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype).")]
-Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype).")]
-Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown.")]
-Output = Annotated[
-    Path | None,
-    typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints."),
-]
-Verbose = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")
-]
-Sweep = Annotated[
-    bool,
-    typer.Option("--sweep", help="Also run other seeds and distinct non-square sizes; report the worst."),
-]
-Pdb = Annotated[
-    bool, typer.Option("--pdb", help="Open a post-mortem debugger where the checked code raised.")
-]
-ExitZero = Annotated[
-    bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")
-]
-OptionSet = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-O",
-        metavar="NAME=VALUE",
-        help="Override a spec option (VALUE is YAML: 1, [3, 2], true).",
-    ),
-]
-Explain = Annotated[bool, typer.Option("--explain", help="Print the derivation of each gradient and exit.")]
-
-COMMON: list[tuple[str, Any, Any]] = [
-    ("dtype", Dtype, None),
-    ("device", Device, None),
-    ("seed", Seed, None),
-    ("atol", Atol, None),
-    ("rtol", Rtol, None),
-    ("format", Format, "table"),
-    ("output", Output, None),
-    ("verbose", Verbose, False),
-    ("sweep", Sweep, False),
-    ("pdb", Pdb, False),
-    ("exit_zero", ExitZero, False),
-]
+def _settings(options: dict[str, Any]) -> tuple[RunSettings, Emit]:
+    try:
+        return settings_from(options, _config())
+    except GradcheckError as exc:
+        fail(str(exc))
 
 
-class Settings:
-    """The common options merged over [tool.gradcheck] and the defaults."""
-
-    def __init__(self, config: Config, **options: Any) -> None:
-        self.dtype: str = options["dtype"] or config.dtype or "float64"
-        self.device: str = options["device"] or config.device or "cpu"
-        self.seed: int = options["seed"] if options["seed"] is not None else (config.seed or 0)
-        self.atol: float | None = options["atol"] if options["atol"] is not None else config.atol
-        self.rtol: float | None = options["rtol"] if options["rtol"] is not None else config.rtol
-        self.format: str = options["format"]
-        self.output: Path | None = options["output"]
-        self.verbose: bool = options["verbose"]
-        self.sweep: bool = options["sweep"]
-        self.pdb: bool = options["pdb"]
-        self.exit_zero: bool = options["exit_zero"]
-        if self.format not in FORMATS:
-            fail(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
-        for name, value in (("atol", self.atol), ("rtol", self.rtol)):
-            if value is not None and not value >= 0:  # also rejects NaN
-                fail(f"--{name} must be a non-negative number, got {value}")
-
-    def run_options(self) -> RunOptions:
-        from .suite import RunOptions
-
-        return RunOptions(
-            dtype=self.dtype,
-            device=self.device,
-            seed=self.seed,
-            atol=self.atol,
-            rtol=self.rtol,
-            verbose=self.verbose,
-            sweep=self.sweep,
-            pdb=self.pdb,
-        )
-
-
-# -- running and rendering ---------------------------------------------------------
-
-
-def _make_case(
-    spec: Spec, settings: Settings, dims: dict[str, int] | None = None, options: dict[str, Any] | None = None
-) -> Case:
-    from .runner import make_case
-
-    return make_case(
-        spec,
-        dims,
-        options=options,
-        dtype=settings.dtype,
-        device=settings.device,
-        seed=settings.seed,
-        atol=settings.atol,
-        rtol=settings.rtol,
-    )
-
-
-def _run_one(case: Case, settings: Settings) -> CaseResult:
-    from .runner import run_case, run_sweep
-
-    if settings.sweep:
-        return run_sweep(case, verbose=settings.verbose, pdb=settings.pdb)
-    return run_case(case, verbose=settings.verbose, pdb=settings.pdb)
-
-
-def _emit(report: Report, settings: Settings) -> NoReturn:
+def _emit(report: Report, settings: Emit) -> NoReturn:
     """Print the report, write --output, and exit with the report's code."""
     from .report import render
 
@@ -226,22 +122,21 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def check_layer(
-    entry: Entry, dims: dict[str, int], settings: Settings, options: dict[str, Any] | None = None
+    entry: Entry, dims: dict[str, int], options: dict[str, Any], shared: dict[str, Any]
 ) -> NoReturn:
     """``gradcheck LAYER ...``: one spec, one case (or a sweep)."""
     from .api import make_report
     from .errors import SpecError
+    from .runner import run
     from .spec import load_spec
 
+    settings, emit = _settings(shared)
     try:
         spec = load_spec(entry.path)
-        case = _make_case(spec, settings, dims, options)
+        result = run(spec, settings, dims, options)
     except SpecError as exc:
         fail(str(exc))
-    result = _run_one(case, settings)
-    if options:
-        result.notes.insert(0, "options set: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
-    _emit(make_report([result]), settings)
+    _emit(make_report([result]), emit)
 
 
 def explain(entry: Entry) -> NoReturn:
@@ -287,45 +182,39 @@ def layer_command(entry: Entry) -> Any:
     def command(**kwargs: Any) -> None:
         if kwargs.pop("explain"):
             explain(entry)
+        for dim in clashing:
+            where = (
+                f"{entry.path}:{entry.lines[f'dims.{dim}']}" if f"dims.{dim}" in entry.lines else entry.path
+            )
+            fail(f"{where}: dims.{dim}: {dim!r} clashes with gradcheck's own {_dim_option(dim)} option")
         dims = {d: _positive(d, kwargs.pop(f"dim_{d}")) for d in cli_dims}
         options = _parse_options(kwargs.pop("option") or [])
-        settings = Settings(_config(), **kwargs)
-        check_layer(entry, dims, settings, options)
+        check_layer(entry, dims, options, kwargs)
 
     # Only dims that can be options; a spec with others fails its validation when run.
-    cli_dims = [
+    usable = [
         d
-        for d, default in entry.dims.items()
-        if isinstance(default, int)
-        and not isinstance(default, bool)
-        and IDENT_RE.match(d)
-        and d not in RESERVED_DIMS
+        for d, v in entry.dims.items()
+        if isinstance(v, int) and not isinstance(v, bool) and IDENT_RE.match(d)
     ]
-    params = [
-        inspect.Parameter(
+    clashing = [d for d in usable if d in OWN_OPTIONS]
+    cli_dims = [d for d in usable if d not in OWN_OPTIONS]
+    dim_options = [
+        keyword(
             f"dim_{dim}",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=str(default),
-            annotation=Annotated[
+            Annotated[
                 str,
                 typer.Option(
                     _dim_option(dim), metavar="N", help=f"Size of dim {dim!r}.", rich_help_panel="Dims"
                 ),
             ],
+            str(entry.dims[dim]),
         )
-        for dim, default in entry.dims.items()
-        if dim in cli_dims
+        for dim in cli_dims
     ]
-    params.append(
-        inspect.Parameter("explain", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Explain)
+    with_common_options(
+        command, [*dim_options, keyword("explain", Explain, False), keyword("option", OptionSet, None)]
     )
-    params.append(
-        inspect.Parameter("option", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OptionSet)
-    )
-    params += [
-        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in COMMON
-    ]
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     sub = typer.Typer(add_completion=False, rich_markup_mode=None)
     help_text = f"{entry.description or entry.name}\n\nSpec: {entry.path}"
     sub.command(name=entry.name, help=help_text, context_settings={"help_option_names": ["-h", "--help"]})(
@@ -423,49 +312,13 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
     print(entry.path.read_text(encoding="utf-8").rstrip())
 
 
-@app.command("run")
-def run(
-    paths: Annotated[
-        list[Path] | None, typer.Argument(help="Spec files and/or directories (searched recursively).")
-    ] = None,
-    builtin: Annotated[bool, typer.Option("--builtin", help="Run the whole built-in catalogue.")] = False,
-    keyword: Annotated[
-        str | None,
-        typer.Option("-k", help="Only specs whose name matches EXPR (pytest-style: 'lin and not relu')."),
-    ] = None,
-    fail_fast: Annotated[
-        bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")
-    ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run specs in N worker processes.")] = 1,
-    dtype: Dtype = None,
-    device: Device = None,
-    seed: Seed = None,
-    atol: Atol = None,
-    rtol: Rtol = None,
-    format: Format = "table",
-    output: Output = None,
-    verbose: Verbose = False,
-    sweep: Sweep = False,
-    pdb: Pdb = False,
-    exit_zero: ExitZero = False,
-) -> None:
+def run(**kwargs: Any) -> None:
     """Run spec files and directories; each spec is one result."""
     from .suite import collect, run_suite
 
-    settings = Settings(
-        _config(),
-        dtype=dtype,
-        device=device,
-        seed=seed,
-        atol=atol,
-        rtol=rtol,
-        format=format,
-        output=output,
-        verbose=verbose,
-        sweep=sweep,
-        pdb=pdb,
-        exit_zero=exit_zero,
-    )
+    paths, builtin, keyword = kwargs.pop("paths"), kwargs.pop("builtin"), kwargs.pop("keyword")
+    fail_fast, jobs = kwargs.pop("fail_fast"), kwargs.pop("jobs")
+    settings, emit = _settings(kwargs)
     targets = list(paths or [])
     if builtin:
         targets.append(builtin_dir())
@@ -477,10 +330,11 @@ def run(
         fail(str(exc))
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
-    report = run_suite(
-        items, settings.run_options(), fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal()
-    )
-    _emit(report, settings)
+    report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
+    _emit(report, emit)
+
+
+app.command("run")(with_common_options(run, [keyword(n, a, d) for n, a, d in RUN_OPTIONS]))
 
 
 @app.command("new")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GradcheckError
-from .spec import did_you_mean
+from .names import did_you_mean
 
 KEYS = ("spec_paths", "dtype", "device", "seed", "atol", "rtol")
 

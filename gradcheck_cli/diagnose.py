@@ -20,7 +20,7 @@ from fractions import Fraction
 import torch
 
 from .compare import Tolerance
-from .result import Check, format_shape
+from .result import format_shape
 from .spec import Spec, TensorSpec
 
 # Candidate explanations are matched with this much slack over the check's own
@@ -87,29 +87,26 @@ def transpose_blind_spots(spec: Spec, dims: Mapping[str, int]) -> list[str]:
     return notes
 
 
-def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Context) -> None:
-    """Fill ``check.diagnosis`` and ``check.hint`` for a failing check."""
+def explain(expected: torch.Tensor, actual: torch.Tensor, ctx: Context) -> tuple[str | None, str]:
+    """``(diagnosis, hint)`` for a failing check: the first rule that fits, or None and why not."""
     e = expected.detach().to("cpu", torch.float64)
     a = _as_real(actual.detach().to("cpu"))
     rules = _SHAPE_RULES if e.shape != a.shape else _VALUE_RULES
     for rule in rules:
         found = rule(e, a, ctx)
         if found is not None:
-            check.diagnosis, check.hint = found
-            return
-    check.diagnosis = None
+            return found
     if e.shape != a.shape:
-        check.hint = (
+        return None, (
             f"shape {ctx.actual_text(a.shape)} where {ctx.expected_text(e.shape)} is expected; no known"
             " mistake explains the values (not a transpose, a missing sum, a reshape or a swap)"
         )
-    else:
-        check.hint = (
-            "no known mistake explains these values (not a transpose, a constant factor, a swap,"
-            " zeros or a mask)"
-        )
-        if bool((e == 0).all()):
-            check.hint += f"; the expected gradient is all zeros: the output does not depend on {ctx.name}"
+    hint = (
+        "no known mistake explains these values (not a transpose, a constant factor, a swap, zeros or a mask)"
+    )
+    if bool((e == 0).all()):
+        hint += f"; the expected gradient is all zeros: the output does not depend on {ctx.name}"
+    return None, hint
 
 
 def _as_real(t: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,26 @@ class CaseResult:
             return f"{self.spec} dtype={self.dtype} device={self.device} seed={self.seed}"
         return f"{self.spec} [{dims}] dtype={self.dtype} device={self.device} seed={self.seed}"
 
+    @classmethod
+    def not_run(
+        cls,
+        spec: str,
+        source: str,
+        dims: dict[str, int],
+        dtype: str,
+        device: str,
+        seed: int,
+        message: str,
+        spec_error: bool,
+    ) -> CaseResult:
+        """An ``error`` result for a spec that did not get as far as a check."""
+        return cls(spec, source, dims, dtype, device, seed).failed(message, spec_error)
+
+    def failed(self, message: str, spec_error: bool = False) -> CaseResult:
+        """This result as an ``error``: the spec (``spec_error``) or the checked code stopped it."""
+        self.error, self.spec_error = message, spec_error
+        return self.finish()
+
     def finish(self) -> CaseResult:
         """Set ``status`` from the checks (an error already set stays)."""
         if self.error is not None:

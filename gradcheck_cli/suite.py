@@ -19,7 +19,10 @@ from typing import Any
 
 from .errors import GradcheckError, SpecError
 from .result import CaseResult, Report
+from .settings import RunSettings
 from .spec import Spec, find_spec_files, load_spec
+
+RunOptions = RunSettings  # the name the pytest plugin and older callers use
 
 
 @dataclass
@@ -33,18 +36,6 @@ class Item:
     @property
     def name(self) -> str:
         return self.spec.name if self.spec else self.path.stem
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    dtype: str = "float64"
-    device: str = "cpu"
-    seed: int = 0
-    atol: float | None = None
-    rtol: float | None = None
-    verbose: bool = False
-    sweep: bool = False
-    pdb: bool = False
 
 
 def matches(expr: str, name: str) -> bool:
@@ -112,41 +103,25 @@ def run_item(item: Item, options: RunOptions) -> CaseResult:
 
 
 def _run_item(item: Item, options: RunOptions) -> CaseResult:
-    from .runner import make_case, run_case, run_sweep
+    from .runner import run
 
     if item.spec is None:
         assert item.error is not None
         return _error_result(item, str(item.error), options)
     try:
-        case = make_case(
-            item.spec,
-            None,
-            dtype=options.dtype,
-            device=options.device,
-            seed=options.seed,
-            atol=options.atol,
-            rtol=options.rtol,
-        )
+        return run(item.spec, options)
     except SpecError as exc:
         return _error_result(item, str(exc), options)
-    if options.sweep:
-        return run_sweep(case, verbose=options.verbose, pdb=options.pdb)
-    return run_case(case, verbose=options.verbose, pdb=options.pdb)
 
 
 def _error_result(item: Item, message: str, options: RunOptions, spec_error: bool = True) -> CaseResult:
     """An ``error`` result for a spec that did not get as far as a check."""
     spec = item.spec
-    result = CaseResult(
-        spec=item.name,
-        source=spec.source if spec is not None else str(item.path),
-        dims=dict(spec.dims) if spec is not None else {},
-        dtype=options.dtype,
-        device=options.device,
-        seed=options.seed,
+    source = spec.source if spec is not None else str(item.path)
+    dims = dict(spec.dims) if spec is not None else {}
+    return CaseResult.not_run(
+        item.name, source, dims, options.dtype, options.device, options.seed, message, spec_error
     )
-    result.error, result.spec_error = message, spec_error
-    return result.finish()
 
 
 def run_suite(

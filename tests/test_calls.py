@@ -39,6 +39,19 @@ def test_literal_arguments(text, value):
     assert arg.literal == value and type(arg.literal) is type(value)
 
 
+def test_arguments_are_expressions():
+    call = parse_call("dropout(x[0] + 1, dropout_param['p'], key=(1, 2), act=F.hardtanh) -> out, self.cache")
+    assert [str(a) for a in call.args] == ["x[0] + 1", "dropout_param['p']", "key=(1, 2)", "act=F.hardtanh"]
+    assert call.arg_names == ["x", "dropout_param", "F"]
+    assert call.returns == ("out", "self.cache")
+
+
+def test_a_dim_named_after_a_keyword_is_a_name_in_a_call():
+    call = parse_call("f(x, in, n=in * 2)", ["in"])
+    assert [str(a) for a in call.args] == ["x", "in", "n=in * 2"]
+    assert call.arg_names == ["x", "in"]
+
+
 def test_keyword_arguments_take_names_or_literals():
     call = parse_call("batchnorm(x, gamma, beta, bn_param=param, eps=1e-5, mode='train')")
     assert [(a.keyword, a.name, a.literal) for a in call.args[3:]] == [
@@ -53,13 +66,13 @@ def test_keyword_arguments_take_names_or_literals():
     "text, message",
     [
         ("backward", "expected 'func(arg, ...) -> name, ...'"),
-        ("f(x, , y)", "empty item"),
+        ("f(x, , y)", "expected 'func(arg, ...) -> name, ...'"),
         ("f(x) ->", "nothing after '->'"),
-        ("f(x[0])", "argument 'x[0]' is not a name or a literal"),
-        ("f(x + 1)", "argument 'x + 1' is not a name or a literal"),
         ("f(x) -> a.b", "return slot 'a.b' is not a name"),
         ("f(x) -> x, x", "a return name is used twice"),
-        ("f(a=x, y)", "positional argument y follows a keyword argument"),
+        ("f(a=x, y)", "positional argument follows keyword argument"),
+        ("f(*x)", "argument '*x': '*' is not allowed"),
+        ("f(lambda: x)", "argument 'lambda: x': Lambda is not allowed"),
         ("f(a=x, a=y)", "a keyword argument is given twice"),
         ("f('open)", "unterminated string"),
     ],

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gradcheck_cli.errors import SpecError
-from gradcheck_cli.spec import eval_int_expr, load_spec
+from gradcheck_cli.expressions import evaluate_int, parse
+from gradcheck_cli.spec import load_spec
 
 GOOD = """
 name: my_lin
@@ -31,7 +32,7 @@ def test_a_valid_spec_loads_with_its_checked_tensors_and_dims(write_layer):
 
 
 def test_dim_names_may_be_python_keywords():
-    assert eval_int_expr("in * 2 + out", {"in": 3, "out": 4}) == 10
+    assert evaluate_int(parse("in * 2 + out", ["in", "out"], arithmetic=True), {"in": 3, "out": 4}) == 10
 
 
 def test_loading_a_spec_does_not_import_user_code(write_layer):

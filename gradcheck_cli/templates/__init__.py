@@ -7,15 +7,20 @@ from pathlib import Path
 from string import Template
 
 from ..errors import GradcheckError
+from ..spec.model import CONVENTIONS as SPEC_CONVENTIONS
 
-CONVENTIONS = ("functional", "fastai", "cs231n", "autograd_function", "class")
+# The template of each convention (numpy's is written the cs231n way, and named so).
+TEMPLATES = {c: "cs231n" if c == "numpy" else c for c in SPEC_CONVENTIONS}
+CONVENTIONS = tuple(TEMPLATES.values())  # what `gradcheck new --convention` offers
+ALIASES = {"numpy": "cs231n"}
 
 
 def write_template(name: str, convention: str, directory: Path) -> list[Path]:
     """Write NAME.yaml and NAME.py into ``directory``; refuse to overwrite."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise GradcheckError(f"layer name {name!r} must match [a-z][a-z0-9_]*")
-    if convention not in CONVENTIONS:
+    template = ALIASES.get(convention, convention)
+    if template not in CONVENTIONS:
         raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     here = Path(__file__).parent
     targets = [directory / f"{name}.yaml", directory / f"{name}.py"]
@@ -24,6 +29,6 @@ def write_template(name: str, convention: str, directory: Path) -> list[Path]:
             raise GradcheckError(f"{target} already exists; not overwriting it")
     directory.mkdir(parents=True, exist_ok=True)
     for target, suffix in zip(targets, (".yaml", ".py")):
-        text = (here / f"{convention}{suffix}.tmpl").read_text(encoding="utf-8")
+        text = (here / f"{template}{suffix}.tmpl").read_text(encoding="utf-8")
         target.write_text(Template(text).substitute(name=name), encoding="utf-8")
     return targets

@@ -1,0 +1,150 @@
+"""One :class:`~gradcheck_cli.result.Check` per tensor, built once from pure steps.
+
+For each forward output and each checked gradient: :func:`measure` compares
+the values (or says why they cannot be compared), :func:`dtype_and_device`
+flags a value of the wrong kind, :func:`diagnosed` names the mistake of a
+failing gradient. Then, over all checks of a case, :func:`forward_flagged`
+marks the gradients as not meaningful when the forward is wrong and
+:func:`modified_flagged` reports what the checked code changed in place.
+Each step returns a new Check (or list) and never changes its argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from . import diagnose
+from .compare import NotATensor, Tolerance, as_tensor, compare, describe_dtype, excerpt
+from .conventions import MISSING
+from .result import Check
+from .spec import Spec, TensorSpec
+
+if TYPE_CHECKING:
+    from .runner import Case
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What one check is about: a forward output or a gradient, expected and got."""
+
+    name: str
+    kind: str  # "input" | "param" | "output"
+    expected: torch.Tensor
+    got: Any  # a tensor, an array, MISSING, or whatever the checked code gave back
+    tensor: TensorSpec | None = None  # the spec's tensor, for a gradient
+
+    @property
+    def what(self) -> str:
+        return "output" if self.kind == "output" else "gradient"
+
+
+def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance, verbose: bool) -> Check:
+    """Compare the values; a missing value, a non-tensor or a meta tensor is said so."""
+    want, name, kind = subject.expected, subject.name, subject.kind
+    labels = spec.dim_labels(subject.tensor) if subject.tensor is not None else None  # outputs: sizes only
+
+    def unmeasured(status: str, hint: str, got_shape: list[int] | None = None, **extra: Any) -> Check:
+        return Check(
+            name, kind, list(want.shape), got_shape, status, numel=want.numel(), hint=hint,
+            expected_labels=labels, **extra,
+        )  # fmt: skip
+
+    if subject.got is MISSING:
+        return unmeasured("missing", f"no {subject.what} was given for {name}", diagnosis="missing")
+    try:
+        if kind != "output" and isinstance(subject.got, (int, float)):  # a loss may be a Python float
+            raise NotATensor(f"a Python {type(subject.got).__name__}")
+        actual = as_tensor(subject.got)
+    except NotATensor as exc:
+        return unmeasured("error", f"the {subject.what} for {name} is {exc}, not a tensor")
+    if actual.is_meta:  # a meta tensor holds no values to compare
+        hint = f"the {subject.what} for {name} is on device meta, expected {case.device}"
+        return unmeasured("error", hint, list(actual.shape))
+    if subject.tensor is None:
+        actual_labels = None
+    elif tuple(actual.shape) == tuple(want.shape):
+        actual_labels = labels
+    else:
+        actual_labels = diagnose.label_axes(actual.shape, case.dims)
+    check = compare(name, kind, want, actual, tol, labels, actual_labels)
+    if verbose and check.worst_index is not None:
+        check = replace(check, excerpt=excerpt(want, actual, check.worst_index))
+    return check
+
+
+def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> Check:
+    """An error when the value came back in another dtype or on another device."""
+    if check.status not in ("pass", "mismatch"):  # compared values only
+        return check
+    try:
+        actual = as_tensor(subject.got)
+    except NotATensor:
+        return check
+    want = subject.expected
+    problems = []
+    if actual.dtype != want.dtype and actual.is_floating_point():
+        problems.append(f"dtype {describe_dtype(actual)}, expected {describe_dtype(want)}")
+    elif not actual.is_floating_point() and not actual.is_complex():
+        problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
+    got = subject.got
+    if (
+        isinstance(got, torch.Tensor)
+        and got.device.type != torch.device(case.device).type
+        and spec.implementation.backend == "torch"
+    ):
+        problems.append(f"on device {got.device}, expected {case.device}")
+    if not problems:
+        return check
+    return replace(
+        check, status="error", hint=f"the {subject.what} for {check.name} has " + " and ".join(problems)
+    )
+
+
+def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
+    """A failing gradient with the mistake it looks like (a pass is never touched)."""
+    if check.status not in ("mismatch", "shape_error") or subject.got is MISSING:
+        return check
+    diagnosis, hint = diagnose.explain(subject.expected, as_tensor(subject.got), ctx)
+    return replace(check, diagnosis=diagnosis, hint=hint)
+
+
+def forward_flagged(check: Check) -> Check:
+    """A forward output that differs from the reference: say the gradients are not meaningful."""
+    if check.ok or check.status == "error":
+        return check
+    return replace(
+        check,
+        diagnosis="forward_mismatch",
+        hint=f"the hand-written forward's {check.name} differs from the reference"
+        f" ({check.mismatched} of {check.numel} elements); fix it first:"
+        " the gradients below are computed from it and are not meaningful",
+    )
+
+
+def not_meaningful(check: Check) -> Check:
+    """A gradient row computed from a wrong forward."""
+    if check.ok:
+        return check
+    return replace(check, hint=((check.hint or "") + " (forward differs: not meaningful)").strip())
+
+
+def modified_flagged(checks: list[Check], modified: list[str]) -> list[Check]:
+    """Each tensor the checked code changed in place: its row says so, and does not pass."""
+    result = list(checks)
+    for name in modified:
+        hint = f"the checked code modified {name} in place; it must not change what it is handed"
+        for i, check in enumerate(result):
+            if check.name == name and check.kind != "output":
+                result[i] = replace(
+                    check,
+                    diagnosis="modified_input",
+                    hint=hint if check.ok else f"{hint} ({check.hint or check.status})",
+                    status="error" if check.ok else check.status,
+                )
+                break
+        else:  # not a checked tensor (an integer target, an upstream gradient): its own row
+            result.append(Check(name, "input", None, None, "error", diagnosis="modified_input", hint=hint))
+    return result

@@ -1,0 +1,128 @@
+"""The command line's options: declared once, shared by every layer command and ``run``.
+
+Each shared option is an ``Annotated`` type and an entry of :data:`COMMON`;
+:func:`with_common_options` gives a command function the signature typer
+reads (its own options, then the shared ones), and :func:`settings_from`
+turns the values given into the run's settings and where the report goes.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .config import Config
+from .errors import GradcheckError
+from .report import FORMATS
+from .settings import RunSettings
+
+# -- options shared by every layer command and `run` ---------------------------------
+
+Dtype = Annotated[
+    str | None, typer.Option("--dtype", help="float64 (default), float32, bfloat16 or float16.")
+]
+Device = Annotated[str | None, typer.Option("--device", help="cpu (default) or cuda.")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random tensors (default 0).")]
+Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype).")]
+Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype).")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown.")]
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints."),
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")
+]
+Sweep = Annotated[
+    bool,
+    typer.Option("--sweep", help="Also run other seeds and distinct non-square sizes; report the worst."),
+]
+Pdb = Annotated[
+    bool, typer.Option("--pdb", help="Open a post-mortem debugger where the checked code raised.")
+]
+ExitZero = Annotated[
+    bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")
+]
+OptionSet = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-O",
+        metavar="NAME=VALUE",
+        help="Override a spec option (VALUE is YAML: 1, [3, 2], true).",
+    ),
+]
+Explain = Annotated[bool, typer.Option("--explain", help="Print the derivation of each gradient and exit.")]
+
+COMMON: list[tuple[str, Any, Any]] = [
+    ("dtype", Dtype, None),
+    ("device", Device, None),
+    ("seed", Seed, None),
+    ("atol", Atol, None),
+    ("rtol", Rtol, None),
+    ("format", Format, "table"),
+    ("output", Output, None),
+    ("verbose", Verbose, False),
+    ("sweep", Sweep, False),
+    ("pdb", Pdb, False),
+    ("exit_zero", ExitZero, False),
+]
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Where and how the report goes: the format, --output, --exit-zero, --verbose."""
+
+    format: str = "table"
+    output: Path | None = None
+    exit_zero: bool = False
+    verbose: bool = False
+
+
+def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings, Emit]:
+    """The shared options merged over [tool.gradcheck] and the defaults (raises GradcheckError)."""
+    fmt = options.pop("format")
+    if fmt not in FORMATS:
+        raise GradcheckError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    emit = Emit(fmt, options.pop("output"), options.pop("exit_zero"), options["verbose"])
+    return RunSettings.merged(config, **options), emit
+
+
+def keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_common_options(func: Any, specific: list[inspect.Parameter]) -> Any:
+    """``func(**kwargs)`` with a signature of its own options followed by the shared ones."""
+    func.__signature__ = inspect.Signature([*specific, *(keyword(n, a, d) for n, a, d in COMMON)])
+    return func
+
+
+# A dim cannot become an option that the layer's command already has.
+OWN_OPTIONS = {n for n, _, _ in COMMON} | {"explain", "option", "help"}
+
+
+PathsArg = Annotated[
+    list[Path] | None, typer.Argument(help="Spec files and/or directories (searched recursively).")
+]
+Builtin = Annotated[bool, typer.Option("--builtin", help="Run the whole built-in catalogue.")]
+Keyword = Annotated[
+    str | None,
+    typer.Option("-k", help="Only specs whose name matches EXPR (pytest-style: 'lin and not relu')."),
+]
+FailFast = Annotated[
+    bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")
+]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run specs in N worker processes.")]
+RUN_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("paths", PathsArg, None),
+    ("builtin", Builtin, False),
+    ("keyword", Keyword, None),
+    ("fail_fast", FailFast, False),
+    ("jobs", Jobs, 1),
+]

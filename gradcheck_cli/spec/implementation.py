@@ -1,0 +1,159 @@
+"""The ``implementation:`` section: where the hand-written code is and its convention.
+
+The convention is decided here, once, from the keys given:
+``autograd_function`` (called through ``.apply``), ``numpy`` (``backend:
+numpy``), ``class`` (``class:`` builds an instance), ``fastai`` (a
+backward without ``->``: gradients on ``.g``), else ``functional`` (the
+backward returns the gradients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..calls import Call
+from ..expressions import BUILTINS, Expression, ExpressionError, parse
+from ..names import did_you_mean
+from ..reach import GLOBALS
+from .model import BACKENDS, Implementation, TensorSpec, grad_names
+from .where import Where, check_names
+
+KEY = "implementation"
+IMPLEMENTATION_KEYS = (
+    "module",
+    "file",
+    "forward",
+    "backward",
+    "class",
+    "autograd_function",
+    "args",
+    "backend",
+)
+
+
+def convention_of(
+    autograd_function: str | None, backend: str, cls: Call | None, backward: Call | None
+) -> str:
+    if autograd_function:
+        return "autograd_function"
+    if backend == "numpy":
+        return "numpy"
+    if cls is not None:
+        return "class"
+    if backward is not None and backward.returns is None:
+        return "fastai"
+    return "functional"
+
+
+def implementation(
+    raw: Any, tensors: Mapping[str, TensorSpec], names: set[str], outputs: tuple[str, ...], at: Where
+) -> Implementation:
+    impl = at.mapping(raw, KEY, IMPLEMENTATION_KEYS)
+    source = at.source(impl, KEY)
+    backend = impl.get("backend", "torch")
+    if backend not in BACKENDS:
+        raise at.fail(f"{KEY}.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    cls = _class(impl, names, at)
+    forward = _forward(impl, tensors, names, at)
+    backward = at.call(impl["backward"], f"{KEY}.backward", names) if "backward" in impl else None
+    if impl.get("autograd_function") is not None:
+        name, args = _autograd_function(impl, tensors, names, forward, backward, cls, backend, at)
+        return Implementation(
+            source=source, convention="autograd_function", autograd_function=name, args=args, backend=backend
+        )
+    if impl.get("args") is not None:
+        raise at.fail(f"{KEY}.args", "'args' goes with 'autograd_function'")
+    if backward is None:
+        raise at.fail(KEY, "missing 'backward:' (or 'autograd_function:')")
+    bound = set(forward.named_returns) if forward is not None else set()
+    check_names(backward, names | set(grad_names(outputs)) | bound, f"{KEY}.backward", at)
+    _backward_returns(backward, tensors, backend, at)
+    return Implementation(
+        source=source,
+        convention=convention_of(None, backend, cls, backward),
+        forward=forward,
+        backward=backward,
+        cls=cls,
+        backend=backend,
+    )
+
+
+def _class(impl: Mapping[str, Any], names: set[str], at: Where) -> Call | None:
+    if "class" not in impl:
+        return None
+    cls = at.call(impl["class"], f"{KEY}.class", names)
+    if cls.returns is not None:
+        raise at.fail(f"{KEY}.class", "a class call takes no '->'")
+    check_names(cls, names, f"{KEY}.class", at)
+    return cls
+
+
+def _forward(
+    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], names: set[str], at: Where
+) -> Call | None:
+    if "forward" not in impl:
+        return None
+    forward = at.call(impl["forward"], f"{KEY}.forward", names)
+    check_names(forward, names, f"{KEY}.forward", at)
+    if forward.returns is None:
+        raise at.fail(f"{KEY}.forward", "a forward names what it returns: 'f(x) -> out'")
+    clash = set(forward.named_returns) & set(tensors)
+    if clash:
+        raise at.fail(f"{KEY}.forward", f"return name {sorted(clash)[0]!r} is already an input or param")
+    return forward
+
+
+def _autograd_function(
+    impl: Mapping[str, Any],
+    tensors: Mapping[str, TensorSpec],
+    names: set[str],
+    forward: Call | None,
+    backward: Call | None,
+    cls: Call | None,
+    backend: str,
+    at: Where,
+) -> tuple[str, tuple[Expression, ...]]:
+    name = at.string(impl["autograd_function"], f"{KEY}.autograd_function")
+    if forward is not None or backward is not None or cls is not None:
+        raise at.fail(
+            f"{KEY}.autograd_function",
+            "an autograd_function is called through .apply: drop forward/backward/class",
+        )
+    if backend != "torch":
+        raise at.fail(f"{KEY}.backend", "an autograd_function works on torch tensors")
+    args = impl.get("args")
+    if args is None:
+        args = list(tensors)
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise at.fail(f"{KEY}.args", "expected a list of names")
+    parsed = []
+    for a in args:
+        try:
+            expr = parse(a, names)
+        except ExpressionError as exc:
+            raise at.fail(f"{KEY}.args", f"{a!r}: {exc}") from None
+        for unknown in sorted(expr.names - names - set(GLOBALS) - set(BUILTINS)):
+            raise at.fail(f"{KEY}.args", f"unknown name {unknown!r}{did_you_mean(unknown, names)}")
+        parsed.append(expr)
+    return name, tuple(parsed)
+
+
+def _backward_returns(backward: Call, tensors: Mapping[str, TensorSpec], backend: str, at: Where) -> None:
+    key = f"{KEY}.backward"
+    checked = [t.name for t in tensors.values() if t.grad]
+    if backward.returns is None:
+        if backend == "numpy":
+            raise at.fail(
+                key, "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
+            )
+        return
+    for r in backward.named_returns:
+        if r not in tensors:
+            raise at.fail(
+                key,
+                f"return slot {r!r} is not a checked tensor{did_you_mean(r, checked)};"
+                " name each slot after the tensor it is the gradient of, or '_'",
+            )
+        if not tensors[r].grad:
+            raise at.fail(key, f"{r!r} has grad: false, so it has no gradient to return")

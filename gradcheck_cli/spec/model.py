@@ -1,0 +1,247 @@
+"""The spec data model: frozen dataclasses, validated when they are built.
+
+Everything downstream takes a :class:`Spec`, never a raw dict: the YAML
+loader (:mod:`.sections`) and the Python API build the same objects, and
+each section's invariants are checked where it is built. A spec holds its
+parsed expressions and calls, so nothing is parsed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..calls import Call
+from ..errors import SpecError
+from ..expressions import Expression, ExpressionError, evaluate_int, evaluate_number
+from ..names import did_you_mean
+
+# The conventions a hand-written side can be written in (README: "Check your own backward").
+CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function")
+CONVENTION_ALIASES = {"cs231n": "numpy"}
+INPUT_DTYPES = ("float", "int64", "int32", "bool")
+BACKENDS = ("torch", "numpy")
+
+Size = Expression | int  # a shape entry: a number, or arithmetic over dims and options
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor the layer receives: an input or a learnable parameter."""
+
+    name: str
+    kind: str  # "input" or "param"
+    shape: tuple[Size, ...]
+    dtype: str = "float"  # "float" means the run's dtype
+    low: Expression | float | None = None
+    high: Expression | float | None = None
+    grad: bool = True  # checked: its gradient is compared
+    min_abs: float | None = None
+    line: int | None = None
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype == "float"
+
+    @property
+    def key(self) -> str:
+        """Where it is in the YAML: ``inputs.x``, ``params.w``."""
+        return f"{self.kind}s.{self.name}"
+
+
+@dataclass(frozen=True)
+class CodeSource:
+    """Where user code lives: a dotted module, a file, or (Python API) a namespace."""
+
+    module: str | None = None
+    file: Path | None = None
+    namespace: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        if self.module:
+            return self.module
+        if self.file:
+            return str(self.file)
+        return "<python>"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The PyTorch side: an expression, or a call into user-supplied torch code."""
+
+    expr: Expression | None = None
+    call: Call | None = None
+    source: CodeSource | None = None
+
+    def describe(self) -> str:
+        if self.expr is not None:
+            return self.expr.text
+        assert self.call is not None
+        return f"{self.call.text} from {self.source.describe() if self.source else '?'}"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """The hand-written side and the convention it is written in."""
+
+    source: CodeSource
+    convention: str  # one of CONVENTIONS
+    forward: Call | None = None
+    backward: Call | None = None
+    cls: Call | None = None  # the spec's `class:` key
+    autograd_function: str | None = None
+    args: tuple[Expression, ...] | None = None  # what .apply is handed
+    backend: str = "torch"
+    forward_checked: bool = True  # False: the "forward" only computes `out` (Python API)
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise SpecError(f"unknown convention {self.convention!r}; choose one of {', '.join(CONVENTIONS)}")
+
+
+@dataclass(frozen=True)
+class ToleranceSpec:
+    """A spec's own tolerance, when it sets one."""
+
+    atol: float | None = None
+    rtol: float | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A layer to check, validated: see the README's "Spec format"."""
+
+    name: str
+    description: str
+    dims: dict[str, int]
+    inputs: dict[str, TensorSpec]
+    params: dict[str, TensorSpec]
+    reference: Reference
+    implementation: Implementation
+    options: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ("out",)
+    tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
+    formulas: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    notes: tuple[str, ...] = ()  # said in every result of this spec
+
+    # -- derived views ----------------------------------------------------
+    @property
+    def tensors(self) -> dict[str, TensorSpec]:
+        return {**self.inputs, **self.params}
+
+    @property
+    def checked(self) -> list[TensorSpec]:
+        """The tensors whose gradients are compared, in spec order."""
+        return [t for t in self.tensors.values() if t.grad]
+
+    @property
+    def value_names(self) -> set[str]:
+        """The names an expression of this spec may read: tensors, dims and options."""
+        return set(self.tensors) | set(self.dims) | set(self.options)
+
+    @property
+    def source(self) -> str:
+        """The spec file, relative to the current directory when it is below it."""
+        if self.path is None:
+            return "<python>"
+        try:
+            return str(self.path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(self.path)
+
+    def grad_names(self) -> dict[str, str]:
+        """Names a call may use for an upstream gradient -> the output it belongs to."""
+        return grad_names(self.outputs)
+
+    def line_of(self, key: str) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return None
+
+    def error(self, message: str, key: str | None = None) -> SpecError:
+        return SpecError(message, self.path, self.line_of(key) if key else None, key)
+
+    def resolve_dims(self, overrides: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The spec's dims with overrides applied; each must be a positive int."""
+        dims = dict(self.dims)
+        for name, value in (overrides or {}).items():
+            if name not in dims:
+                raise SpecError(
+                    path=self.path,
+                    message=f"{self.name} has no dim {name!r}{did_you_mean(name, dims)}"
+                    f" (its dims: {', '.join(dims) or 'none'})",
+                )
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SpecError(f"dim {name!r} must be a positive integer, got {value!r}")
+            dims[name] = value
+        return dims
+
+    def with_options(self, overrides: Mapping[str, Any]) -> Spec:
+        """A copy with some options set to other values (each must exist)."""
+        for name in overrides:
+            if name not in self.options:
+                raise SpecError(
+                    path=self.path,
+                    message=f"{self.name} has no option {name!r}{did_you_mean(name, self.options)}"
+                    f" (its options: {', '.join(self.options) or 'none'})",
+                )
+        return replace(self, options={**self.options, **overrides})
+
+    def shape_of(self, tensor: TensorSpec, dims: Mapping[str, int]) -> tuple[int, ...]:
+        scope = self.numeric_scope(dims)
+        shape = []
+        for entry in tensor.shape:
+            try:
+                size = evaluate_int(entry, scope)
+            except ExpressionError as exc:
+                raise self.error(f"shape entry {_text(entry)!r}: {exc}", tensor.key) from None
+            if size < 0:
+                raise self.error(f"shape entry {_text(entry)!r} is {size} with {_fmt_dims(dims)}", tensor.key)
+            shape.append(size)
+        return tuple(shape)
+
+    def dim_labels(self, tensor: TensorSpec) -> list[str | None]:
+        """For each axis, the dim name when the shape entry is a bare dim name."""
+        labels: list[str | None] = []
+        for entry in tensor.shape:
+            name = entry.bare_name if isinstance(entry, Expression) else None
+            labels.append(name if name in self.dims else None)
+        return labels
+
+    def numeric_scope(self, dims: Mapping[str, int]) -> dict[str, float | int]:
+        scope: dict[str, float | int] = {
+            k: v for k, v in self.options.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        scope.update(dims)
+        return scope
+
+    def bound(self, value: Expression | float | None, dims: Mapping[str, int]) -> float | None:
+        if value is None or isinstance(value, (int, float)):
+            return value
+        return evaluate_number(value, self.numeric_scope(dims))
+
+
+def grad_names(outputs: tuple[str, ...]) -> dict[str, str]:
+    """``grad_out``/``dout`` (one output) and ``grad_<o>``/``d<o>`` -> the output they belong to."""
+    names: dict[str, str] = {}
+    for out in outputs:
+        names[f"grad_{out}"] = out
+        names[f"d{out}"] = out
+    if len(outputs) == 1:
+        names.setdefault("grad_out", outputs[0])
+        names.setdefault("dout", outputs[0])
+    return names
+
+
+def _text(entry: Size) -> str | int:
+    return entry.text if isinstance(entry, Expression) else entry
+
+
+def _fmt_dims(dims: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dims.items())

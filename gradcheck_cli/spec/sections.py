@@ -1,0 +1,228 @@
+"""The sections of a spec, from YAML data: one small constructor each.
+
+Each constructor takes the raw value of its section and a
+:class:`~.where.Where` (the file and the line of every key), checks its own
+invariants, and returns frozen model objects; ``loading.build_spec``
+composes them (the implementation section has a module of its own). Every
+error names the file, the line and the key. Nothing here imports user code
+or evaluates a reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..expressions import Expression, ExpressionError, evaluate_number, parse
+from ..names import IDENT_RE, NAME_RE, did_you_mean
+from ..reach import GLOBALS
+from .model import INPUT_DTYPES, Reference, TensorSpec, ToleranceSpec
+from .where import Where, check_names
+
+TOP_KEYS = (
+    "name",
+    "description",
+    "dims",
+    "options",
+    "inputs",
+    "params",
+    "outputs",
+    "reference",
+    "implementation",
+    "tolerance",
+    "formulas",
+)
+INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
+REFERENCE_KEYS = ("module", "file", "call")
+TOLERANCE_KEYS = ("atol", "rtol")
+# Names a spec may not take: gradcheck's own commands.
+COMMANDS = ("list", "show", "run", "new")
+
+
+# -- sections -------------------------------------------------------------------------
+
+
+def header(top: Mapping[str, Any], at: Where) -> tuple[str, str]:
+    """``name`` (also a command name) and ``description``."""
+    name = at.string(top["name"], "name")
+    if not NAME_RE.match(name):
+        raise at.fail("name", f"{name!r} must match [a-z][a-z0-9_]*")
+    if name in COMMANDS:
+        raise at.fail("name", f"{name!r} is a gradcheck command; choose another name")
+    return name, str(top.get("description") or "").strip()
+
+
+def _declared_name(name: str, key: str, kind: str, at: Where) -> None:
+    if not IDENT_RE.match(name) or name in ("True", "False", "None"):
+        raise at.fail(key, f"a {kind} name must be an identifier")
+    if name in GLOBALS:
+        raise at.fail(key, f"{name!r} is the {name} module in a reference; choose another name")
+
+
+def dims(raw: Any, at: Where) -> dict[str, int]:
+    """Named sizes: positive integers."""
+    found: dict[str, int] = {}
+    for dim, size in at.mapping(raw, "dims").items():
+        _declared_name(dim, f"dims.{dim}", "dim", at)
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise at.fail(f"dims.{dim}", f"must be a positive integer, got {size!r}")
+        found[dim] = size
+    return found
+
+
+def options(raw: Any, known_dims: Mapping[str, int], at: Where) -> dict[str, Any]:
+    """Constants of any YAML type, usable by name."""
+    found = dict(at.mapping(raw, "options"))
+    for opt in found:
+        _declared_name(opt, f"options.{opt}", "option", at)
+        if opt in known_dims:
+            raise at.fail(f"options.{opt}", f"{opt!r} is already a dim")
+    return found
+
+
+def _numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
+    """Names arithmetic may use, with values to try an expression on (dims as they are, options 1)."""
+    numbers = {k: 1 for k, v in opts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {**numbers, **known_dims}
+
+
+def size(value: Any, key: str, numeric: Mapping[str, int | float], at: Where) -> Expression | int | float:
+    """A shape entry or a bound: a number, or arithmetic over dims and numeric options."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise at.fail(key, f"expected a number, a dim name or arithmetic on dims, got {value!r}")
+    if not isinstance(value, str):
+        return value
+    try:
+        expr = parse(value, numeric, arithmetic=True)
+    except ExpressionError as exc:
+        raise at.fail(key, f"{value!r}: {exc}") from None
+    for word in sorted(expr.names):
+        if word not in numeric:
+            raise at.fail(key, f"unknown dim {word!r}{did_you_mean(word, numeric)} in {value!r}")
+    try:
+        evaluate_number(expr, numeric)
+    except ExpressionError as exc:
+        raise at.fail(key, f"{value!r}: {exc}") from None
+    return expr
+
+
+def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], at: Where) -> TensorSpec:
+    """One input or param: a shape, or a mapping with shape, dtype, bounds, grad, min_abs."""
+    key = f"{kind}s.{name}"
+    fields = at.mapping(raw, key, INPUT_KEYS) if isinstance(raw, dict) else {"shape": raw}
+    if "shape" not in fields:
+        raise at.fail(key, "missing 'shape'")
+    shape_raw = fields["shape"]
+    if not isinstance(shape_raw, (list, tuple)):
+        raise at.fail(key, f"a shape is a list like [batch, in], got {shape_raw!r}")
+    shape = tuple(size(e, key, numeric, at) for e in shape_raw)
+    dtype = fields.get("dtype", "float")
+    if dtype in ("float32", "float64"):
+        dtype = "float"
+    if dtype not in INPUT_DTYPES:
+        raise at.fail(f"{key}.dtype", f"dtype must be one of {', '.join(INPUT_DTYPES)}, got {dtype!r}")
+    if kind == "param" and dtype != "float":
+        raise at.fail(f"{key}.dtype", "params are float tensors")
+    grad = fields.get("grad", dtype == "float")
+    if not isinstance(grad, bool):
+        raise at.fail(f"{key}.grad", f"expected true or false, got {grad!r}")
+    if grad and dtype != "float":
+        raise at.fail(f"{key}.grad", f"an {dtype} tensor has no gradient; set grad: false")
+    if kind == "param" and not grad:
+        raise at.fail(f"{key}.grad", "params are always checked; make it an input")
+    low = size(fields["low"], f"{key}.low", numeric, at) if "low" in fields else None
+    high = size(fields["high"], f"{key}.high", numeric, at) if "high" in fields else None
+    if dtype in ("int64", "int32") and (low is None or high is None):
+        raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded)")
+    min_abs = fields.get("min_abs")
+    if min_abs is not None and (
+        isinstance(min_abs, bool) or not isinstance(min_abs, (int, float)) or min_abs < 0
+    ):
+        raise at.fail(f"{key}.min_abs", f"expected a non-negative number, got {min_abs!r}")
+    return TensorSpec(
+        name=name,
+        kind=kind,
+        shape=shape,  # type: ignore[arg-type]  # float entries are checked whole when drawn
+        dtype=dtype,
+        low=low,
+        high=high,
+        grad=grad,
+        min_abs=float(min_abs) if min_abs is not None else None,
+        line=at.lines.get(key) if at.lines else None,
+    )
+
+
+def tensors(
+    top: Mapping[str, Any], known_dims: Mapping[str, int], opts: Mapping[str, Any], at: Where
+) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+    """``inputs`` and ``params``; at least one of them is checked."""
+    numeric = _numeric_names(known_dims, opts)
+    groups: dict[str, dict[str, TensorSpec]] = {"inputs": {}, "params": {}}
+    seen: set[str] = set()
+    for group, kind in (("inputs", "input"), ("params", "param")):
+        for name, raw in at.mapping(top.get(group), group).items():
+            key = f"{group}.{name}"
+            if not IDENT_RE.match(name):
+                raise at.fail(key, "a tensor name must be an identifier")
+            if name in seen or name in known_dims or name in opts:
+                raise at.fail(key, f"name {name!r} is used twice")
+            if name in GLOBALS:
+                raise at.fail(key, f"name {name!r} is reserved in reference expressions")
+            seen.add(name)
+            groups[group][name] = tensor(name, raw, kind, numeric, at)
+    if not any(t.grad for g in groups.values() for t in g.values()):
+        raise at.fail("inputs", "nothing to check: give at least one float input or param")
+    return groups["inputs"], groups["params"]
+
+
+def outputs(raw: Any, tensor_names: Iterable[str], at: Where) -> tuple[str, ...]:
+    """The names of the layer's outputs (``out`` by default)."""
+    if raw is None:
+        raw = ["out"]
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise at.fail("outputs", "expected a list of output names")
+    found = tuple(at.string(o, "outputs") for o in raw)
+    for o in found:
+        # An output may share a dim's name (linear has dim `out` and output `out`):
+        # in calls, names bound by the forward shadow dims and options.
+        if not IDENT_RE.match(o) or o in tensor_names:
+            raise at.fail("outputs", f"output name {o!r} must be an identifier that is not a tensor")
+    return found
+
+
+def reference(raw: Any, names: set[str], at: Where) -> Reference:
+    """A PyTorch expression, or ``{call:, module:|file:}``."""
+    if isinstance(raw, str):
+        try:
+            return Reference(expr=parse(raw, names, known=names))
+        except ExpressionError as exc:
+            raise at.fail("reference", str(exc)) from None
+    ref = at.mapping(raw, "reference", REFERENCE_KEYS)
+    if "call" not in ref:
+        raise at.fail("reference", "a reference mapping needs 'call:' and 'module:' or 'file:'")
+    call = at.call(ref["call"], "reference.call", names)
+    check_names(call, names, "reference.call", at)
+    return Reference(call=call, source=at.source(ref, "reference"))
+
+
+def tolerance(raw: Any, at: Where) -> ToleranceSpec:
+    """``{atol, rtol}``: non-negative numbers."""
+    found = at.mapping(raw, "tolerance", TOLERANCE_KEYS)
+    for k, v in found.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {v!r}")
+    return ToleranceSpec(atol=found.get("atol"), rtol=found.get("rtol"))
+
+
+def formulas(raw: Any, tensor_names: Iterable[str], outs: Iterable[str], at: Where) -> dict[str, str]:
+    """Derivations printed by ``--explain``, one per tensor or output."""
+    found = at.mapping(raw, "formulas")
+    names = set(tensor_names) | set(outs)
+    for k, v in found.items():
+        if not isinstance(v, str):
+            raise at.fail(f"formulas.{k}", "expected text")
+        if k not in names:
+            raise at.fail(f"formulas.{k}", f"{k!r} is neither a tensor nor an output")
+    return {k: v.rstrip() for k, v in found.items()}

@@ -1,0 +1,133 @@
+"""The package's layout: every module imports on its own, no import cycles, no torch on the CLI path.
+
+The CLI's own process parses specs and renders reports; only checks need
+torch. A module-level import cycle makes the import order matter and a
+refactor fragile, so there is none.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "gradcheck_cli"
+# What `gradcheck --help`, `list`, completion and the reporters import: torch must stay out.
+TORCH_FREE = (
+    "gradcheck_cli",
+    "gradcheck_cli.cli",
+    "gradcheck_cli.cli_options",
+    "gradcheck_cli.settings",
+    "gradcheck_cli.result",
+    "gradcheck_cli.report",
+    "gradcheck_cli.spec",
+    "gradcheck_cli.catalogue",
+    "gradcheck_cli.config",
+    "gradcheck_cli.expressions",
+    "gradcheck_cli.calls",
+    "gradcheck_cli.api",
+    "gradcheck_cli.suite",
+)
+
+
+def modules() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue
+        found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """The package modules ``module`` imports when it is imported (not inside functions or TYPE_CHECKING)."""
+    path = PACKAGE.parent / Path(*module.split("."))
+    is_package = path.is_dir()
+    path = path / "__init__.py" if is_package else path.with_suffix(".py")
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    known = set(modules())
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if candidate in known else target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in known and m != module}
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = {m: _module_level_imports(m) for m in modules()}
+    # A package imports its submodules to re-export them; the edge back from a submodule to
+    # its own package's __init__ is not a cycle through code.
+    graph = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = "open"
+        path.append(m)
+        for dep in sorted(graph[m]):
+            if state.get(dep) == "open":
+                cycle = path[path.index(dep) :] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        path.pop()
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m)
+
+
+# Imports each module in a fork of an interpreter that has imported torch and nothing of
+# gradcheck: each module alone, without paying torch's import once per module.
+_FORKING_IMPORTER = """
+import importlib, os, sys, traceback
+import torch  # noqa: F401
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(name, os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    ran = subprocess.run(
+        [sys.executable, "-c", _FORKING_IMPORTER, *modules()], capture_output=True, text=True, timeout=300
+    )
+    codes = dict(line.split() for line in ran.stdout.splitlines())
+    assert set(codes) == set(modules()), ran.stderr
+    assert all(code == "0" for code in codes.values()), ran.stderr
+
+
+def _torch_after_import(module: str) -> bool:
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return ran.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_the_cli_path_does_not_import_torch(module):
+    assert not _torch_after_import(module)
