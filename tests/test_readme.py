@@ -1,4 +1,4 @@
-"""The README stays true: every `$ gradcheck ...` shown in it prints what it says."""
+"""The README and docs/ stay true: every `$ gradcheck ...` shown in them prints what it says."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ import pytest
 from .conftest import REPO
 
 
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def _examples() -> list[tuple[str, str]]:
+    found = []
+    for document in DOCUMENTS:
+        found.extend(_document_examples(document))
+    return found
+
+
+def _document_examples(document) -> list[tuple[str, str]]:
     blocks, current = [], None
-    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+    for line in document.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
             if current is None:
                 current = []
@@ -46,7 +56,7 @@ def test_readme_example_output_is_current(gradcheck, monkeypatch, command, outpu
 
 
 def _python_snippets() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = "\n".join(d.read_text(encoding="utf-8") for d in DOCUMENTS)
     return [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("from gradcheck_cli")]
 
 
