@@ -207,11 +207,16 @@ class Spec:
         return tuple(shape)
 
     def dim_labels(self, tensor: TensorSpec) -> list[str | None]:
-        """For each axis, the dim name when the shape entry is a bare dim name."""
+        """For each axis, the dim name when the shape entry is a bare dim name, and the
+        arithmetic as written (``2*h``) when it is arithmetic on dims."""
         labels: list[str | None] = []
         for entry in tensor.shape:
-            name = entry.bare_name if isinstance(entry, Expression) else None
-            labels.append(name if name in self.dims else None)
+            if not isinstance(entry, Expression):
+                labels.append(None)
+            elif entry.bare_name is not None:
+                labels.append(entry.bare_name if entry.bare_name in self.dims else None)
+            else:
+                labels.append("".join(entry.text.split()) if entry.names & set(self.dims) else None)
         return labels
 
     def numeric_scope(self, dims: Mapping[str, int]) -> dict[str, float | int]:
