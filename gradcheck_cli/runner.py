@@ -127,15 +127,40 @@ def generate(case: Case) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(case.seed)
     values: dict[str, torch.Tensor] = {}
     for t in spec.tensors.values():
+        if t.derived is not None:
+            values[t.name] = _derive(spec, t, case, values)
+            continue
         shape = spec.shape_of(t, case.dims)
         values[t.name] = _draw(spec, t, shape, case, gen).to(case.device)
     return values
+
+
+def _derive(spec: Spec, t: TensorSpec, case: Case, earlier: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """An input computed from the tensors above it (``inverse: "perm.argsort(-1)"``)."""
+    from .expressions import ExpressionError, evaluate
+
+    assert t.derived is not None
+    scope = {**spec.options, **case.dims, **{n: v.detach().clone() for n, v in earlier.items()}}
+    try:
+        value = evaluate(t.derived, scope)
+    except ExpressionError as exc:
+        raise spec.error(f"{t.derived.text!r} cannot be evaluated: {exc}", t.key) from None
+    except Exception as exc:
+        raise spec.error(f"{t.derived.text!r} raised {type(exc).__name__}: {exc}", t.key) from None
+    if not isinstance(value, torch.Tensor):
+        raise spec.error(f"{t.derived.text!r} is a {type(value).__name__}, not a tensor", t.key)
+    if value.is_floating_point():
+        value = value.to(DTYPES[case.dtype])
+    return value.detach().clone().to(case.device)
 
 
 def _draw(
     spec: Spec, t: TensorSpec, shape: tuple[int, ...], case: Case, gen: torch.Generator
 ) -> torch.Tensor:
     low, high = spec.bound(t.low, case.dims), spec.bound(t.high, case.dims)
+    if t.permutation is not None:  # each slice along the axis: a permutation of 0..size-1
+        order = torch.rand(shape, generator=gen, dtype=torch.float64).argsort(dim=t.permutation)
+        return order.to(torch.int64 if t.dtype == "int64" else torch.int32)
     if t.dtype in ("int64", "int32"):
         assert low is not None and high is not None
         if int(high) <= int(low):

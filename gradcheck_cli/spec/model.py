@@ -40,6 +40,8 @@ class TensorSpec:
     grad: bool = True  # checked: its gradient is compared
     min_abs: float | None = None
     line: int | None = None
+    permutation: int | None = None  # the axis along which each slice is a seeded permutation of 0..n-1
+    derived: Expression | None = None  # the value of this expression over earlier tensors (its own dtype)
 
     @property
     def is_float(self) -> bool:

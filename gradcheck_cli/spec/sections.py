@@ -32,7 +32,7 @@ TOP_KEYS = (
     "tolerance",
     "formulas",
 )
-INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
+INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
 REFERENCE_KEYS = ("module", "file", "call")
 TOLERANCE_KEYS = ("atol", "rtol")
 # Names a spec may not take: gradcheck's own commands.
@@ -132,8 +132,9 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
         raise at.fail(f"{key}.grad", "params are always checked; make it an input")
     low = size(fields["low"], f"{key}.low", numeric, at) if "low" in fields else None
     high = size(fields["high"], f"{key}.high", numeric, at) if "high" in fields else None
-    if dtype in ("int64", "int32") and (low is None or high is None):
-        raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded)")
+    axis = _permutation(fields, shape, dtype, key, at) if "permutation" in fields else None
+    if dtype in ("int64", "int32") and axis is None and (low is None or high is None):
+        raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded), or 'permutation: DIM'")
     min_abs = fields.get("min_abs")
     if min_abs is not None and (
         isinstance(min_abs, bool) or not isinstance(min_abs, (int, float)) or min_abs < 0
@@ -149,6 +150,57 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
         grad=grad,
         min_abs=float(min_abs) if min_abs is not None else None,
         line=at.lines.get(key) if at.lines else None,
+        permutation=axis,
+    )
+
+
+def _permutation(
+    fields: Mapping[str, Any], shape: tuple[Expression | int | float, ...], dtype: str, key: str, at: Where
+) -> int:
+    """``permutation: DIM`` (or an axis number): the axis each slice is a permutation along."""
+    where = f"{key}.permutation"
+    if dtype not in ("int64", "int32"):
+        raise at.fail(where, f"a permutation is an int64 or int32 input, not {dtype}")
+    if "low" in fields or "high" in fields:
+        raise at.fail(where, "a permutation's values are 0..size-1: drop 'low' and 'high'")
+    raw = fields["permutation"]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if not -len(shape) <= raw < len(shape):
+            raise at.fail(where, f"axis {raw} is not an axis of a {len(shape)}-dim shape")
+        return raw % len(shape)
+    names = [e.bare_name if isinstance(e, Expression) else None for e in shape]
+    if not isinstance(raw, str) or raw not in names:
+        shown = [n for n in names if n]
+        raise at.fail(
+            where,
+            f"expected a dim of the shape{did_you_mean(str(raw), shown)} or an axis number, got {raw!r}",
+        )
+    if names.count(raw) > 1:
+        raise at.fail(where, f"{raw!r} is more than one axis of the shape: give the axis number")
+    return names.index(raw)
+
+
+def derived(name: str, raw: str, earlier: Iterable[str], names: Iterable[str], at: Where) -> TensorSpec:
+    """An input given as an expression over earlier tensors (``inverse: "perm.argsort(-1)"``).
+
+    Its value is computed from theirs when the case's tensors are drawn; it is handed to
+    the code and the reference like any input, and it is not checked (no gradient).
+    """
+    key = f"inputs.{name}"
+    known = set(earlier) | set(names)
+    try:
+        expr = parse(raw, known, known=known)
+    except ExpressionError as exc:
+        raise at.fail(
+            key, f"{raw!r}: {exc} (a derived input reads dims, options and the tensors above it)"
+        ) from None
+    return TensorSpec(
+        name=name,
+        kind="input",
+        shape=(),
+        grad=False,
+        line=at.lines.get(key) if at.lines else None,
+        derived=expr,
     )
 
 
@@ -168,8 +220,12 @@ def tensors(
                 raise at.fail(key, f"name {name!r} is used twice")
             if name in GLOBALS:
                 raise at.fail(key, f"name {name!r} is reserved in reference expressions")
+            if isinstance(raw, str) and group == "inputs":
+                earlier = set(groups["inputs"]) | set(groups["params"])
+                groups[group][name] = derived(name, raw, earlier, set(known_dims) | set(opts), at)
+            else:
+                groups[group][name] = tensor(name, raw, kind, numeric, at)
             seen.add(name)
-            groups[group][name] = tensor(name, raw, kind, numeric, at)
     if not any(t.grad for g in groups.values() for t in g.values()):
         raise at.fail("inputs", "nothing to check: give at least one float input or param")
     return groups["inputs"], groups["params"]
