@@ -19,7 +19,7 @@ from . import checks, diagnose
 from .compare import DTYPES, Tolerance, tolerance_for
 from .conventions import MISSING, ConventionError, Outcome, run_implementation
 from .errors import SpecError
-from .reference import Expected, run_reference
+from .reference import Expected, run_reference, written_reference
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
@@ -210,7 +210,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result = CaseResult(spec.name, spec.source, dict(case.dims), case.dtype, case.device, case.seed)
     try:
         values = generate(case)
-        expected = run_reference(case, values)
+        expected = (written_reference if spec.reference_grads else run_reference)(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except (RuntimeError, MemoryError) as exc:  # e.g. tensors too large to allocate
@@ -233,6 +233,8 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
     result.checks = check_all(case, values, expected, outcome, verbose)
     result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
+    if spec.reference_grads:
+        result.notes.append(f"expected values: {expected.description}")
     return result.finish()
 
 

@@ -13,7 +13,18 @@ import yaml
 from ..errors import SpecError
 from .implementation import implementation
 from .model import Spec
-from .sections import TOP_KEYS, dims, formulas, header, options, outputs, reference, tensors, tolerance
+from .sections import (
+    TOP_KEYS,
+    dims,
+    formulas,
+    header,
+    options,
+    outputs,
+    reference,
+    reference_grads,
+    tensors,
+    tolerance,
+)
 from .where import Where
 
 
@@ -98,6 +109,8 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
     all_tensors = {**inputs, **params}
     outs = outputs(top.get("outputs"), all_tensors, at)
     names = set(all_tensors) | set(known_dims) | set(opts)
+    impl = implementation(top["implementation"], all_tensors, names, outs, at)
+    checked = [n for n, t in all_tensors.items() if t.grad]
     return Spec(
         name=name,
         description=description,
@@ -107,9 +120,10 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         params=params,
         outputs=outs,
         reference=reference(top["reference"], names, at),
-        implementation=implementation(top["implementation"], all_tensors, names, outs, at),
+        implementation=impl,
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
+        reference_grads=reference_grads(top.get("reference_grads"), checked, names, outs, at),
         path=path,
         lines=dict(lines or {}),
     )

@@ -129,6 +129,9 @@ class Spec:
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
+    # Expected gradients written directly (surrogates): tensor -> an expression over the
+    # tensors, dims, options and the upstream gradients; the others come from autograd.
+    reference_grads: dict[str, Expression] = field(default_factory=dict)
 
     # -- derived views ----------------------------------------------------
     @property

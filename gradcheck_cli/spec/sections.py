@@ -16,7 +16,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, Reference, TensorSpec, ToleranceSpec
+from .model import INPUT_DTYPES, Reference, TensorSpec, ToleranceSpec, grad_names
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -31,6 +31,7 @@ TOP_KEYS = (
     "implementation",
     "tolerance",
     "formulas",
+    "reference_grads",
 )
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
 REFERENCE_KEYS = ("module", "file", "call")
@@ -261,6 +262,35 @@ def reference(raw: Any, names: set[str], at: Where) -> Reference:
     call = at.call(ref["call"], "reference.call", names)
     check_names(call, names, "reference.call", at)
     return Reference(call=call, source=at.source(ref, "reference"))
+
+
+def reference_grads(
+    raw: Any, checked: Iterable[str], names: set[str], outs: tuple[str, ...], at: Where
+) -> dict[str, Expression]:
+    """Expected gradients written directly: ``{x: "grad_out * (x >= bound)"}``.
+
+    Each key is a checked tensor; each value an expression over the tensors, dims,
+    options and the upstream gradients (``grad_out``/``dout``, ``grad_<output>``).
+    """
+    found = at.mapping(raw, "reference_grads")
+    checked = list(checked)
+    known = names | set(grad_names(outs))
+    parsed: dict[str, Expression] = {}
+    for name, text in found.items():
+        key = f"reference_grads.{name}"
+        if name not in checked:
+            what = "a tensor with grad: false" if name in names else "not a checked tensor"
+            raise at.fail(
+                key, f"{name!r} is {what}{did_you_mean(name, checked)}; its gradient is not compared"
+            )
+        if not isinstance(text, str) or not text.strip():
+            raise at.fail(key, f'expected an expression like "grad_out * (x > 0)", got {text!r}')
+        try:
+            parsed[name] = parse(text, known, known=known)
+        except ExpressionError as exc:
+            reads = f" (it reads tensors, dims, options and {', '.join(grad_names(outs))})"
+            raise at.fail(key, f"{exc}{reads if 'unknown name' in str(exc) else ''}") from None
+    return parsed
 
 
 def tolerance(raw: Any, at: Where) -> ToleranceSpec:
