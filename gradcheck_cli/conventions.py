@@ -45,6 +45,9 @@ class Outcome:
     grads: dict[str, Any] = field(default_factory=dict)
     modified: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
+    # autograd_function: the gradients of a second backward on the same graph, or what it raised.
+    repeated: dict[str, Any] | None = None
+    repeat_error: str | None = None
 
 
 @dataclass
@@ -183,7 +186,47 @@ def numpy(h: Handed) -> None:
 
 
 def autograd_function(h: Handed) -> None:
-    """``Function.apply(*args)`` on leaves that require grad, then autograd's backward."""
+    """``Function.apply(*args)`` on leaves that require grad, then autograd's backward, twice.
+
+    The backward runs a second time on the same graph (``retain_graph``), as
+    ``torch.autograd.gradcheck``, a second ``backward()`` or a double backward
+    would run it: what it gives then is ``outcome.repeated`` (or, when it raises,
+    ``outcome.repeat_error``), compared with the first run by the checks.
+    """
+    spec, impl = h.spec, h.spec.implementation
+    assert impl.args is not None
+    name, total = _apply(h)
+    try:
+        with user_code(f"backward {name}.backward()"):
+            torch.autograd.backward(total, retain_graph=True)
+    except UserCodeError as exc:
+        _name_gradient_index(exc, impl.args)
+        raise
+    leaves = [h.tensors[t.name] for t in spec.checked]
+    for t in spec.checked:
+        grad = h.tensors[t.name].grad
+        # A copy: the second run must not change what the first one gave.
+        h.outcome.grads[t.name] = MISSING if grad is None else grad.detach().clone()
+        if grad is None:
+            h.outcome.problems[t.name] = f"{name}.backward returned None for {t.name}"
+    try:
+        with user_code(f"{name}.backward(), run a second time on the same graph,"):
+            again = torch.autograd.grad(total, leaves, allow_unused=True)
+    except UserCodeError as exc:
+        # torch's advice to turn on anomaly detection is not what this finding needs
+        h.outcome.repeat_error = re.sub(r" Hint: enable anomaly detection.*?\)\.", "", str(exc))
+    else:
+        h.outcome.repeated = {t.name: MISSING if g is None else g for t, g in zip(spec.checked, again)}
+    for t in spec.checked:
+        h.tensors[t.name] = h.tensors[t.name].detach()
+
+
+def _apply(h: Handed) -> tuple[str, torch.Tensor]:
+    """``Function.apply`` on the arguments, with the checked tensors as leaves that require grad.
+
+    Returns the Function's name and ``sum(out * grad_out)`` over its differentiable
+    outputs, whose gradient is the backward's result.
+    """
     spec, impl = h.spec, h.spec.implementation
     assert impl.autograd_function is not None and impl.args is not None
     name = impl.autograd_function
@@ -219,18 +262,7 @@ def autograd_function(h: Handed) -> None:
     # check grad_tensors' shapes (~0.4 s).
     total = sum((r * g).sum() for r, g in pairs)
     assert isinstance(total, torch.Tensor)
-    try:
-        with user_code(f"backward {name}.backward()"):
-            torch.autograd.backward(total)
-    except UserCodeError as exc:
-        _name_gradient_index(exc, impl.args)
-        raise
-    for t in spec.checked:
-        grad = h.tensors[t.name].grad
-        h.outcome.grads[t.name] = MISSING if grad is None else grad
-        if grad is None:
-            h.outcome.problems[t.name] = f"{name}.backward returned None for {t.name}"
-        h.tensors[t.name] = h.tensors[t.name].detach()
+    return name, total
 
 
 CONVENTIONS: dict[str, Callable[[Handed], None]] = {

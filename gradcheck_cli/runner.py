@@ -268,6 +268,8 @@ def check_all(
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
         check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
+    if spec.implementation.autograd_function is not None:
+        found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
 
 
