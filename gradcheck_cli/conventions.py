@@ -265,6 +265,59 @@ def _apply(h: Handed) -> tuple[str, torch.Tensor]:
     return name, total
 
 
+@dataclass
+class DoubleOutcome:
+    """What the double backward of a Function's backward gave (``--double``)."""
+
+    grads: dict[str, Any] = field(default_factory=dict)  # by tensor name and by upstream name
+    once_differentiable: bool = False  # the backward is marked @once_differentiable
+    problem: str | None = None  # why autograd cannot differentiate the backward's result
+
+
+def double_backward(
+    spec: Spec,
+    values: Mapping[str, torch.Tensor],
+    grad_outs: Mapping[str, torch.Tensor],
+    second_grad_outs: Mapping[str, torch.Tensor],
+    dims: Mapping[str, int],
+) -> DoubleOutcome:
+    """The Function's backward differentiated once more, as ``gradgradcheck`` does.
+
+    ``Function.apply`` on copies, then its backward with ``create_graph=True`` and the
+    upstream gradients as leaves too: the gradients ``g`` it returns are a function of
+    the tensors and of ``grad_outs``, and ``d<g, second_grad_outs>`` by each of them is
+    what :func:`~gradcheck_cli.reference.double_reference` expects.
+    """
+    from .reference import second_order, upstream_names
+
+    impl = spec.implementation
+    tensors: dict[str, Any] = {name: v.detach().clone() for name, v in values.items()}
+    upstream = {o: g.detach().clone().requires_grad_(True) for o, g in grad_outs.items()}
+    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
+    h = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, dict(upstream), scope)
+    name, total = _apply(h)
+    leaves = {t.name: h.tensors[t.name] for t in spec.checked}
+    with user_code(f"backward {name}.backward() (create_graph=True)"):
+        grads = torch.autograd.grad(total, list(leaves.values()), create_graph=True, allow_unused=True)
+    first = dict(zip(leaves, grads))
+    if any(g is not None and g.grad_fn is not None and g.grad_fn.name() == _ONCE for g in first.values()):
+        return DoubleOutcome(once_differentiable=True)
+    problem = None
+    if not any(g is not None and g.requires_grad for g in first.values()):
+        problem = (
+            f"the gradients {name}.backward returns do not require grad (computed under torch.no_grad(),"
+            " detached, or outside torch): autograd cannot differentiate them, so their double backward is 0"
+        )
+    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items()}}
+    with user_code(f"double backward of {name}.backward()"):
+        second = second_order(first, second_grad_outs, wrt)
+    return DoubleOutcome(grads=dict(second), problem=problem)
+
+
+# What autograd puts behind the result of a backward marked @once_differentiable.
+_ONCE = "torch::autograd::Error"
+
+
 CONVENTIONS: dict[str, Callable[[Handed], None]] = {
     "functional": functional,
     "fastai": fastai,

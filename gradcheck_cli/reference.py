@@ -8,7 +8,10 @@ comparison reads. The other producers:
 
 - :func:`written_reference`: the gradients a spec writes in ``reference_grads``
   (surrogates: a straight-through estimator, a gradient reversal), evaluated
-  as expressions; the outputs, and any gradient not written, from the reference.
+  as expressions; the outputs, and any gradient not written, from the reference;
+- :func:`double_reference`: the second order (``--double``): the expected
+  gradients as a function of the tensors and the upstream gradients,
+  differentiated once more (what ``torch.autograd.gradgradcheck`` checks).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from .runner import Case
 
 UPSTREAM_SEED_OFFSET = 1_000_003  # the upstream gradients' stream, apart from the tensors'
+SECOND_SEED_OFFSET = 2_000_029  # the second-order upstream gradients' stream (--double)
 
 
 @dataclass
@@ -145,6 +149,63 @@ def describe_written(spec: Spec) -> str:
     if rest:
         parts.append(f"{', '.join(rest)} by autograd of the reference")
     return "; ".join(parts)
+
+
+def upstream_names(spec: Spec) -> dict[str, str]:
+    """The name of each output's upstream gradient: ``grad_out`` (one output), ``grad_<output>``."""
+    if len(spec.outputs) == 1:
+        return {spec.outputs[0]: "grad_out"}
+    return {o: f"grad_{o}" for o in spec.outputs}
+
+
+def double_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+    """The second order: autograd's double backward of the expected gradients.
+
+    The backward is a function of the checked tensors and of the upstream gradients
+    ``v``: its outputs are the first-order gradients ``g`` (from autograd, or written in
+    ``reference_grads``). With a second seeded upstream gradient ``u`` per tensor, the
+    expected values are ``d<g, u>/d tensor`` (by tensor name) and ``d<g, u>/d v`` (by
+    upstream name, :func:`upstream_names`), as ``torch.autograd.gradgradcheck`` computes
+    them. ``outputs`` are ``g``, ``grad_outs`` are ``u``.
+    """
+    spec = case.spec
+    leaves = _leaves(spec, values)
+    checked = [t.name for t in spec.checked]
+    with torch.enable_grad():
+        outputs = reference_outputs(spec, case.dims, leaves)
+        v = {o: g.requires_grad_(True) for o, g in upstream_gradients(outputs, case.seed).items()}
+        by_autograd = [n for n in checked if n not in spec.reference_grads]
+        first = _vjp(spec, outputs, v, leaves, by_autograd, create_graph=True) if by_autograd else {}
+        scope = _scope(spec, case.dims, leaves, v)
+        for name, expr in spec.reference_grads.items():
+            first[name] = _written(spec, name, expr, scope, values[name])
+        first = {n: first[n] for n in checked}
+        u = upstream_gradients({n: g.detach() for n, g in first.items()}, case.seed + SECOND_SEED_OFFSET)
+        wrt = {**{n: leaves[n] for n in checked}, **{upstream_names(spec)[o]: g for o, g in v.items()}}
+        second = second_order(first, u, wrt)
+    described = describe_written(spec) if spec.reference_grads else spec.reference.describe()
+    return Expected(
+        outputs={n: g.detach() for n, g in first.items()},
+        grads=second,
+        grad_outs=u,
+        description=f"double backward of {described}",
+    )
+
+
+def second_order(
+    first: Mapping[str, torch.Tensor | None], u: Mapping[str, torch.Tensor], wrt: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``d<first, u>/d w`` for each ``w`` of ``wrt``: zeros where nothing depends on it."""
+    connected = [(g, u[n]) for n, g in first.items() if g is not None and g.requires_grad]
+    found: tuple[torch.Tensor | None, ...] = (None,) * len(wrt)
+    if connected:
+        total = sum((g * w).sum() for g, w in connected)
+        assert isinstance(total, torch.Tensor)
+        found = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
+    return {
+        name: (g if g is not None else torch.zeros_like(leaf)).detach()
+        for (name, leaf), g in zip(wrt.items(), found)
+    }
 
 
 def _leaves(spec: Spec, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -17,9 +17,9 @@ import torch
 
 from . import checks, diagnose
 from .compare import DTYPES, Tolerance, tolerance_for
-from .conventions import MISSING, ConventionError, Outcome, run_implementation
+from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
 from .errors import SpecError
-from .reference import Expected, run_reference, written_reference
+from .reference import Expected, double_reference, run_reference, upstream_names, written_reference
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
@@ -39,6 +39,7 @@ class Case:
     seed: int = 0
     atol: float | None = None
     rtol: float | None = None
+    double: bool = False  # also check the double backward (--double)
 
     @property
     def tolerance(self) -> Tolerance:
@@ -58,6 +59,7 @@ def make_case(
     atol: float | None = None,
     rtol: float | None = None,
     options: Mapping[str, Any] | None = None,
+    double: bool = False,
 ) -> Case:
     """Validate the run settings against the spec (raises SpecError).
 
@@ -79,7 +81,7 @@ def make_case(
             f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16",
             spec.path,
         )
-    return Case(spec, spec.resolve_dims(dims), dtype, device, seed, atol, rtol)
+    return Case(spec, spec.resolve_dims(dims), dtype, device, seed, atol, rtol, double=double)
 
 
 def run(
@@ -103,6 +105,7 @@ def run(
         atol=settings.atol,
         rtol=settings.rtol,
         options=options,
+        double=settings.double,
     )
     result = (
         run_sweep(case, settings.verbose, settings.pdb)
@@ -235,6 +238,16 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
     if spec.reference_grads:
         result.notes.append(f"expected values: {expected.description}")
+    if case.double or spec.double:
+        try:
+            first_ok = all(c.ok for c in result.checks)
+            _, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
+        except SpecError as exc:
+            return result.failed(str(exc), spec_error=True)
+        finally:
+            torch.set_grad_enabled(grad_mode)
+        result.checks += second_rows
+        result.notes.append(double_note)
     return result.finish()
 
 
@@ -271,6 +284,95 @@ def check_all(
     if spec.implementation.autograd_function is not None:
         found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
+
+
+# -- the double backward (--double) -------------------------------------------------
+
+SECOND_ORDER = "{} (2nd order)"  # how a second-order row is named: "x (2nd order)", "grad_out (2nd order)"
+
+
+def run_double(
+    case: Case, values: Mapping[str, torch.Tensor], expected: Expected, verbose: bool, first_ok: bool = False
+) -> tuple[dict[str, torch.Tensor], list[Check], str]:
+    """The Function's backward differentiated once more, against autograd's double backward.
+
+    Returns the expected value of each second-order row (by row name), the rows,
+    and the note that says what they are. ``first_ok``: every first-order row
+    passed (a wrong second order then has a likely cause). Raises SpecError for a
+    spec error.
+    """
+    spec = case.spec
+    function = spec.implementation.autograd_function
+    if function is None:
+        convention = spec.implementation.convention
+        return {}, [], (
+            "--double: only a torch.autograd.Function's backward is differentiated by autograd;"
+            f" this implementation is {convention}, so there is no double backward to check"
+        )  # fmt: skip
+    second = double_reference(case, values)
+    try:
+        outcome = double_backward(spec, values, expected.grad_outs, second.grad_outs, case.dims)
+    except (UserCodeError, ConventionError) as exc:
+        name = SECOND_ORDER.format(f"{function}.backward")
+        return {}, [Check(name, "backward", None, None, "error", hint=str(exc))], _double_note(spec, function)
+    if outcome.once_differentiable:
+        return {}, [], (
+            f"{function}.backward is marked @once_differentiable: autograd cannot differentiate it,"
+            " so there is no double backward to check (not a failure)"
+        )  # fmt: skip
+    rows = double_checks(case, values, second, outcome, verbose)
+    if first_ok:
+        rows = [_untracked(row, function) for row in rows]
+    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
+    return wanted, rows, _double_note(spec, function)
+
+
+def double_checks(
+    case: Case, values: Mapping[str, torch.Tensor], second: Expected, outcome: DoubleOutcome, verbose: bool
+) -> list[Check]:
+    """One row per second-order gradient: by each checked tensor, then by each upstream gradient."""
+    spec, tol = case.spec, case.tolerance
+    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
+    upstream = set(upstream_names(spec).values())
+    found = []
+    for key, want in second.grads.items():
+        row = SECOND_ORDER.format(key)
+        if key in upstream:
+            tensor = TensorSpec(row, "upstream", tuple(int(s) for s in want.shape))
+        else:
+            tensor = replace(spec.tensors[key], name=row)
+        subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor)
+        check = checks.dtype_and_device(
+            checks.measure(subject, spec, case, tol, verbose), subject, spec, case
+        )
+        ctx = diagnose.Context(spec, case.dims, tensor, tol, wanted, values)
+        check = checks.diagnosed(check, subject, ctx)
+        if outcome.problem and not check.ok:
+            check = replace(check, hint=outcome.problem)
+        found.append(check)
+    return found
+
+
+def _untracked(check: Check, function: str) -> Check:
+    """A wrong second order under right first-order gradients: what autograd could not follow."""
+    if check.ok or check.diagnosis is not None or check.status != "mismatch":
+        return check
+    hint = (
+        "the first-order gradients are right but not their derivative: autograd cannot follow all of"
+        f" {function}.backward (a tensor computed in the forward and saved is a constant to it: save the"
+        " inputs and recompute it, or return it from the forward; or a .detach(), torch.no_grad() or"
+        " numpy in the backward)"
+    )
+    return replace(check, hint=hint)
+
+
+def _double_note(spec: Spec, function: str) -> str:
+    ups = ", ".join(upstream_names(spec).values())
+    return (
+        f"2nd order: the gradients {function}.backward returns, differentiated once more by each tensor"
+        f" and by {ups} (weighted by seeded random numbers), against autograd's double backward of the"
+        " reference, as torch.autograd.gradgradcheck does"
+    )
 
 
 # -- several cases --------------------------------------------------------------

@@ -16,6 +16,7 @@ from .model import Spec
 from .sections import (
     TOP_KEYS,
     dims,
+    double,
     formulas,
     header,
     options,
@@ -124,6 +125,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
         reference_grads=reference_grads(top.get("reference_grads"), checked, names, outs, at),
+        double=double(top.get("double"), impl.convention, at),
         path=path,
         lines=dict(lines or {}),
     )

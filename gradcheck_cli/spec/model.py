@@ -132,6 +132,7 @@ class Spec:
     # Expected gradients written directly (surrogates): tensor -> an expression over the
     # tensors, dims, options and the upstream gradients; the others come from autograd.
     reference_grads: dict[str, Expression] = field(default_factory=dict)
+    double: bool = False  # also check the double backward (an autograd.Function's)
 
     # -- derived views ----------------------------------------------------
     @property

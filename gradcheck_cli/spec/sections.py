@@ -32,6 +32,7 @@ TOP_KEYS = (
     "tolerance",
     "formulas",
     "reference_grads",
+    "double",
 )
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
 REFERENCE_KEYS = ("module", "file", "call")
@@ -291,6 +292,20 @@ def reference_grads(
             reads = f" (it reads tensors, dims, options and {', '.join(grad_names(outs))})"
             raise at.fail(key, f"{exc}{reads if 'unknown name' in str(exc) else ''}") from None
     return parsed
+
+
+def double(raw: Any, convention: str, at: Where) -> bool:
+    """``double: true``: check the double backward too (an autograd.Function's)."""
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        raise at.fail("double", f"expected true or false, got {raw!r}")
+    if raw and convention != "autograd_function":
+        raise at.fail(
+            "double",
+            f"a double backward is checked for an autograd_function; this implementation is {convention}",
+        )
+    return raw
 
 
 def tolerance(raw: Any, at: Where) -> ToleranceSpec:
