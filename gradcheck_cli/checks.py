@@ -7,12 +7,14 @@ failing gradient. Then, over all checks of a case, :func:`forward_flagged`
 marks the gradients as not meaningful when the forward is wrong,
 :func:`repeat_flagged` reports an autograd.Function's backward that gives
 other values when run again, and :func:`modified_flagged` reports what the
-checked code changed in place. Each step returns a new Check (or list) and
-never changes its argument.
+checked code changed in place. :func:`precision_note` says when a passing
+float64 value carries the errors of a lower precision. Each step returns a
+new Check (or list) and never changes its argument.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -206,3 +208,28 @@ def _difference(first: Any, again: Any, tol: Tolerance) -> str | None:
     if compare("twice", "input", 2 * a.to(torch.float64), b.to(torch.float64), tol).ok:
         text += "; the second is twice the first: a saved tensor's .grad accumulating?"
     return text
+
+
+# Lower precisions a float64 value's errors may betray, with their unit roundoff.
+PRECISIONS = (("float32", 2.0**-23), ("float16", 2.0**-10), ("bfloat16", 2.0**-7))
+
+
+def precision_note(check: Check, expected: torch.Tensor, dtype: str) -> str | None:
+    """A passing float64 value whose errors are far above float64 rounding at its scale:
+    the precision they look like (``errors ~1e-7 relative: ... in float32``)."""
+    if dtype != "float64" or not check.ok or not check.max_abs_err or not expected.numel():
+        return None
+    scale = float(expected.detach().abs().max())
+    if not scale > 0 or not math.isfinite(scale):
+        return None
+    relative = check.max_abs_err / scale
+    if relative < PRECISIONS[0][1] / 16:  # a float64 sum of many terms stays far below this
+        return None
+    name = min(PRECISIONS, key=lambda p: abs(math.log10(relative) - math.log10(p[1])))[0]
+    side = "forward" if check.kind == "output" else "backward"
+    magnitude = round(math.log10(relative))
+    return (
+        f"{check.name}: errors ~1e{magnitude} relative (max abs err {check.max_abs_err:.1e},"
+        f" largest value {scale:.2g}), far above float64 rounding (~1e-16): this {side} appears to compute"
+        f" in {name}"
+    )

@@ -238,17 +238,36 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
     if spec.reference_grads:
         result.notes.append(f"expected values: {expected.description}")
+    wanted = {
+        c.name: (expected.outputs if c.kind == "output" else expected.grads).get(c.name)
+        for c in result.checks
+    }
     if case.double or spec.double:
         try:
             first_ok = all(c.ok for c in result.checks)
-            _, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
+            second_wanted, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
         except SpecError as exc:
             return result.failed(str(exc), spec_error=True)
         finally:
             torch.set_grad_enabled(grad_mode)
         result.checks += second_rows
         result.notes.append(double_note)
+        wanted.update(second_wanted)
+    result.notes += precision_notes(result.checks, wanted, case.dtype)
     return result.finish()
+
+
+def precision_notes(
+    found: Sequence[Check], wanted: Mapping[str, torch.Tensor | None], dtype: str
+) -> list[str]:
+    """A note for each passing float64 row whose errors look like a lower precision's."""
+    notes = []
+    for check in found:
+        want = wanted.get(check.name)
+        note = checks.precision_note(check, want, dtype) if want is not None else None
+        if note:
+            notes.append(note)
+    return notes
 
 
 def check_all(
