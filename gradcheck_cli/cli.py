@@ -18,7 +18,7 @@ import typer.core
 import typer.main
 
 from . import __version__
-from .catalogue import Entry, builtin_dir, entries, lookup, warnings
+from .catalogue import Entry, builtin_dir, builtin_entries, entries, lookup, warnings
 from .cli_options import (
     OWN_OPTIONS,
     RUN_OPTIONS,
@@ -223,6 +223,15 @@ def layer_command(entry: Entry) -> Any:
     return typer.main.get_command(sub)
 
 
+def _short(text: str, limit: int) -> str:
+    """The first line of ``text``, cut at a word to fit ``limit`` (``...`` when cut), as click does."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: max(limit - 3, 0)].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "..."
+
+
 class LayerGroup(typer.core.TyperGroup):
     """The static commands plus one command per known spec, built on demand."""
 
@@ -233,6 +242,21 @@ class LayerGroup(typer.core.TyperGroup):
         except GradcheckError:
             layers = []
         return static + [n for n in layers if n not in static]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """``--help``: the commands and the built-in layers; configured specs are not read."""
+        group = typer.core.TyperGroup
+        static = [(n, group.get_command(self, ctx, n)) for n in group.list_commands(self, ctx)]
+        commands = [(n, c.get_short_help_str(limit=999)) for n, c in static if c is not None and not c.hidden]
+        commands += [(e.name, e.description) for e in sorted(builtin_entries(), key=lambda e: e.name)]
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        rows = [(name, _short(text, limit)) for name, text in commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+        with formatter.section("Your specs"):
+            formatter.write_text(
+                "The specs of [tool.gradcheck] spec_paths run by name too: 'gradcheck list' shows them all."
+            )
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
@@ -308,8 +332,14 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
         entry = lookup(layer, _config())
     except GradcheckError as exc:
         fail(str(exc))
+    from .spec import read_spec_text
+
+    try:
+        text = read_spec_text(entry.path)
+    except GradcheckError as exc:
+        fail(str(exc))
     print(f"# {entry.path}")
-    print(entry.path.read_text(encoding="utf-8").rstrip())
+    print(text.rstrip())
 
 
 def run(**kwargs: Any) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from .conftest import REPO
 
-
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
