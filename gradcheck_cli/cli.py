@@ -33,9 +33,11 @@ from .config import Config, load_config
 from .errors import GradcheckError
 from .names import IDENT_RE
 from .settings import RunSettings
+from .spec.model import MAX_DIM
 
 if TYPE_CHECKING:
     from .result import Report
+    from .spec import Spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -58,6 +60,19 @@ def _settings(options: dict[str, Any]) -> tuple[RunSettings, Emit]:
         return settings_from(options, _config())
     except GradcheckError as exc:
         fail(str(exc))
+
+
+def _guard_output(emit: Emit, specs: list[Spec]) -> None:
+    """Refuse an --output that is a file a checked spec reads (its spec, implementation or reference)."""
+    if emit.output is None:
+        return
+    target = emit.output.resolve()
+    if target.is_dir():
+        fail(f"--output {emit.output} is a directory; give a file name")
+    for spec in specs:
+        for key, path in spec.files_read().items():
+            if path.resolve() == target:
+                fail(f"--output {emit.output} is {spec.name}'s {key}: gradcheck will not overwrite it")
 
 
 def _emit(report: Report, settings: Emit) -> NoReturn:
@@ -133,6 +148,7 @@ def check_layer(
     settings, emit = _settings(shared)
     try:
         spec = load_spec(entry.path)
+        _guard_output(emit, [spec])
         result = run(spec, settings, dims, options)
     except SpecError as exc:
         fail(str(exc))
@@ -173,6 +189,8 @@ def _positive(dim: str, text: str) -> int:
         value = 0
     if value <= 0:
         fail(f"{_dim_option(dim)} must be a positive integer, got {text!r}")
+    if value > MAX_DIM:
+        fail(f"{_dim_option(dim)} is {value}: larger than any tensor can be (at most {MAX_DIM})")
     return value
 
 
@@ -297,6 +315,11 @@ def main(
     ] = False,
 ) -> None:
     """Check a hand-written backward pass against PyTorch autograd."""
+    for stream in (sys.stdout, sys.stderr):
+        # Whatever the checked code's messages hold (a lone surrogate), a report still prints.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 @app.command("list")
@@ -360,6 +383,7 @@ def run(**kwargs: Any) -> None:
         fail(str(exc))
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
+    _guard_output(emit, [item.spec for item in items if item.spec is not None])
     report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
     _emit(report, emit)
 

@@ -89,7 +89,8 @@ def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings,
     fmt = options.pop("format")
     if fmt not in FORMATS:
         raise GradcheckError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    emit = Emit(fmt, options.pop("output"), options.pop("exit_zero"), options["verbose"])
+    output = options.pop("output")  # absolute now: checked code that changes directory cannot move it
+    emit = Emit(fmt, output.absolute() if output else None, options.pop("exit_zero"), options["verbose"])
     return RunSettings.merged(config, **options), emit
 
 

@@ -23,7 +23,7 @@ from .reference import Expected, run_reference
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
-from .usercode import UserCodeError
+from .usercode import UserCodeError, guarded_streams
 
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
 
@@ -188,12 +188,13 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         expected = run_reference(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
-    except (RuntimeError, MemoryError) as exc:  # e.g. tensors too large to allocate
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
         message = f"cannot build this case's tensors: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         return result.failed(message)
     grad_mode = torch.is_grad_enabled()
     try:
-        outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
+        with guarded_streams():
+            outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except UserCodeError as exc:

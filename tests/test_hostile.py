@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -157,3 +159,93 @@ def test_an_undecodable_file_under_spec_paths_breaks_no_command(gradcheck, tmp_p
     listed = gradcheck("list")
     assert listed.exit_code == 0 and "good" in listed.stdout and "UTF-16" in listed.stderr
     assert gradcheck("good").exit_code == 0
+
+
+# -- verdicts cannot be fooled -------------------------------------------------------------
+
+
+def test_a_reference_that_gives_nan_is_a_spec_error_about_the_reference(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC.replace('"F.linear(x, weight, bias)"', '"F.linear(x, weight, bias).log()"'),
+        "import torch\n\ndef linear_forward(x, weight, bias):\n    return (x @ weight.T + bias).log()\n"
+        + CORRECT_BACKWARD,
+    )
+    one_line_error(gradcheck("run", str(spec)), "reference: the reference's output 'out' is NaN or Inf at")
+
+
+def test_output_never_overwrites_a_file_the_checked_spec_reads(gradcheck, tmp_path):
+    spec = good_spec(tmp_path)
+    code = tmp_path / "good.py"
+    before = code.read_text()
+    one_line_error(
+        gradcheck("run", str(spec), "-o", str(code)), "is good's implementation file: gradcheck will not"
+    )
+    one_line_error(gradcheck("run", str(tmp_path), "-o", str(spec)), "is good's spec file")
+    assert code.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--seed", "18446744073709551615"), "--seed must be an integer from 0 to 2**63 - 1"),
+        (("--batch", "99999999999999999999999999"), "--batch is 99999999999999999999999999: larger than any"),
+        (("--atol", "inf"), "--atol must be a non-negative number, got inf"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(gradcheck, args, message):
+    one_line_error(gradcheck("linear", *args), message)
+
+
+def test_an_exception_message_with_a_lone_surrogate_is_printed(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        LINEAR_FORWARD
+        + "\ndef linear_backward(grad_out, x, weight, bias):\n    raise ValueError('bad \\udc80 byte')\n",
+    )
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 1
+    assert "ValueError: bad \\udc80 byte" in ran.stdout
+
+
+def test_checked_code_that_closes_stdout_does_not_take_the_report_with_it(gradcheck, write_layer):
+    spec = write_layer(
+        LINEAR_SPEC,
+        LINEAR_FORWARD
+        + "\nimport sys\n"
+        + CORRECT_BACKWARD.replace("    return", "    sys.stdout.close()\n    return"),
+    )
+    # --pdb runs the checked code in gradcheck's own process; a real one (CliRunner's stdout
+    # is a buffer that closing destroys).
+    ran = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "run", str(spec), "--pdb"], capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "PASS: 1 passed" in ran.stdout
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"spec": 123}, TypeError, "spec must be a path or a Spec, got int"),
+        (
+            {"reference": lambda x: x, "shapes": "x", "backward": lambda g, x: g},
+            TypeError,
+            "shapes must be a mapping",
+        ),
+        ({"spec": "layer_specs/linear.yaml", "device": None}, TypeError, "device must be str"),
+        ({"spec": "layer_specs/linear.yaml", "seed": 2**70}, Exception, "seed must be an integer from 0"),
+        ({"spec": "layer_specs/linear.yaml", "atol": "x"}, TypeError, "atol must be int or float"),
+        ({"spec": "layer_specs/linear.yaml", "atol": -1.0}, Exception, "atol must be a non-negative number"),
+        ({"spec": "layer_specs/linear.yaml", "rtol": float("nan")}, Exception, "rtol must be a non-negative"),
+    ],
+)
+def test_check_given_wrong_types_names_the_argument(kwargs, error, message, monkeypatch):
+    from gradcheck_cli import GradcheckError, check
+    from tests.conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    spec = kwargs.pop("spec", None)
+    with pytest.raises(error, match=message.replace("*", r"\*")) as info:
+        check(spec, **kwargs)
+    if error is Exception:
+        assert isinstance(info.value, GradcheckError)
