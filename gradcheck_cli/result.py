@@ -14,6 +14,7 @@ CHECK_STATUSES = ("pass", "mismatch", "shape_error", "missing", "error")
 # skip: not run (a spec's skip:); xfail: failed as a spec's xfail: says it does; xpass: an
 # xfail spec that passed (strict: it counts as a failure); interrupted: Ctrl-C or SIGTERM came first.
 RESULT_STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "interrupted")
+OK_STATUSES = ("pass", "skip", "xfail")  # what a run may end with and still exit 0
 # The version of the JSON report's layout (not the tool's version): bumped when a field changes meaning.
 SCHEMA_VERSION = 2
 
@@ -114,11 +115,14 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     spec_error: bool = False  # the spec itself is wrong (exit 2), not the checked code
     sweep: list[dict[str, Any]] | None = None  # --sweep: one line per case run
-    duration: float | None = None  # seconds, when a suite timed it (JUnit); not in the JSON
+    duration: float | None = None  # seconds the run took (JSON duration_s, JUnit time)
+    reason: str | None = None  # why it was skipped or is expected to fail (skip, xfail, xpass)
+    reference: str | None = None  # where the expected values came from
+    tolerance: dict[str, Any] | None = None  # {mode, atol, rtol, ratio, source}
 
     @property
     def ok(self) -> bool:
-        return self.status == "pass"
+        return self.status in OK_STATUSES
 
     @property
     def failing(self) -> list[Check]:
@@ -150,6 +154,14 @@ class CaseResult:
         self.error, self.spec_error = message, spec_error
         return self.finish()
 
+    def expected_to_fail(self, reason: str) -> CaseResult:
+        """A spec marked ``xfail:``: a failure is ``xfail``, a pass is ``xpass`` (strict); a spec
+        error stays an error (the spec is broken, which no reason covers)."""
+        if not self.spec_error:
+            self.status = "xpass" if self.status == "pass" else "xfail"
+            self.reason = reason
+        return self
+
     def finish(self) -> CaseResult:
         """Set ``status`` from the checks (an error already set stays)."""
         if self.error is not None:
@@ -172,6 +184,10 @@ class CaseResult:
             "error": self.error,
             "checks": [c.to_dict() for c in self.checks],
             "notes": self.notes,
+            "reason": self.reason,
+            "reference": self.reference,
+            "tolerance": self.tolerance,
+            "duration_s": self.duration,
         }
         if self.sweep is not None:
             data["sweep"] = self.sweep
@@ -192,10 +208,15 @@ class Report:
 
     @property
     def summary(self) -> dict[str, int]:
+        counts = {status: sum(r.status == status for r in self.results) for status in RESULT_STATUSES}
         return {
-            "passed": sum(r.status == "pass" for r in self.results),
-            "failed": sum(r.status == "fail" for r in self.results),
-            "errors": sum(r.status == "error" for r in self.results),
+            "passed": counts["pass"],
+            "failed": counts["fail"],
+            "errors": counts["error"],
+            "skipped": counts["skip"],
+            "xfailed": counts["xfail"],
+            "xpassed": counts["xpass"],
+            "interrupted": counts["interrupted"],
         }
 
     def __getitem__(self, name: str) -> Check:
@@ -215,6 +236,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema_version": SCHEMA_VERSION,
             "version": self.version,
             "torch": self.torch,
             "results": [r.to_dict() for r in self.results],

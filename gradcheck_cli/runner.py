@@ -9,6 +9,7 @@ API, the CLI, suites and the pytest plugin alike.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -94,6 +95,12 @@ def run(
     dim or option, no CUDA device); any other problem of the spec or of the checked
     code is in the result.
     """
+    skip = spec.skip
+    if skip is not None and skip.applies(settings.dtype, settings.device):
+        skipped = CaseResult(spec.name, spec.source, spec.resolve_dims(dims), settings.dtype, settings.device,
+                             settings.seed, status="skip", reason=skip.reason)  # fmt: skip
+        return skipped
+    start = time.perf_counter()
     case = make_case(
         spec,
         dims,
@@ -111,6 +118,9 @@ def run(
     )
     if options:
         result.notes.insert(0, "options set: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+    if spec.xfail is not None and spec.xfail.applies(settings.dtype, settings.device):
+        result.expected_to_fail(spec.xfail.reason)
+    result.duration = time.perf_counter() - start
     return result
 
 
@@ -207,6 +217,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         return result.failed(str(exc))
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
+    result.reference = expected.description
     result.checks = check_all(case, values, expected, outcome, verbose)
     result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
     return result.finish()

@@ -162,10 +162,21 @@ def test_json_report_has_the_documented_fields(gradcheck):
     data = json.loads(ran.stdout)
     assert data["version"] == gradcheck_cli.__version__
     assert isinstance(data["torch"], str)
-    assert data["summary"] == {"passed": 1, "failed": 0, "errors": 0}
+    assert data["schema_version"] == 2
+    assert data["summary"] == {
+        "passed": 1,
+        "failed": 0,
+        "errors": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+        "interrupted": 0,
+    }
     (result,) = data["results"]
     assert result["spec"] == "linear" and result["source"].endswith("linear.yaml")
     assert result["dims"] == {"batch": 5, "in": 3, "out": 4}
+    assert result["reference"] == "F.linear(x, weight, bias)" and result["reason"] is None
+    assert isinstance(result["duration_s"], float) and result["duration_s"] > 0
     assert (result["dtype"], result["device"], result["seed"], result["status"], result["error"]) == (
         "float64",
         "cpu",

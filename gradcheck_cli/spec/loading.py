@@ -12,7 +12,18 @@ from ..errors import SpecError
 from .files import read_spec_text
 from .implementation import implementation
 from .model import Spec
-from .sections import TOP_KEYS, dims, formulas, header, options, outputs, reference, tensors, tolerance
+from .sections import (
+    TOP_KEYS,
+    dims,
+    expectation,
+    formulas,
+    header,
+    options,
+    outputs,
+    reference,
+    tensors,
+    tolerance,
+)
 from .where import Where
 
 MAX_NODES = 100_000  # a spec is a page of YAML; this many nodes is an alias bomb or not a spec
@@ -102,6 +113,8 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         implementation=implementation(top["implementation"], all_tensors, names, outs, at),
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
+        xfail=expectation(top.get("xfail"), "xfail", at),
+        skip=expectation(top.get("skip"), "skip", at),
         path=path,
         lines=dict(lines or {}),
     )

@@ -111,6 +111,21 @@ class ToleranceSpec:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """A spec's ``xfail:`` or ``skip:``: a reason, maybe only for some dtypes or devices."""
+
+    reason: str
+    dtypes: tuple[str, ...] | None = None  # None: every dtype
+    devices: tuple[str, ...] | None = None  # "cuda" covers cuda:N
+
+    def applies(self, dtype: str, device: str) -> bool:
+        kind = device.partition(":")[0]
+        return (self.dtypes is None or dtype in self.dtypes) and (
+            self.devices is None or device in self.devices or kind in self.devices
+        )
+
+
+@dataclass(frozen=True)
 class Spec:
     """A layer to check, validated: see the README's "Spec format"."""
 
@@ -128,6 +143,8 @@ class Spec:
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
+    xfail: Expectation | None = None  # expected to fail (strict: a pass is reported)
+    skip: Expectation | None = None  # not run
 
     # -- derived views ----------------------------------------------------
     @property
