@@ -77,6 +77,15 @@ def _guard_output(emit: Emit, specs: list[Spec]) -> None:
 
 def _emit(report: Report, settings: Emit) -> NoReturn:
     """Print the report, write --output, and exit with the report's code."""
+    _show(report, settings)
+    code = report.exit_code
+    if settings.exit_zero and code == EXIT_FAIL:
+        code = EXIT_OK
+    raise typer.Exit(code)
+
+
+def _show(report: Report, settings: Emit) -> None:
+    """Print the report and write --output."""
     from .report import render
 
     for result in report.results:
@@ -92,10 +101,6 @@ def _emit(report: Report, settings: Emit) -> NoReturn:
             settings.output.write_text(render(report, settings.format) + "\n", encoding="utf-8")
         except OSError as exc:
             fail(f"cannot write {settings.output}: {exc.strerror}")
-    code = report.exit_code
-    if settings.exit_zero and code == EXIT_FAIL:
-        code = EXIT_OK
-    raise typer.Exit(code)
 
 
 def _rich_terminal() -> bool:
@@ -370,7 +375,7 @@ def run(**kwargs: Any) -> None:
     from .suite import collect, run_suite
 
     paths, builtin, keyword = kwargs.pop("paths"), kwargs.pop("builtin"), kwargs.pop("keyword")
-    fail_fast, jobs = kwargs.pop("fail_fast"), kwargs.pop("jobs")
+    fail_fast, jobs, watching = kwargs.pop("fail_fast"), kwargs.pop("jobs"), kwargs.pop("watch")
     settings, emit = _settings(kwargs)
     targets = list(paths or [])
     if builtin:
@@ -385,7 +390,15 @@ def run(**kwargs: Any) -> None:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
     _guard_output(emit, [item.spec for item in items if item.spec is not None])
     report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
-    _emit(report, emit)
+    if not watching:
+        _emit(report, emit)
+    from .watch import watch
+
+    _show(report, emit)
+    try:
+        watch(targets, keyword, items, lambda again: _show(run_suite(again, settings, jobs=jobs), emit))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 app.command("run")(with_common_options(run, [keyword(n, a, d) for n, a, d in RUN_OPTIONS]))

@@ -33,7 +33,9 @@ Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown.")]
 Output = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints."),
+    typer.Option(
+        "--output", "-o", help="Write the report in --format to FILE (- for stdout); the table still prints."
+    ),
 ]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")
@@ -89,8 +91,11 @@ def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings,
     fmt = options.pop("format")
     if fmt not in FORMATS:
         raise GradcheckError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    output = options.pop("output")  # absolute now: checked code that changes directory cannot move it
-    emit = Emit(fmt, output.absolute() if output else None, options.pop("exit_zero"), options["verbose"])
+    output = options.pop("output")
+    if output is not None and str(output) == "-":  # --output -: the format goes to stdout
+        emit = Emit(fmt, None, options.pop("exit_zero"), options["verbose"])
+    else:  # absolute now: checked code that changes directory cannot move it
+        emit = Emit(fmt, output.absolute() if output else None, options.pop("exit_zero"), options["verbose"])
     return RunSettings.merged(config, **options), emit
 
 
@@ -120,10 +125,17 @@ FailFast = Annotated[
     bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")
 ]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run specs in N worker processes.")]
+Watch = Annotated[
+    bool,
+    typer.Option(
+        "--watch", "-w", help="After the run, run again the specs whose files change (Ctrl-C ends)."
+    ),
+]
 RUN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("paths", PathsArg, None),
     ("builtin", Builtin, False),
     ("keyword", Keyword, None),
     ("fail_fast", FailFast, False),
     ("jobs", Jobs, 1),
+    ("watch", Watch, False),
 ]

@@ -17,6 +17,14 @@ from .ci_suites import write_spec, write_suite
 from .conftest import LAYER_SPECS
 
 
+def untimed(report_json: str) -> dict:
+    """The JSON report without how long each spec took."""
+    report = json.loads(report_json)
+    for result in report["results"]:
+        result.pop("duration_s")
+    return report
+
+
 def results(ran) -> list[tuple[str, str]]:
     return [(r["spec"], r["status"]) for r in json.loads(ran.stdout)["results"]]
 
@@ -104,7 +112,7 @@ def test_jobs_gives_the_serial_results_in_the_serial_order(gradcheck, tmp_path):
     parallel = gradcheck("run", str(LAYER_SPECS), str(suite), "--jobs", "2", "--format", "json")
     assert parallel.exit_code == serial.exit_code == 2
     assert len(json.loads(serial.stdout)["results"]) > 20
-    assert parallel.stdout == serial.stdout
+    assert untimed(parallel.stdout) == untimed(serial.stdout)
 
 
 def test_a_worker_that_dies_takes_down_only_its_own_spec(gradcheck, tmp_path):
@@ -148,3 +156,64 @@ def test_output_to_a_folder_that_does_not_exist_is_a_usage_error(gradcheck, tmp_
     suite = write_suite(tmp_path, "dense")
     ran = gradcheck("run", str(suite), "--format", "json", "--output", str(tmp_path / "no" / "r.json"))
     assert ran.exit_code == 2 and "cannot write" in ran.stderr
+
+
+def test_k_is_case_insensitive_and_matches_paths_as_pytest_does(gradcheck, tmp_path, monkeypatch):
+    write_suite(tmp_path / "layers", "dense")
+    write_suite(tmp_path / "broken_ones", "raises")
+    monkeypatch.chdir(tmp_path)
+    assert [n for n, _ in results(gradcheck("run", ".", "-k", "DENSE", "--format", "json"))] == ["dense"]
+    assert [n for n, _ in results(gradcheck("run", ".", "-k", "broken_ones", "--format", "json"))] == [
+        "raises"
+    ]
+    assert [
+        n for n, _ in results(gradcheck("run", ".", "-k", "Layers and not raises", "--format", "json"))
+    ] == ["dense"]
+    assert [n for n, _ in results(gradcheck("run", "--builtin", "-k", "LIN", "--format", "json"))] == [
+        "lin",
+        "linear",
+    ]
+
+
+def test_output_dash_writes_the_format_to_stdout(gradcheck, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = write_suite(tmp_path / "specs", "dense")
+    ran = gradcheck("run", str(suite), "--format", "json", "--output", "-")
+    assert ran.exit_code == 0
+    assert json.loads(ran.stdout)["summary"]["passed"] == 1
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize(
+    ("backward", "mark", "status", "code"),
+    [
+        ("bias_not_summed", "xfail: 'the bias sum is issue 12'", "xfail", 0),
+        ("dense", "xfail: 'the bias sum is issue 12'", "xpass", 1),  # strict, as pytest's xfail_strict
+        ("raises", "xfail: {reason: 'not written yet', dtype: [float64]}", "xfail", 0),
+        ("bias_not_summed", "xfail: {reason: 'only in half precision', dtype: [bfloat16]}", "fail", 1),
+        ("raises", "skip: 'needs a GPU kernel'", "skip", 0),
+        ("raises", "skip: {reason: 'cuda only', device: [cuda]}", "error", 1),
+    ],
+)
+def test_xfail_and_skip_are_counted_apart(gradcheck, tmp_path, backward, mark, status, code):
+    spec = write_spec(tmp_path, "layer", like=backward)
+    spec.write_text(spec.read_text() + mark + "\n")
+    ran = gradcheck("run", str(tmp_path), "--format", "json")
+    assert ran.exit_code == code
+    (result,) = json.loads(ran.stdout)["results"]
+    assert result["status"] == status
+    if status in ("xfail", "xpass", "skip"):
+        assert result["reason"] == mark.split("'")[1]
+    summary = json.loads(ran.stdout)["summary"]
+    key = {"xfail": "xfailed", "xpass": "xpassed", "skip": "skipped", "fail": "failed", "error": "errors"}[
+        status
+    ]
+    assert summary[key] == 1
+
+
+def test_xfail_with_an_unknown_dtype_is_a_spec_error_at_its_line(gradcheck, tmp_path):
+    spec = write_spec(tmp_path, "dense")
+    spec.write_text(spec.read_text() + "xfail: {reason: r, dtype: [float8]}\n")
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert f"{spec}:13: xfail.dtype: unknown dtype 'float8'" in ran.stderr
