@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from gradcheck_cli import Report, check
-from gradcheck_cli.report.table import print_report, render_text, renderable
+from gradcheck_cli.report.table import print_report, render_text, renderable, verdict
 
 from . import mistake_maps
 from .conftest import REPO
@@ -319,4 +319,37 @@ def test_quiet_shows_failures_in_full_and_a_line_per_passing_spec_or_none():
     assert "  error: ImportError: no module named 'layers'" in quiet
     very = render_text(report, quiet=2)
     assert "scale" not in very and "dense dtype=float64" in very
-    assert very.endswith("FAIL: 1 passed, 1 failed, 1 errors")
+    assert very.endswith("FAIL: 1 passed, 1 failed, 1 error")
+
+
+class _Summary(Report):
+    counts: dict[str, int] = {}
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return self.counts
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({"passed": 3, "failed": 0, "errors": 1}, "FAIL: 3 passed, 1 error"),
+        ({"passed": 0, "failed": 2, "errors": 2}, "FAIL: 0 passed, 2 failed, 2 errors"),
+        (
+            {
+                "passed": 1,
+                "failed": 1,
+                "errors": 0,
+                "skipped": 2,
+                "xfailed": 1,
+                "xpassed": 1,
+                "interrupted": 1,
+            },
+            "FAIL: 1 passed, 1 failed, 2 skipped, 1 xfailed, 1 xpassed, 1 interrupted",
+        ),
+    ],
+)
+def test_counts_with_their_grammar(counts, expected):
+    report = _Summary(results=[mistake_maps.result_of("x", mistake_maps.relu_mask().check())])
+    report.counts = counts
+    assert verdict(report) == expected

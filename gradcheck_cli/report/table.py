@@ -132,21 +132,25 @@ def details(check: Check, verbose: bool) -> list[str]:
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 or not word.endswith("error") else f"{n} {word}s"
+
+
 def verdict(report: Report) -> str:
-    """``FAIL: 1 passed, 2 failed``: the counts that are not zero (passed always)."""
+    """``FAIL: 1 passed, 2 failed, 1 error``: the counts that are not zero (passed always)."""
     s = report.summary
     word = "PASS" if report.ok else "FAIL"
     parts = [f"{s.get('passed', 0)} passed"]
     for key, name in (
         ("failed", "failed"),
-        ("errors", "errors"),
+        ("errors", "error"),
         ("skipped", "skipped"),
         ("xfailed", "xfailed"),
         ("xpassed", "xpassed"),
         ("interrupted", "interrupted"),
     ):
         if s.get(key):
-            parts.append(f"{s[key]} {name}")
+            parts.append(_plural(s[key], name))
     return f"{word}: " + ", ".join(parts)
 
 
