@@ -2,7 +2,8 @@
 
 Plain text is the coloured output without its colour; colour follows --color, NO_COLOR
 and FORCE_COLOR; a narrow terminal folds the table and never cuts a number; a failing
-tensor's error map is under its row; --quiet keeps the failures only.
+tensor's error map is under its row; a run of several specs ends with pytest's short
+summary; --quiet keeps the failures only.
 """
 
 from __future__ import annotations
@@ -294,9 +295,12 @@ def test_skips_expected_failures_and_interruptions_say_what_they_are():
     assert "  xfail: failed, as the spec expects (known bug)\n" in text
     assert "  xpass: passed, but the spec expects it to fail (known bug)\n" in text
     assert "  interrupted: the run was stopped before this spec finished\n" in text
+    assert "XPASS c (specs/c.yaml): passed, but the spec expects it to fail (known bug)\n" in text
+    assert "INTERRUPTED d (specs/d.yaml): the run was stopped before this spec finished\n" in text
+    assert "FAILED b" not in text and "SKIPPED" not in text  # like pytest: only failures are listed
 
 
-# -- quiet ---------------------------------------------------------------------------------
+# -- the end of a run: short summary, counts --------------------------------------------
 
 
 def suite() -> Report:
@@ -308,6 +312,29 @@ def suite() -> Report:
         "broken", error="ImportError: no module named 'layers'\n  (at layers.py:1)"
     )
     return Report(results=[dense, ok, broken])
+
+
+def test_a_run_of_several_specs_ends_with_a_short_summary_of_the_failing_ones():
+    lines = render_text(suite()).splitlines()
+    assert lines[-4:] == [
+        "",
+        "FAILED dense (specs/dense.yaml): b shape_error [missing_reduction]",
+        "ERROR broken (specs/broken.yaml): ImportError: no module named 'layers'",
+        "FAIL: 1 passed, 1 failed, 1 error",
+    ]
+
+
+def test_a_spec_run_twice_is_named_with_its_case_in_the_summary():
+    first, second = mistake_maps.result_of("relu", mistake_maps.relu_mask().check()), None
+    second = mistake_maps.result_of("relu", mistake_maps.relu_mask().check())
+    second.dtype = "float32"
+    text = render_text(Report(results=[first, second]))
+    assert "FAILED relu[float64 cpu seed=0] (specs/relu.yaml): x mismatch [partial]" in text
+    assert "FAILED relu[float32 cpu seed=0] (specs/relu.yaml): x mismatch [partial]" in text
+
+
+def test_one_result_has_no_short_summary_its_table_is_just_above():
+    assert "FAILED" not in render_text(relu_report())
 
 
 def test_quiet_shows_failures_in_full_and_a_line_per_passing_spec_or_none():

@@ -201,6 +201,40 @@ def _sweep_case(s: dict[str, Any]) -> str:
     return f"{dims} seed={s['seed']}: {s['status']}"
 
 
+def _case(result: CaseResult) -> str:
+    dims = " ".join(f"{k}={v}" for k, v in result.dims.items())
+    case = " ".join(p for p in (dims, result.dtype, result.device, f"seed={result.seed}") if p)
+    return f"{result.spec}[{case}]"
+
+
+def summary_line(result: CaseResult, qualified: bool = False) -> str | None:
+    """``FAILED dense (specs/dense.yaml): b shape_error [missing_reduction]``; None for a
+    result that did not fail. ``qualified`` adds the case (a spec run more than once)."""
+    word = FAILING.get(result.status)
+    if word is None:
+        return None
+    name = _case(result) if qualified else result.spec
+    if result.status == "fail":
+        reason = ", ".join(
+            f"{c.name} {c.status}" + (f" [{c.diagnosis}]" if c.diagnosis else "") for c in result.failing
+        )
+    elif result.status == "error" and result.error and result.error.strip():
+        reason = result.error.strip().splitlines()[0]
+    else:
+        reason = (status_line(result) or "").split(": ", 1)[-1]
+    return f"{word} {name} ({result.source})" + (f": {reason}" if reason else "")
+
+
+def summary_lines(report: Report) -> list[str]:
+    """pytest's short summary: a line per result that did not pass, for a run of several
+    (one result's table is just above)."""
+    if len(report.results) < 2:
+        return []
+    names = [r.spec for r in report.results]
+    lines = (summary_line(r, qualified=names.count(r.spec) > 1) for r in report.results)
+    return [line for line in lines if line is not None]
+
+
 # -- the table, folded to a width ----------------------------------------------------
 
 
@@ -311,6 +345,8 @@ class ReportView:
             yield from self.result(result, width, ascii)
         if self.quiet == 1 and any(r.status not in FAILING for r in self.report.results):
             yield _line("")
+        for line in summary_lines(self.report):
+            yield _line(line, "red")
         yield _line(verdict(self.report), "bold green" if self.report.ok else "bold red")
 
     def result(self, result: CaseResult, width: int, ascii: bool) -> RenderResult:
