@@ -8,6 +8,7 @@ summary; --quiet keeps the failures only.
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import pickle
@@ -380,3 +381,19 @@ def test_counts_with_their_grammar(counts, expected):
     report = _Summary(results=[mistake_maps.result_of("x", mistake_maps.relu_mask().check())])
     report.counts = counts
     assert verdict(report) == expected
+
+
+# -- results are data -------------------------------------------------------------------
+
+
+def test_results_do_not_import_their_renderer_but_still_display():
+    tree = ast.parse((REPO / "gradcheck_cli" / "result.py").read_text(encoding="utf-8"))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not any("report" in m or "rich" in m for m in imported), imported
+
+    report = relu_report()
+    assert str(report) == report.render() == render_text(report)
+    assert repr(report).startswith("<Report passed=0 failed=1 errors=0>\nrelu dtype=float64")
+    assert "x: error map" in report.render(verbose=True)
+    assert "x: error map" in report._repr_html_()
