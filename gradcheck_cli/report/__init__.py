@@ -60,10 +60,10 @@ def _rich(self: Report) -> Any:
 
 
 def _repr_html(self: Report) -> str:
-    """Jupyter's view: the plain table."""
-    import html
+    """Jupyter's view: the coloured table and, for each failing tensor, its heatmaps."""
+    from .html import report_fragment
 
-    return "<pre>" + html.escape(_render(self)) + "</pre>"
+    return report_fragment(self)
 
 
 for _name, _method in (
