@@ -1,4 +1,4 @@
-"""Renderers of a :class:`~gradcheck_cli.result.Report`: table, json, junit, markdown.
+"""Renderers of a :class:`~gradcheck_cli.result.Report`: table, json, junit, markdown, html.
 
 Importing this package also gives :class:`~gradcheck_cli.result.Report` its display
 (``render()``, ``str``, ``repr``, rich's ``__rich__`` and Jupyter's ``_repr_html_``): results
@@ -12,7 +12,7 @@ from typing import Any
 
 from ..result import Report
 
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "json", "junit", "markdown", "html")
 
 
 def render(report: Report, fmt: str, verbose: bool = False) -> str:
@@ -31,6 +31,10 @@ def render(report: Report, fmt: str, verbose: bool = False) -> str:
         from .markdown import render_markdown
 
         return render_markdown(report)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(report)
     raise ValueError(f"unknown format {fmt!r}")
 
 

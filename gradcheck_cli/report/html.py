@@ -1,9 +1,14 @@
-"""The report as HTML with its heatmaps: the notebook's view (``_repr_html_``).
+"""The report as HTML: one self-contained page (``--format html``) and a notebook's view.
 
-:func:`report_fragment` is the results and the verdict as one ``<div>`` with inline styles
-only (a notebook may drop a ``<style>`` element): each result's header, coloured table,
+:func:`render_html` writes a whole page: inline CSS and SVG, no script, nothing fetched,
+so it opens from disk and works as a CI artifact. It has the run's summary (the verdict,
+the counts, the failing specs linked to their sections), then every result: its table,
 error, diagnoses and hints, notes, and for each failing tensor with an error map three
-heatmaps (expected, got, error; see :mod:`.svg`). Nothing is fetched: no script, no link.
+heatmaps (expected, got, error; see :mod:`.svg`). Failing results come first.
+
+:func:`report_fragment` is the same results as one ``<div>`` with inline styles only (a
+notebook may drop a ``<style>`` element), in the report's order: Jupyter shows it for
+``_repr_html_``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from html import escape
 from ..result import CaseResult, Check, Report
 from .errormap import axes_text
 from .svg import SVG_LIMITS, heatmaps
-from .table import columns, details, header, row, status_line, summary_lines, verdict
+from .table import FAILING, columns, details, header, row, status_line, summary_line, summary_lines, verdict
 
 STATUS_COLOUR = {
     "pass": "#1a7f37",
@@ -31,6 +36,17 @@ SANS = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 CELL = "padding:2px 10px 2px 0;text-align:left;white-space:nowrap"
 
 _VIEWS = itertools.count(1)  # ids unique among the views of one notebook page
+
+PAGE_CSS = """
+body { margin: 2em auto; max-width: 1100px; padding: 0 1.5em; background: #fff; color: #1f2328;
+       font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; line-height: 1.4; }
+h1 { font-size: 1.5em; margin: 0 0 .3em; }
+.summary { margin: 0 0 1.5em; }
+.summary ul { margin: .4em 0; padding-left: 1.2em; font-family: ui-monospace, Menlo, Consolas, monospace;
+              font-size: 13px; }
+a { color: #0969da; }
+footer { margin-top: 2em; color: #656d76; font-size: 12px; }
+"""
 
 
 def _table(result: CaseResult) -> str:
@@ -125,3 +141,48 @@ def report_fragment(report: Report) -> str:
         )
     parts.append(f'<div style="{MONO};font-weight:700;color:{colour}">{escape(verdict(report))}</div></div>')
     return "".join(parts)
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML page (a string), failing results first."""
+    word = "PASS" if report.ok else "FAIL"
+    colour = STATUS_COLOUR["pass" if report.ok else "fail"]
+    order = sorted(range(len(report.results)), key=lambda n: report.results[n].status not in FAILING)
+    anchors = {n: f"result-{n}" for n in order}
+    versions = " · ".join(
+        v
+        for v in (
+            f"gradcheck {report.version}" if report.version else "",
+            f"torch {report.torch}" if report.torch else "",
+        )
+        if v
+    )
+    names = [r.spec for r in report.results]
+    failing = []
+    for n, result in enumerate(report.results):
+        line = summary_line(result, qualified=names.count(result.spec) > 1)
+        if line is not None:
+            kind, rest = line.split(" ", 1)
+            failing.append(f'<li><a href="#{anchors[n]}">{escape(kind)}</a> {escape(rest)}</li>')
+    body = [
+        f'<h1><span style="color:{colour}">{word}</span> gradcheck</h1>',
+        '<div class="summary">',
+        f'<div style="{MONO};font-weight:700;color:{colour}">{escape(verdict(report))}</div>',
+    ]
+    if versions:
+        body.append(f'<div style="color:#656d76;font-size:13px">{escape(versions)}</div>')
+    if failing:
+        body.append(f"<ul>{''.join(failing)}</ul>")
+    body.append("</div>")
+    body += [result_html(report.results[n], anchors[n]) for n in order]
+    body.append(
+        "<footer>Made by gradcheck: a hand-written backward checked against PyTorch autograd.</footer>"
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>gradcheck: {word}</title>\n<style>{PAGE_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
