@@ -1,6 +1,6 @@
 """The everyday mistakes as tensors, for the error map tests: each is the wrong backward of
-``examples/mistakes/`` (or a one-line variant of it, or a small one written here) run on
-seeded inputs, beside what autograd says the gradient is.
+``examples/mistakes/`` (or a one-line variant of it) run on seeded inputs, beside what
+autograd says the gradient is.
 
 A :class:`Mistake` also makes the :class:`~gradcheck_cli.result.Check` a failing run would
 report, with its error map, so the table and HTML tests render what a user sees without
@@ -151,24 +151,19 @@ def bias_reshaped(batch: int = 5, features: int = 4, out: int = 8, seed: int = 0
     return Mistake("bias", "param", expected, actual, ["out"])
 
 
-def conv2d_backward_input(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """dL/dx of ``F.conv2d(x, weight, stride=2, padding=1)`` as a transposed convolution, with
-    the mistake: no ``output_padding``, so the stride's remainder (the last row and column) is
-    lost, and zero-padding back to x's shape hides it."""
-    grad_x = F.conv_transpose2d(grad_out, weight, stride=2, padding=1)  # should be output_padding=1
-    return F.pad(grad_x, (0, x.shape[-1] - grad_x.shape[-1], 0, x.shape[-2] - grad_x.shape[-2]))
-
-
 def strided_conv_edge(n: int = 2, c_in: int = 3, size: int = 8, seed: int = 0) -> Mistake:
-    """A stride-2 convolution whose input gradient misses its last row and column."""
+    """examples/mistakes/strided_conv_edge.py: a stride-2 convolution's input gradient computed
+    as a transposed convolution without output_padding, so its last row and column are lost
+    (and zero-padding back to x's shape hides it)."""
     torch.manual_seed(seed)
     x = _randn(n, c_in, size, size).requires_grad_()
     weight = _randn(4, c_in, 3, 3)
     out = F.conv2d(x, weight, stride=2, padding=1)
     grad_out = _randn(*out.shape)
     (expected,) = torch.autograd.grad(out, x, grad_out)
-    actual = conv2d_backward_input(grad_out, x.detach(), weight)
-    return Mistake("x", "input", expected, actual, ["n", "c_in", "h", "w"])
+    actual, _ = _code("strided_conv_edge")["conv_backward"](grad_out, x.detach(), weight)
+    inputs = {"x": x.detach(), "weight": weight, "grad_out": grad_out}
+    return Mistake("x", "input", expected, actual, ["n", "c_in", "h", "w"], inputs)
 
 
 def result_of(spec: str, *checks: Check, **fields: Any) -> CaseResult:

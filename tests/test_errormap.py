@@ -112,6 +112,12 @@ def test_a_strided_convs_missing_edge_is_the_last_row_and_column_of_every_panel(
     edge[-1, :] = edge[:, -1] = True
     assert torch.equal(mistake.wrong, edge.expand(2, 3, 8, 8))  # the example really is this mistake
 
+    fixed = mistake_maps._code(
+        "strided_conv_edge", ("padding=1)  # the mistake", "padding=1, output_padding=1)  #")
+    )
+    grad_x, _ = fixed["conv_backward"](*(mistake.inputs[k] for k in ("grad_out", "x", "weight")))
+    assert torch.allclose(grad_x, mistake.expected)  # with output_padding=1 it is right
+
     lines = plain(emap, verbose=True, width=200)
     assert lines[1] == (
         "    panels: n, c_in 0–5, one per cell; rows: h 0–7, one per cell; columns: w 0–7, one per cell"
