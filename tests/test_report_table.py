@@ -98,6 +98,14 @@ def test_the_rich_renderable_shows_shapes_literally_not_as_markup():
     assert "FAIL: 0 passed, 1 failed" in text
 
 
+def test_printed_by_a_rich_console_long_lines_wrap_instead_of_being_cut():
+    console = Console(record=True, width=70, color_system=None)
+    console.print(renderable(relu_report()))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 70
+    assert "a mask (like ReLU's) is missing" in " ".join(text.split())  # all of it, on two lines
+
+
 @pytest.mark.parametrize("width", [120, 80, 60, 40])
 def test_plain_text_is_the_coloured_output_without_its_colour(no_colour_env, width):
     report = relu_report()

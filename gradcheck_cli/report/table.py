@@ -323,14 +323,20 @@ def _line(text: Text | str, style: str = "") -> Text:
 class ReportView:
     """The report as a rich renderable; the layout adapts to the width rich renders it at."""
 
-    def __init__(self, report: Report, verbose: bool = False, quiet: int = 0) -> None:
+    def __init__(self, report: Report, verbose: bool = False, quiet: int = 0, wrap: bool = False) -> None:
         self.report = report
         self.verbose = verbose
         self.quiet = int(quiet)
+        self.wrap = wrap  # wrap long lines at the width (for a rich console that crops them)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        width = options.max_width
-        ascii = not options.encoding.lower().startswith("utf")
+        for part in self.parts(options.max_width, not options.encoding.lower().startswith("utf")):
+            if self.wrap and isinstance(part, Text):
+                part.no_wrap, part.overflow = False, "fold"
+            yield part
+
+    def parts(self, width: int, ascii: bool) -> RenderResult:
+        """The lines and tables of the report, laid out for ``width``."""
         for result in self.report.results:
             if self.quiet and result.status not in FAILING:
                 if self.quiet == 1:
@@ -388,8 +394,9 @@ class ReportView:
 
 
 def renderable(report: Report, verbose: bool = False, quiet: int = 0) -> Group:
-    """The report as a rich renderable (``rich.print(report)`` uses it)."""
-    return Group(ReportView(report, verbose=verbose, quiet=quiet))
+    """The report as a rich renderable (``rich.print(report)`` uses it): long lines wrap at
+    the console's width, since a console prints a renderable cropped to it."""
+    return Group(ReportView(report, verbose=verbose, quiet=quiet, wrap=True))
 
 
 _TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$", re.M)
