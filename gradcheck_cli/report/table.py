@@ -173,12 +173,12 @@ def tolerance_text(tolerance: dict[str, Any] | None) -> str:
 
 def header(result: CaseResult) -> str:
     """The result's first line: spec, case, tolerance, where the spec is."""
-    tolerance = tolerance_text(getattr(result, "tolerance", None))
+    tolerance = tolerance_text(result.tolerance)
     return f"{result.headline()}{' ' + tolerance if tolerance else ''}  ({result.source})"
 
 
 def _reason(result: CaseResult) -> str | None:
-    reason = getattr(result, "reason", None)
+    reason = result.reason
     return str(reason) if reason else None
 
 
