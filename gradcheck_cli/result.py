@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 CHECK_STATUSES = ("pass", "mismatch", "shape_error", "missing", "error")
 # skip: not run (a spec's skip:); xfail: failed as a spec's xfail: says it does; xpass: an
@@ -196,7 +196,8 @@ class CaseResult:
 
 @dataclass
 class Report:
-    """A run's results, in order. Renders as the table in a terminal and in Jupyter."""
+    """A run's results, in order. Shown as the table in a terminal and in Jupyter (the display
+    methods, ``render``, ``str``, ``repr``, are set by :mod:`gradcheck_cli.report`)."""
 
     results: list[CaseResult] = field(default_factory=list)
     version: str = ""
@@ -248,24 +249,9 @@ class Report:
         the check's hint still says where the non-finite values are."""
         return json.dumps(_finite(self.to_dict()), indent=2, allow_nan=False)
 
-    def render(self, verbose: bool = False) -> str:
-        from .report.table import render_text
-
-        return render_text(self, verbose=verbose)
-
-    def __str__(self) -> str:
-        return self.render()
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return f"<Report passed={s['passed']} failed={s['failed']} errors={s['errors']}>\n{self.render()}"
-
-    def __rich__(self) -> Any:
-        from .report.table import renderable
-
-        return renderable(self)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return "<pre>" + html.escape(self.render()) + "</pre>"
+    if TYPE_CHECKING:
+        # The display (text, rich, Jupyter's HTML) is attached by gradcheck_cli.report when it is
+        # imported (gradcheck_cli imports it): results are data and do not import their renderer.
+        def render(self, verbose: bool = False) -> str: ...
+        def __rich__(self) -> Any: ...
+        def _repr_html_(self) -> str: ...

@@ -35,7 +35,7 @@ def test_a_suite_prints_one_table_per_spec_and_a_summary_line(gradcheck, tmp_pat
     assert ran.exit_code == 1
     headlines = [line.split()[0] for line in ran.stdout.splitlines() if "dtype=float64" in line]
     assert headlines == ["bias_not_summed", "dense", "raises"]
-    assert ran.stdout.rstrip().splitlines()[-1] == "FAIL: 1 passed, 1 failed, 1 errors"
+    assert ran.stdout.rstrip().splitlines()[-1] == "FAIL: 1 passed, 1 failed, 1 error"
     assert "checking" not in ran.stderr  # no progress bar when the output is not a terminal
 
 
@@ -135,7 +135,7 @@ def test_exit_zero_reports_failures_but_exits_0(gradcheck, tmp_path):
     suite = write_suite(tmp_path, "dense", "bias_not_summed", "raises")
     ran = gradcheck("run", str(suite), "--exit-zero")
     assert ran.exit_code == 0
-    assert "FAIL: 1 passed, 1 failed, 1 errors" in ran.stdout
+    assert "FAIL: 1 passed, 1 failed, 1 error" in ran.stdout
     # A spec that cannot load is a broken job, not a finding: still 2.
     write_spec(tmp_path, "broken")
     assert gradcheck("run", str(suite), "--exit-zero").exit_code == 2
