@@ -8,7 +8,6 @@ linear --in 3 --out 4``), built lazily by :class:`LayerGroup`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -93,7 +92,9 @@ def _show(report: Report, settings: Emit) -> None:
             print(f"gradcheck: error: {result.error}", file=sys.stderr)
     stdout_format = "table" if settings.output is not None else settings.format
     if stdout_format == "table":
-        _print_table(report, settings.verbose)
+        from .report.table import print_report
+
+        print_report(report, color=settings.color, verbose=settings.verbose, quiet=settings.quiet)
     else:
         sys.stdout.write(render(report, stdout_format) + "\n")
     if settings.output is not None:
@@ -103,27 +104,9 @@ def _show(report: Report, settings: Emit) -> None:
             fail(f"cannot write {settings.output}: {exc.strerror}")
 
 
-def _rich_terminal() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-
-def _print_table(report: Report, verbose: bool) -> None:
-    """Rich on a terminal wide enough for every cell; aligned plain text otherwise
-    (piped, NO_COLOR, or a narrow terminal where rich would cut the numbers short)."""
-    from .report.table import render_text, renderable
-
-    if _rich_terminal():
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        group = renderable(report, verbose=verbose)
-        unbounded = console.options.update_width(10_000)
-        tables = [r for r in group.renderables if isinstance(r, Table)]
-        if all(console.measure(t, options=unbounded).maximum <= console.width for t in tables):
-            console.print(group)
-            return
-    print(render_text(report, verbose=verbose))
+def _progress_wanted(emit: Emit) -> bool:
+    """A progress bar goes to stderr: shown when stderr is a terminal, whatever stdout is."""
+    return emit.quiet < 2 and sys.stderr.isatty()
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -389,7 +372,7 @@ def run(**kwargs: Any) -> None:
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
     _guard_output(emit, [item.spec for item in items if item.spec is not None])
-    report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
+    report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_progress_wanted(emit))
     if not watching:
         _emit(report, emit)
     from .watch import watch

@@ -119,10 +119,18 @@ class CaseResult:
     reason: str | None = None  # why it was skipped or is expected to fail (skip, xfail, xpass)
     reference: str | None = None  # where the expected values came from
     tolerance: dict[str, Any] | None = None  # {mode, atol, rtol, ratio, source}
+    quiet_notes: list[str] = field(default_factory=list)  # notes shown only when failing or verbose
 
     @property
     def ok(self) -> bool:
         return self.status in OK_STATUSES
+
+    def notes_to_show(self, verbose: bool = False) -> list[str]:
+        """The notes a report shows: all of them when failing or verbose, else the ones that matter
+        on a pass (not, say, that equal dims could hide a transpose)."""
+        if verbose or not self.ok:
+            return list(self.notes)
+        return [n for n in self.notes if n not in self.quiet_notes]
 
     @property
     def failing(self) -> list[Check]:

@@ -219,7 +219,9 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
     result.reference = expected.description
     result.checks = check_all(case, values, expected, outcome, verbose)
-    result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
+    blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
+    result.notes = [*spec.notes, *blind_spots]
+    result.quiet_notes = blind_spots
     return result.finish()
 
 
@@ -251,7 +253,7 @@ def check_all(
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
-        check = checks.diagnosed(check, subject, ctx)
+        check = checks.mapped(checks.diagnosed(check, subject, ctx), subject, tol)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     return checks.modified_flagged(found, outcome.modified)
 

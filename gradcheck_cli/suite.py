@@ -237,7 +237,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 class _progress:
-    """A rich progress bar on a terminal (stderr); nothing otherwise."""
+    """A progress bar on stderr when it is a terminal (without colour under NO_COLOR); else nothing."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.enabled = total, enabled
@@ -246,10 +246,14 @@ class _progress:
     def __enter__(self) -> Callable[[str], None]:
         if not self.enabled:
             return lambda name: None
+        import os
+
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
+        plain = bool(os.environ.get("NO_COLOR"))
+        console = Console(stderr=True, force_terminal=True, no_color=plain)
+        self.bar = Progress(console=console, transient=True)
         self.bar.start()
         task = self.bar.add_task("checking", total=self.total)
         return lambda name: self.bar.update(task, advance=1, description=name)

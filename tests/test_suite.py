@@ -7,6 +7,7 @@ among good ones, report-only jobs (--exit-zero), and --output.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -217,3 +218,53 @@ def test_xfail_with_an_unknown_dtype_is_a_spec_error_at_its_line(gradcheck, tmp_
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 2
     assert f"{spec}:13: xfail.dtype: unknown dtype 'float8'" in ran.stderr
+
+
+def _run_with_stderr_on_a_pty(args: list[str], env: dict[str, str], cwd) -> tuple[int, str, bytes]:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, **env, "COLUMNS": "100"},
+        cwd=cwd,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(master)
+    return process.returncode, stdout.decode(), seen
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_progress_bar_goes_to_a_terminal_stderr_even_when_stdout_is_redirected(tmp_path, no_color):
+    suite = write_suite(tmp_path / "specs", "dense", "bias_not_summed", "weight_doubled")
+    env = {"NO_COLOR": "1"} if no_color else {"FORCE_COLOR": "1"}
+    if no_color:
+        env["FORCE_COLOR"] = ""
+    code, stdout, stderr = _run_with_stderr_on_a_pty(["run", str(suite), "--format", "json"], env, tmp_path)
+    assert code == 1
+    assert json.loads(stdout)["summary"]["failed"] == 2  # stdout is the report, untouched by the bar
+    assert b"checking" in stderr or b"dense" in stderr  # the bar was drawn on the terminal
+    colours = re.findall(rb"\x1b\[[0-9;]*m", stderr)
+    coloured = [c for c in colours if re.search(rb"\[(3[0-7]|38|9[0-7])", c)]
+    assert (not coloured) if no_color else coloured
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal_or_with_qq(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense")
+    ran = gradcheck("run", str(suite))
+    assert "checking" not in ran.stderr

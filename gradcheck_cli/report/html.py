@@ -114,7 +114,9 @@ def result_html(result: CaseResult, anchor: str) -> str:
         lines = details(check, verbose=False)
         if lines:
             items.append(f'<li style="margin:.2em 0">{"<br>".join(escape(line) for line in lines)}</li>')
-    items += [f'<li style="margin:.2em 0;color:#9a6700">note: {escape(n)}</li>' for n in result.notes]
+    items += [
+        f'<li style="margin:.2em 0;color:#9a6700">note: {escape(n)}</li>' for n in result.notes_to_show()
+    ]
     if result.sweep:
         bad = sum(s["status"] != "pass" for s in result.sweep)
         items.append(f"<li>sweep: {len(result.sweep)} cases run, {bad} not passing; the worst is shown</li>")

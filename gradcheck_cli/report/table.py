@@ -368,6 +368,9 @@ class ReportView:
         for check in result.checks:
             for line in details(check, self.verbose):
                 yield _line(indent + line)
+            if self.verbose and check.excerpt and (not check.ok or check.diagnosis):
+                for line in check.excerpt.splitlines():
+                    yield _line(f"{indent}    {line}")
             if check.error_map is not None and not check.ok:
                 lines = map_lines(
                     check.name,
@@ -379,10 +382,7 @@ class ReportView:
                 )
                 for text in lines:
                     yield _line(text)
-            if self.verbose and check.excerpt and (not check.ok or check.diagnosis):
-                for line in check.excerpt.splitlines():
-                    yield _line(f"{indent}    {line}")
-        for note in result.notes:
+        for note in result.notes_to_show(self.verbose):
             yield _line(f"{indent}note: {note}", "yellow")
         if result.sweep:
             bad = [s for s in result.sweep if s["status"] != "pass"]
