@@ -85,6 +85,19 @@ def reference_outputs(
     return outputs
 
 
+def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
+    """A reference that gives NaN or Inf is the spec's problem, not the checked code's."""
+    if not (value.is_floating_point() or value.is_complex()):
+        return
+    bad = int((~torch.isfinite(value.detach())).sum())
+    if bad:
+        raise spec.error(
+            f"the reference's {what} is NaN or Inf at {bad} of {value.numel()} elements with these inputs:"
+            " fix the reference, or keep the inputs in its domain (low/high, min_abs)",
+            "reference",
+        )
+
+
 def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     """Seeded random normal in each output's shape; 1 for a scalar output (a loss)."""
     gen = torch.Generator().manual_seed(seed + UPSTREAM_SEED_OFFSET)
@@ -106,6 +119,7 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
         outputs = reference_outputs(spec, case.dims, leaves)
         grad_outs = upstream_gradients(outputs, case.seed)
         grads = _vjp(spec, outputs, grad_outs, leaves, [t.name for t in spec.checked])
+    _all_finite(spec, outputs, grads)
     return Expected(
         outputs={n: o.detach() for n, o in outputs.items()},
         grads={n: g.detach() for n, g in grads.items()},
@@ -132,6 +146,7 @@ def written_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expecte
     scope = _scope(spec, case.dims, {n: v.detach().clone() for n, v in values.items()}, grad_outs)
     for name, expr in spec.reference_grads.items():
         grads[name] = _written(spec, name, expr, scope, values[name])
+    _all_finite(spec, outputs, grads)
     return Expected(
         outputs={n: o.detach() for n, o in outputs.items()},
         grads={t.name: grads[t.name].detach() for t in spec.checked},
@@ -206,6 +221,12 @@ def second_order(
         name: (g if g is not None else torch.zeros_like(leaf)).detach()
         for (name, leaf), g in zip(wrt.items(), found)
     }
+
+
+def _all_finite(spec: Spec, outputs: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> None:
+    for what, values_by_name in (("output", outputs), ("gradient of", grads)):
+        for name, value in values_by_name.items():
+            _require_finite(spec, f"{what} {name!r}", value)
 
 
 def _leaves(spec: Spec, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ API, the CLI, suites and the pytest plugin alike.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +24,7 @@ from .reference import Expected, double_reference, run_reference, upstream_names
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
-from .usercode import UserCodeError
+from .usercode import UserCodeError, guarded_streams
 
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
 
@@ -96,6 +97,12 @@ def run(
     dim or option, no CUDA device); any other problem of the spec or of the checked
     code is in the result.
     """
+    skip = spec.skip
+    if skip is not None and skip.applies(settings.dtype, settings.device):
+        skipped = CaseResult(spec.name, spec.source, spec.resolve_dims(dims), settings.dtype, settings.device,
+                             settings.seed, status="skip", reason=skip.reason)  # fmt: skip
+        return skipped
+    start = time.perf_counter()
     case = make_case(
         spec,
         dims,
@@ -114,6 +121,9 @@ def run(
     )
     if options:
         result.notes.insert(0, "options set: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+    if spec.xfail is not None and spec.xfail.applies(settings.dtype, settings.device):
+        result.expected_to_fail(spec.xfail.reason)
+    result.duration = time.perf_counter() - start
     return result
 
 
@@ -216,12 +226,13 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         expected = (written_reference if spec.reference_grads else run_reference)(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
-    except (RuntimeError, MemoryError) as exc:  # e.g. tensors too large to allocate
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
         message = f"cannot build this case's tensors: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         return result.failed(message)
     grad_mode = torch.is_grad_enabled()
     try:
-        outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
+        with guarded_streams():
+            outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except UserCodeError as exc:
@@ -234,10 +245,13 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         return result.failed(str(exc))
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
+    result.reference = expected.description
     result.checks = check_all(case, values, expected, outcome, verbose)
-    result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
+    blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
+    result.notes = [*spec.notes, *blind_spots]
+    result.quiet_notes = blind_spots
     if spec.reference_grads:
-        result.notes.append(f"expected values: {expected.description}")
+        _quiet_note(result, f"expected values: {expected.description}")
     wanted = {
         c.name: (expected.outputs if c.kind == "output" else expected.grads).get(c.name)
         for c in result.checks
@@ -251,10 +265,19 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         finally:
             torch.set_grad_enabled(grad_mode)
         result.checks += second_rows
-        result.notes.append(double_note)
+        if second_rows:  # what the rows are: said when they fail, or with --verbose
+            _quiet_note(result, double_note)
+        else:  # why there are none
+            result.notes.append(double_note)
         wanted.update(second_wanted)
     result.notes += precision_notes(result.checks, wanted, case.dtype)
     return result.finish()
+
+
+def _quiet_note(result: CaseResult, note: str) -> None:
+    """A note shown when the result fails, or with --verbose."""
+    result.notes.append(note)
+    result.quiet_notes.append(note)
 
 
 def precision_notes(
@@ -298,7 +321,7 @@ def check_all(
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
-        check = checks.diagnosed(check, subject, ctx)
+        check = checks.mapped(checks.diagnosed(check, subject, ctx), subject, tol)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     if spec.implementation.autograd_function is not None:
         found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
@@ -365,7 +388,7 @@ def double_checks(
             checks.measure(subject, spec, case, tol, verbose), subject, spec, case
         )
         ctx = diagnose.Context(spec, case.dims, tensor, tol, wanted, values)
-        check = checks.diagnosed(check, subject, ctx)
+        check = checks.mapped(checks.diagnosed(check, subject, ctx), subject, tol)
         if outcome.problem and not check.ok:
             check = replace(check, hint=outcome.problem)
         found.append(check)

@@ -39,7 +39,7 @@ def test_headline_and_summary_line_give_the_verdict(gradcheck, tmp_path):
     assert lines[0] == "## ❌ gradcheck: FAIL"
     assert lines[2].startswith("**1 passed, 1 failed, 1 errors** of 3 spec cases · gradcheck ")
     assert "· torch " in lines[2]
-    assert lines[-1] == "FAIL: 1 passed, 1 failed, 1 errors"
+    assert lines[-1] == "FAIL: 1 passed, 1 failed, 1 error"
 
     code, markdown = render(gradcheck, str(write_suite(tmp_path / "good", "dense")))
     assert code == 0

@@ -86,7 +86,7 @@ def result_body(result: CaseResult) -> list[str]:
         lines.extend(fenced(result.error))
         lines.append("")
     bullets = [line for c in result.checks for line in diagnosis_lines(c)]
-    bullets += [f"- note: {cell(note)}" for note in result.notes]
+    bullets += [f"- note: {cell(note)}" for note in result.notes_to_show()]
     if result.sweep:
         bad = [s for s in result.sweep if s["status"] != "pass"]
         bullets.append(f"- sweep: {len(result.sweep)} cases run, {len(bad)} not passing; the worst is shown")
