@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..result import Report
 
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "json", "junit", "markdown", "github")
 
 
 def render(report: Report, fmt: str, verbose: bool = False) -> str:
@@ -23,4 +23,8 @@ def render(report: Report, fmt: str, verbose: bool = False) -> str:
         from .markdown import render_markdown
 
         return render_markdown(report)
+    if fmt == "github":
+        from .github import render_github
+
+        return render_github(report)
     raise ValueError(f"unknown format {fmt!r}")
