@@ -52,6 +52,13 @@ def counts_text(report: Report) -> str:
     )
 
 
+def verdict(report: Report) -> str:
+    """``FAIL: 1 passed, 1 failed, 1 error``: the run's last line; passed always, the rest when any."""
+    word = "PASS" if report.ok else "FAIL"
+    words = [count_words(n, key) for key, n in counts(report).items() if n or key == "passed"]
+    return f"{word}: " + ", ".join(words)
+
+
 def reason(result: CaseResult) -> str | None:
     """Why a result was skipped, expected to fail or interrupted: the spec's ``skip:``/``xfail:``
     reason, or the error text when there is no reason."""
