@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import gradcheck_cli
 from gradcheck_cli.report import FORMATS, render
 from gradcheck_cli.report.github import command, escape_data, escape_property, render_github
@@ -19,6 +21,12 @@ from . import report_cases
 from .conftest import EXAMPLES
 
 CASE = "[batch=6 in=3 out=2] dtype=float64 device=cpu seed=0"
+
+
+@pytest.fixture(autouse=True)
+def not_in_a_workflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths relative to the working directory, as outside GitHub Actions."""
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
 
 
 def unescape_data(text: str) -> str:
@@ -135,6 +143,16 @@ def test_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
     result.source = "<python>"  # the Python API: no file to point at
     (error, _) = render_github(Report(results=[result])).splitlines()
     assert "file" not in parse(error)[1] and "line" not in parse(error)[1]
+
+
+def test_in_a_workflow_paths_are_relative_to_the_checkout_not_the_step_folder(tmp_path, monkeypatch):
+    # A step with `working-directory: examples/ci` of a repository checked out at tmp_path.
+    (tmp_path / "examples" / "ci").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "examples" / "ci")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    result = report_cases.result("dense", "fail", report_cases.wrong())  # source specs/dense.yaml
+    (error, _) = render_github(Report(results=[result])).splitlines()
+    assert parse(error)[1]["file"] == "examples/ci/specs/dense.yaml"
 
 
 def test_a_real_failing_run_points_at_the_spec_in_the_repository(monkeypatch):

@@ -9,8 +9,10 @@ annotation of their own::
     ::error file=specs/dense.yaml,line=8,title=dense%3A b::b: shape_error, expected [out=2], got ...
     ::notice title=gradcheck::FAIL: 1 passed, 1 failed, 0 errors
 
-Paths are relative to the working directory (a workflow's is the repository
-root), with ``/``. Text is escaped as GitHub's runner reads it: ``%``, CR and
+Paths are relative to the repository, as GitHub needs them to find the file in
+the diff: to ``$GITHUB_WORKSPACE`` (where the workflow checked it out, also when
+a step runs in a ``working-directory`` below it), or without it to the working
+directory; with ``/``. Text is escaped as GitHub's runner reads it: ``%``, CR and
 LF in a message; those and ``:`` and ``,`` in a property. A result with no
 line of its own (an error, or a tensor whose line is unknown) is annotated at
 the spec's first line; one from the Python API, which has no file, at none.
@@ -46,15 +48,16 @@ def command(name: str, message: str, **properties: str | int | None) -> str:
 
 
 def workspace_path(source: str) -> str | None:
-    """The spec file relative to the working directory, with ``/``; None when there is no file."""
+    """The spec file relative to ``$GITHUB_WORKSPACE`` (or the working directory), with ``/``;
+    None when there is no file. A file outside it keeps its path as given."""
     if not source or source.startswith("<"):
         return None
+    base = Path(os.environ.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
     path = Path(source)
-    if path.is_absolute():
-        try:
-            path = path.relative_to(Path(os.getcwd()).resolve())
-        except ValueError:
-            pass
+    try:
+        path = path.resolve().relative_to(base)
+    except (OSError, ValueError):
+        pass
     return PurePath(path).as_posix()
 
 
