@@ -38,7 +38,7 @@ import xml.etree.ElementTree as ET
 from pathlib import PurePath
 
 from ..result import CaseResult, Check, Report, format_pair
-from .status import counts, reason
+from .status import reason
 from .table import render_text
 
 # Characters XML 1.0 cannot carry at all (most C0 controls, lone surrogates, U+FFFE/U+FFFF).
@@ -143,7 +143,7 @@ def _outcome(result: CaseResult) -> tuple[str, str] | None:
 
 def render_junit(report: Report) -> str:
     """The report as a JUnit XML document (a string, with its XML declaration)."""
-    n = counts(report)
+    n = report.summary
     durations = [r.duration for r in report.results if r.duration is not None]
     totals = {
         "tests": str(len(report.results)),
