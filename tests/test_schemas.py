@@ -91,7 +91,7 @@ WRONG = {
         changed(dims__batch=0),
         "dims/batch: 0 is less than the minimum",
     ),
-    "a dim named like a gradcheck option": (changed(dims__seed=2), "dims: 'seed' should not be valid"),
+    "a dim named like a module in scope": (changed(dims__torch=2), "dims: 'torch' should not be valid"),
     "both module and file": (
         changed(implementation__module="layers"),
         "is valid under each of {'required': ['file']}",
