@@ -21,9 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-import gradcheck_cli.cli
-import gradcheck_cli.report
-
 from .conftest import EXAMPLES, REPO
 from .junit_schema import assert_valid
 
@@ -55,15 +52,6 @@ def in_ci_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def every_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI with every format the report package renders (github among them).
-
-    cli.py still keeps a list of its own; until it takes the report package's (the CLI
-    wiring), the examples' commands run with the report package's list."""
-    monkeypatch.setattr(gradcheck_cli.cli, "FORMATS", gradcheck_cli.report.FORMATS)
-
-
 def needs_the_html_report() -> None:
     pytest.importorskip("gradcheck_cli.report.html", reason="the HTML renderer is not in this tree yet")
 
@@ -86,9 +74,7 @@ def test_the_workflow_installs_gradcheck_from_the_checkout_with_a_pinned_torch()
     assert (REPO / JOB["defaults"]["run"]["working-directory"] / "specs").is_dir()
 
 
-def test_the_workflow_annotates_each_failing_tensor_on_the_diff(
-    gradcheck, every_format, tmp_path, monkeypatch
-):
+def test_the_workflow_annotates_each_failing_tensor_on_the_diff(gradcheck, tmp_path, monkeypatch):
     (command,) = gradcheck_commands([STEPS["Check the backward passes"]["run"]])
     assert option(command, "--format") == "github"
     # As written, in this repository: the example specs pass; the run says so once.
@@ -126,7 +112,7 @@ def test_the_workflow_writes_the_job_summary_whatever_the_check_found(gradcheck,
     assert ran.stdout.rstrip().endswith("PASS: 1 passed")  # the table, in the log
 
 
-def test_the_workflow_keeps_the_html_report_as_an_artifact(gradcheck, every_format, in_ci_folder):
+def test_the_workflow_keeps_the_html_report_as_an_artifact(gradcheck, in_ci_folder):
     (command,) = [c for c in gradcheck_commands([STEPS["Write the reports"]["run"]]) if "html" in c]
     upload = STEPS["actions/upload-artifact@v4"]
     assert upload["if"] == "always()"
@@ -169,7 +155,7 @@ def test_the_gitlab_job_writes_the_junit_report_it_declares(gradcheck, in_ci_fol
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "0")
 
 
-def test_the_gitlab_job_keeps_the_html_report_whether_it_passed_or_not(gradcheck, every_format, in_ci_folder):
+def test_the_gitlab_job_keeps_the_html_report_whether_it_passed_or_not(gradcheck, in_ci_folder):
     assert GITLAB["after_script"][0] == "cd examples/ci"  # after_script starts at the root again
     (command,) = gradcheck_commands(GITLAB["after_script"])
     output = option(command, "--output")
