@@ -102,6 +102,15 @@ WRONG = {
         "inputs/y: 'low' is a required property",
     ),
     "a negative tolerance": (changed(tolerance={"atol": -1}), "tolerance/atol: -1 is less than the minimum"),
+    "an xfail without its reason": (
+        changed(xfail={"dtype": ["bfloat16"]}),
+        "'reason' is a required property",
+    ),
+    "an xfail for an unknown dtype": (
+        changed(xfail={"reason": "x", "dtype": ["float8"]}),
+        "'float8' is not one of",
+    ),
+    "a skip on an unknown device": (changed(skip={"reason": "x", "device": "tpu"}), "'tpu' does not match"),
     "an unknown backend": (
         changed(implementation__backend="jax"),
         "implementation/backend: 'jax' is not one of",
@@ -157,14 +166,13 @@ def test_the_keys_gradcheck_is_growing_are_accepted():
     assert problems(SPECS, yaml.safe_load(COMING)) == []
     assert problems(SPECS, changed(reference=None)) == []  # reference may be absent (numerical)
     assert problems(SPECS, changed(xfail="bias not summed yet")) == []
+    assert problems(SPECS, changed(skip={"reason": "needs cuda", "device": "cpu", "dtype": "float64"})) == []
     assert problems(SPECS, changed(tolerance={"mode": "absolute", "atol": 1e-6, "rtol": 1e-5})) == []
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("xfail", {"dtype": ["bfloat16"]}, "'reason' is a required property"),
-        ("xfail", {"reason": "x", "dtype": ["float8"]}, "'float8' is not one of"),
         ("tolerance", {"mode": "relative"}, "'relative' is not one of"),
         ("timeout", 0, "0 is less than or equal to the minimum"),
         ("numerical", {"samples": 0}, "0 is less than the minimum"),
