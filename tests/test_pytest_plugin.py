@@ -109,15 +109,46 @@ def test_junit_xml_is_valid_against_the_schema_pytest_tests_it_with(pytester, sp
     assert errors and all("Unexpected child with tag 'properties'" in e for e in errors)
 
 
-# What the runner gives for a spec's `xfail:` and `skip:` keys and for Ctrl-C, put in
-# place of its results around each call: the plugin sees only CaseResult.status.
-STATUSES_CONFTEST = """
+def test_skip_and_xfail_specs_are_pytest_outcomes_with_their_reason(pytester):
+    from .report_cases import write_expectations
+
+    write_expectations(pytester.path / "specs")
+    result = pytester.runpytest(
+        "--gradcheck", "specs", "-rsx", "--junit-xml", "report.xml", "-k", "not fixed"
+    )
+    result.assert_outcomes(passed=1, skipped=1, xfailed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [1] specs/not_on_cpu.yaml:1: needs cuda",
+            "XFAIL specs/known_bad.yaml::known_bad - bias not summed yet (#12)",
+        ]
+    )
+    document = (pytester.path / "report.xml").read_text()
+    assert schema_errors(STRICT, document) == []
+    suite = ET.fromstring(document).find("testsuite")
+    assert suite is not None and suite.get("skipped") == "2"
+
+
+def test_an_xfail_spec_that_passes_fails_the_run(pytester):
+    from .report_cases import write_expectations
+
+    write_expectations(pytester.path / "specs")
+    result = pytester.runpytest("--gradcheck", "specs", "-k", "fixed")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["[[]XPASS(strict)[]] bias not summed yet (#12): every tensor passed"])
+    result.stdout.fnmatch_lines(
+        ["FAILED specs/fixed_now.yaml::fixed_now - [[]XPASS(strict)[]] bias not summed*"]
+    )
+
+
+# Ctrl-C in the middle of a spec, as the runner reports it: an `interrupted` result in place
+# of the real one, around each call (the plugin sees only CaseResult.status).
+INTERRUPTED_CONFTEST = """
 import pytest
 
-STATUSES = {STATUSES!r}
 
-
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     import gradcheck_cli.suite as suite
 
@@ -125,54 +156,20 @@ def pytest_runtest_call(item):
 
     def run_item(entry, options):
         result = real(entry, options)
-        if result.spec in STATUSES:
-            result.status, result.reason = STATUSES[result.spec]
+        if result.spec == "bias_not_summed":
+            result.status = "interrupted"
         return result
 
     suite.run_item = run_item
     try:
-        return (yield)
+        yield
     finally:
         suite.run_item = real
 """
 
 
-def with_statuses(pytester: pytest.Pytester, **statuses: tuple[str, str | None]) -> None:
-    pytester.makeconftest(STATUSES_CONFTEST.replace("{STATUSES!r}", repr(statuses)))
-
-
-def test_skip_and_xfail_results_are_pytest_outcomes_with_their_reason(pytester, specs):
-    with_statuses(
-        pytester,
-        weight_doubled=("skip", "needs cuda"),
-        bias_not_summed=("xfail", "bias not summed yet (#12)"),
-    )
-    result = pytester.runpytest("--gradcheck", "specs", "-rsx", "--junit-xml", "report.xml")
-    result.assert_outcomes(passed=1, skipped=1, xfailed=1)
-    assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(
-        [
-            "SKIPPED [1] specs/weight_doubled.yaml:1: needs cuda",
-            "XFAIL specs/bias_not_summed.yaml::bias_not_summed*",
-        ]
-    )
-    result.stdout.fnmatch_lines(["*bias not summed yet (#12)*"])
-    document = (pytester.path / "report.xml").read_text()
-    assert schema_errors(STRICT, document) == []
-    suite = ET.fromstring(document).find("testsuite")
-    assert suite is not None and suite.get("skipped") == "2"
-
-
-def test_an_xfail_spec_that_passes_fails_the_run(pytester, specs):
-    with_statuses(pytester, dense=("xpass", "bias not summed yet (#12)"))
-    result = pytester.runpytest("--gradcheck", "specs", "-k", "dense")
-    result.assert_outcomes(failed=1, deselected=2)
-    result.stdout.fnmatch_lines(["[[]XPASS(strict)[]] bias not summed yet (#12): every tensor passed"])
-    result.stdout.fnmatch_lines(["FAILED specs/dense.yaml::dense - [[]XPASS(strict)[]] bias not summed*"])
-
-
 def test_an_interrupted_result_stops_the_session_as_ctrl_c_does(pytester, specs):
-    with_statuses(pytester, bias_not_summed=("interrupted", None))
+    pytester.makeconftest(INTERRUPTED_CONFTEST)
     result = pytester.runpytest("--gradcheck", "specs", no_reraise_ctrlc=True)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["specs/bias_not_summed.yaml*", "*! KeyboardInterrupt !*", "*no tests ran*"])

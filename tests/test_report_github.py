@@ -169,3 +169,15 @@ def test_a_real_failing_run_points_at_the_spec_in_the_repository(monkeypatch):
     assert message.startswith("b: shape_error, expected [out=3], got [batch=8, out=3] [missing_reduction]")
     assert notice == "::notice title=gradcheck::FAIL: 0 passed, 1 failed, 0 errors"
     assert "github" in FORMATS
+
+
+def test_a_spec_s_xfail_and_skip_keys_reach_the_annotations(gradcheck, tmp_path, monkeypatch):
+    from .report_cases import write_expectations
+
+    monkeypatch.chdir(tmp_path)
+    write_expectations(tmp_path / "specs")
+    ran = gradcheck("run", "specs", "--format", "github")
+    assert ran.exit_code == 1
+    (xpass, notice) = [parse(line) for line in ran.stdout.splitlines()]
+    assert xpass[:2] == ("error", {"file": "specs/fixed_now.yaml", "line": "1", "title": "fixed_now: xpass"})
+    assert notice[2] == "FAIL: 1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed, 1 xpassed"

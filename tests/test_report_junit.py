@@ -208,3 +208,19 @@ def test_output_file_is_junit_and_the_terminal_still_shows_the_table(gradcheck, 
     assert "<testsuite" not in ran.stdout
     root = ET.parse(report).getroot()
     assert root.get("tests") == "2" and root.get("failures") == "1"
+
+
+def test_a_spec_s_xfail_and_skip_keys_reach_the_junit_report(gradcheck, tmp_path):
+    code, document = run_junit(gradcheck, str(report_cases.write_expectations(tmp_path)))
+    assert code == 1  # the xfail spec that passed
+    assert_valid(document)
+    (testsuite,) = ET.fromstring(document).findall("testsuite")
+    counts = [testsuite.get(key) for key in ("tests", "failures", "errors", "skipped")]
+    assert counts == ["4", "1", "0", "2"]
+    cases = cases_by_spec(ET.fromstring(document))
+    assert [(c.tag, c.get("type"), c.get("message")) for c in cases["not_on_cpu"]] == [
+        ("skipped", "skip", "needs cuda")
+    ]
+    assert [(c.tag, c.get("type")) for c in cases["known_bad"]] == [("skipped", "xfail")]
+    (xpass,) = cases["fixed_now"]
+    assert (xpass.tag, xpass.get("type")) == ("failure", "xpass")

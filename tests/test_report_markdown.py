@@ -165,3 +165,13 @@ def test_a_run_of_passes_skips_and_expected_failures_opens_nothing():
     markdown = render_markdown(report)
     assert "### " not in markdown
     assert markdown.splitlines()[2].startswith("**1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed** of 3")
+
+
+def test_a_spec_s_xfail_and_skip_keys_reach_the_markdown_report(gradcheck, tmp_path):
+    code, markdown = render(gradcheck, str(report_cases.write_expectations(tmp_path)))
+    assert code == 1  # the xfail spec that passed
+    lines = markdown.splitlines()
+    assert lines[2].startswith("**1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed, 1 xpassed** of 4")
+    assert [line for line in lines if line.startswith("### ")] == ["### ❌ fixed_now: xpass"]
+    assert "<details><summary>⏭️ not_on_cpu: skip (needs cuda)</summary>" in lines
+    assert "<details><summary>❎ known_bad: xfail (bias not summed yet (#12))</summary>" in lines

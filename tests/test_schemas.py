@@ -262,3 +262,10 @@ def test_the_report_schema_catches_a_broken_report(gradcheck, tmp_path):
     assert problems(REPORTS, {**report, "results": [{**result, "checks": [renamed]}]})
     assert problems(REPORTS, {**report, "summary": {**report["summary"], "errors": -1}})
     assert problems(REPORTS, {**report, "schema_version": 1})
+
+
+def test_a_spec_s_xfail_and_skip_keys_keep_the_report_schema(gradcheck, tmp_path):
+    report = run_json(gradcheck, str(report_cases.write_expectations(tmp_path)))
+    assert problems(REPORTS, report) == []
+    reasons = {r["spec"]: (r["status"], r["reason"]) for r in report["results"]}
+    assert reasons["not_on_cpu"] == ("skip", "needs cuda")
