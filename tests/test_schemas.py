@@ -28,13 +28,13 @@ from .conftest import EXAMPLES, LAYER_SPECS, REPO
 DOCS = REPO / "docs"
 SPEC_SCHEMA = json.loads((DOCS / "spec.schema.json").read_text())
 REPORT_SCHEMA = json.loads((DOCS / "report.schema.json").read_text())
-SPECS = jsonschema.Draft202012Validator(SPEC_SCHEMA)
-REPORTS = jsonschema.Draft202012Validator(REPORT_SCHEMA)
+SPECS = jsonschema.Draft7Validator(SPEC_SCHEMA)
+REPORTS = jsonschema.Draft7Validator(REPORT_SCHEMA)
 
 SHIPPED = find_spec_files([LAYER_SPECS, EXAMPLES, REPO / "tests" / "zoo"])
 
 
-def problems(validator: jsonschema.Draft202012Validator, data: Any) -> list[str]:
+def problems(validator: jsonschema.Draft7Validator, data: Any) -> list[str]:
     """``path: message`` for each error, and for a oneOf/anyOf that failed, the errors of its branches."""
 
     def leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -48,8 +48,8 @@ def problems(validator: jsonschema.Draft202012Validator, data: Any) -> list[str]
 
 
 def test_the_schemas_are_valid_json_schemas():
-    jsonschema.Draft202012Validator.check_schema(SPEC_SCHEMA)
-    jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
+    jsonschema.Draft7Validator.check_schema(SPEC_SCHEMA)
+    jsonschema.Draft7Validator.check_schema(REPORT_SCHEMA)
 
 
 def test_every_shipped_spec_keeps_the_spec_schema():
@@ -213,7 +213,7 @@ OPTIONAL = {"result": {"sweep"}}  # present only with --sweep
 def test_the_report_schema_requires_every_field_but_the_documented_ones():
     parts = {
         "report": REPORT_SCHEMA,
-        **{k: REPORT_SCHEMA["$defs"][k] for k in ("result", "check", "summary")},
+        **{k: REPORT_SCHEMA["definitions"][k] for k in ("result", "check", "summary")},
     }
     for name, part in parts.items():
         not_required = set(part["properties"]) - set(part["required"])
