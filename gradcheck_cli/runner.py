@@ -301,31 +301,35 @@ def check_all(
     found: list[Check] = []
     forward_bad = False
     if spec.implementation.forward_checked:
+        line = spec.line_of("implementation.forward") or spec.line_of("reference")
         for name, want in expected.outputs.items():
-            if name not in outcome.outputs:
-                continue
-            subject = checks.Subject(name, "output", want, outcome.outputs[name])
-            check = checks.dtype_and_device(
-                checks.measure(subject, spec, case, tol, verbose), subject, spec, case
-            )
-            flagged = checks.forward_flagged(check)
-            forward_bad = forward_bad or flagged is not check
-            found.append(flagged)
+            if name in outcome.outputs:
+                check = _measured(
+                    checks.Subject(name, "output", want, outcome.outputs[name]), case, line, verbose
+                )
+                flagged = checks.forward_flagged(check)
+                forward_bad = forward_bad or flagged is not check
+                found.append(flagged)
     for t in spec.checked:
         subject = checks.Subject(
             t.name, t.kind, expected.grads[t.name], outcome.grads.get(t.name, MISSING), t
         )
-        check = checks.dtype_and_device(
-            checks.measure(subject, spec, case, tol, verbose), subject, spec, case
-        )
+        check = _measured(subject, case, t.line, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
-        check = checks.mapped(checks.diagnosed(check, subject, ctx), subject, tol)
+        check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     if spec.implementation.autograd_function is not None:
         found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
+
+
+def _measured(subject: checks.Subject, case: Case, line: int | None, verbose: bool) -> Check:
+    """Compared, its dtype and device checked, its error map drawn, its spec line known."""
+    spec, tol = case.spec, case.tolerance
+    check = checks.dtype_and_device(checks.measure(subject, spec, case, tol, verbose), subject, spec, case)
+    return replace(checks.mapped(check, subject, tol), line=line)
 
 
 # -- the double backward (--double) -------------------------------------------------
@@ -384,11 +388,9 @@ def double_checks(
         else:
             tensor = replace(spec.tensors[key], name=row)
         subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor)
-        check = checks.dtype_and_device(
-            checks.measure(subject, spec, case, tol, verbose), subject, spec, case
-        )
+        check = _measured(subject, case, tensor.line, verbose)
         ctx = diagnose.Context(spec, case.dims, tensor, tol, wanted, values)
-        check = checks.mapped(checks.diagnosed(check, subject, ctx), subject, tol)
+        check = checks.diagnosed(check, subject, ctx)
         if outcome.problem and not check.ok:
             check = replace(check, hint=outcome.problem)
         found.append(check)

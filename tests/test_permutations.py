@@ -124,6 +124,26 @@ def test_a_derived_input_reads_only_the_tensors_above_it(write_layer):
 
 def test_a_derived_input_that_is_not_a_tensor_is_a_spec_error(gradcheck, write_layer):
     code = "def backward(grad_out, inverse):\n    return grad_out\n"
-    ran = gradcheck("run", str(write_layer(PERM.replace('"perm.argsort(-1)"', '"n * 2"'), code)))
+    ran = gradcheck("run", str(write_layer(PERM.replace('"perm.argsort(-1)"', '"perm.shape[0]"'), code)))
     assert ran.exit_code == 2
-    assert "layer.yaml:6: inputs.inverse: 'n * 2' is a int, not a tensor" in ran.stdout
+    assert "layer.yaml:6: inputs.inverse: 'perm.shape[0]' is a int, not a tensor" in ran.stdout
+
+
+def test_an_input_written_as_a_string_that_reads_no_tensor_is_a_shape_without_brackets(write_layer):
+    with pytest.raises(
+        SpecError, match=re.escape("inputs.x: a shape is a list like [batch, in], got 'b, n'")
+    ):
+        load_spec(write_layer(PERM.replace("x: [b, n]", 'x: "b, n"'), ""))
+
+
+def test_a_permutation_without_a_shape_is_one_permutation_of_its_dim(write_layer):
+    spec = load_spec(
+        write_layer(
+            PERM.replace(
+                "{shape: [b, n], dtype: int64, permutation: n}", "{dtype: int64, permutation: n}"
+            ).replace("perm.argsort(-1)", "perm.argsort()"),
+            "",
+        )
+    )
+    values = generate(make_case(spec))
+    assert torch.equal(values["perm"].sort().values, torch.arange(5))

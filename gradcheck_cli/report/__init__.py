@@ -12,7 +12,7 @@ from typing import Any
 
 from ..result import Report
 
-FORMATS = ("table", "json", "junit", "markdown", "html")
+FORMATS = ("table", "json", "junit", "markdown", "github", "html")
 
 
 def render(report: Report, fmt: str, verbose: bool = False) -> str:
@@ -31,6 +31,10 @@ def render(report: Report, fmt: str, verbose: bool = False) -> str:
         from .markdown import render_markdown
 
         return render_markdown(report)
+    if fmt == "github":
+        from .github import render_github
+
+        return render_github(report)
     if fmt == "html":
         from .html import render_html
 

@@ -18,8 +18,9 @@ from html import escape
 
 from ..result import CaseResult, Check, Report
 from .errormap import axes_text
+from .status import verdict
 from .svg import SVG_LIMITS, heatmaps
-from .table import FAILING, columns, details, header, row, status_line, summary_line, summary_lines, verdict
+from .table import FAILING, columns, details, header, row, status_line, summary_line, summary_lines
 
 STATUS_COLOUR = {
     "pass": "#1a7f37",

@@ -28,6 +28,7 @@ from rich.text import Text
 
 from ..result import CaseResult, Check, Report, format_pair
 from .errormap import map_lines
+from .status import verdict
 
 COLUMNS = (
     "tensor",
@@ -130,28 +131,6 @@ def details(check: Check, verbose: bool) -> list[str]:
         expected, actual = format_pair(check.expected_value, check.actual_value)
         lines.append(f"{check.name}: worst element {check.worst_index}: expected {expected}, got {actual}")
     return lines
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 or not word.endswith("error") else f"{n} {word}s"
-
-
-def verdict(report: Report) -> str:
-    """``FAIL: 1 passed, 2 failed, 1 error``: the counts that are not zero (passed always)."""
-    s = report.summary
-    word = "PASS" if report.ok else "FAIL"
-    parts = [f"{s.get('passed', 0)} passed"]
-    for key, name in (
-        ("failed", "failed"),
-        ("errors", "error"),
-        ("skipped", "skipped"),
-        ("xfailed", "xfailed"),
-        ("xpassed", "xpassed"),
-        ("interrupted", "interrupted"),
-    ):
-        if s.get(key):
-            parts.append(_plural(s[key], name))
-    return f"{word}: " + ", ".join(parts)
 
 
 def tolerance_text(tolerance: dict[str, Any] | None) -> str:

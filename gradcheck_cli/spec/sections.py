@@ -115,6 +115,8 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
     """One input or param: a shape, or a mapping with shape, dtype, bounds, grad, min_abs."""
     key = f"{kind}s.{name}"
     fields = at.mapping(raw, key, INPUT_KEYS) if isinstance(raw, dict) else {"shape": raw}
+    if "shape" not in fields and isinstance(fields.get("permutation"), str):
+        fields = {**fields, "shape": [fields["permutation"]]}  # {permutation: n}: one permutation of n
     if "shape" not in fields:
         raise at.fail(key, "missing 'shape'")
     shape_raw = fields["shape"]
@@ -199,6 +201,12 @@ def derived(name: str, raw: str, earlier: Iterable[str], names: Iterable[str], a
         raise at.fail(
             key, f"{raw!r}: {exc} (a derived input reads dims, options and the tensors above it)"
         ) from None
+    if not expr.names & set(earlier):  # "batch, in": a shape written without its brackets
+        raise at.fail(
+            key,
+            f"a shape is a list like [batch, in], got {raw!r} (an input written as an expression is"
+            " derived from the tensors above it, and this one reads none)",
+        )
     return TensorSpec(
         name=name,
         kind="input",
