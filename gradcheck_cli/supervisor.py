@@ -875,6 +875,7 @@ class Supervisor:
         self._active = False
         self._closed = False
         self._saved_handlers: dict[int, Any] = {}
+        self._in_call = False  # in this process: a call is running (a signal interrupts it)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -980,7 +981,11 @@ class Supervisor:
                     continue
                 start = time.monotonic()
                 try:
-                    value = call.fn(*call.args, **call.kwargs)
+                    self._in_call = True
+                    try:
+                        value = call.fn(*call.args, **call.kwargs)
+                    finally:
+                        self._in_call = False
                 except SystemExit as exc:
                     frame = choose_frame(_traceback_frames(exc.__traceback__))
                     code = _exit_code(exc)
@@ -1056,8 +1061,8 @@ class Supervisor:
                         done[index] = sent
                     else:
                         live[sent.call_id] = sent
-                if exhausted and not live and yielded == submitted:
-                    return
+                if exhausted and yielded == submitted and all(f.answered for f in live.values()):
+                    return  # the workers that are left have answered and are exiting
                 if yielded in done:
                     continue
                 self._wait(server, live, done, selector)
@@ -1264,11 +1269,9 @@ class Supervisor:
         if self._saved_handlers:
             return
         try:
-            if here:
-                self._saved_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
-            else:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    self._saved_handlers[signum] = signal.signal(signum, self._on_signal)
+            handler = self._on_signal_here if here else self._on_signal
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._saved_handlers[signum] = signal.signal(signum, handler)
         except ValueError:  # not the main thread: the caller keeps its own handlers
             self._saved_handlers.clear()
 
@@ -1278,12 +1281,15 @@ class Supervisor:
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
+    def _on_signal_here(self, signum: int, frame: FrameType | None) -> None:
+        """In this process: stop the running call, as Ctrl-C would; between calls, remember it."""
+        if self._in_call:
+            raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated()
+        if self.interrupted is None:
+            self.interrupted = signal.Signals(signum)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.interrupted is None:
             self.interrupted = signal.Signals(signum)
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated()
