@@ -467,6 +467,16 @@ DRIVER = textwrap.dedent(
     from tests import supervisor_targets as targets
 
     mode, marker = sys.argv[1], sys.argv[2]
+    if mode in ("between-here", "between-workers"):
+        sup = Supervisor(isolate=mode == "between-workers", preload=())
+        calls = [Call(targets.add, (1, 1), label="a"), Call(targets.add, (2, 2), label="b")]
+        for call, out in zip(calls, sup.map(calls)):
+            print(call.label, out.reason if isinstance(out, Died) else "completed", flush=True)
+            if call.label == "a":
+                os.kill(os.getpid(), signal.SIGTERM)  # while this code, not a call, runs
+        sup.close()
+        print("interrupted by", sup.interrupted.name if sup.interrupted else None, flush=True)
+        sys.exit(128 + sup.interrupted if sup.interrupted else 0)
     if mode == "here":
         sup = Supervisor(isolate=False)
         calls = [Call(targets.add, (1, 1), label="a"), Call(targets.terminate_self, label="term"),
@@ -578,6 +588,20 @@ def test_sigterm_during_an_in_process_call_interrupts_it_and_the_rest(tmp_path: 
         "b interrupted",
         "interrupted by SIGTERM",
     ]
+
+
+@pytest.mark.parametrize("mode", ["between-here", "between-workers"])
+def test_sigterm_between_two_calls_is_held_for_the_next(tmp_path: Path, mode: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", DRIVER, mode, str(tmp_path / "unused")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 143, ran.stderr
+    assert ran.stdout.splitlines() == ["a completed", "b interrupted", "interrupted by SIGTERM"]
+    assert "Traceback" not in ran.stderr
 
 
 def test_a_tensor_result_never_imports_torch_in_the_parent(tmp_path: Path) -> None:
