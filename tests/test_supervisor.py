@@ -490,7 +490,7 @@ DRIVER = textwrap.dedent(
             out = sup.run(targets.tensor_result, ())
         print(json.dumps([out.reason, out.message, "torch" in sys.modules]))
         sys.exit(0)
-    sup = Supervisor(jobs=1, preload=("torch",))
+    sup = Supervisor(jobs=1, preload=())  # these calls need no torch: a fast start
     sup.start()
     print("server", sup.server_pid, flush=True)
     calls = [Call(targets.add, (1, 1), label="a"), Call(targets.add, (2, 2), label="b"),
@@ -526,7 +526,9 @@ def wait_for_spin(driver: subprocess.Popen[str], marker: Path) -> tuple[int, int
 
 
 @needs_proc
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
 def test_a_signal_to_the_parent_reports_the_completed_calls_and_leaves_nothing(
     tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
