@@ -378,11 +378,11 @@ _BOOT = (
     "import json, sys\n"
     "sys.path[:] = json.loads(sys.argv[1])\n"
     "from gradcheck_cli.supervisor import _serve\n"
-    "_serve(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))\n"
+    "_serve(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5]))\n"
 )
 
 
-def _serve(ctl_fd: int, parent_pid: int, preload: list[str]) -> None:
+def _serve(ctl_fd: int, parent_pid: int, preload: list[str], warmup: list[str]) -> None:
     """The fork server: import ``preload``, then hand each ``R`` record to a fresh fork."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until a worker registers faulthandler for it
@@ -397,9 +397,58 @@ def _serve(ctl_fd: int, parent_pid: int, preload: list[str]) -> None:
                 f"gradcheck: the worker server could not import {name}: {_exception_text(exc)}",
                 file=sys.stderr,
             )
+    if warmup:
+        _warm_up(warmup)
     gc.collect()
     gc.freeze()  # forked workers then leave the preloaded objects' pages shared
     _ForkServer(ctl).serve()
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()  # Python threads only: the best there is without /proc
+
+
+def _warm_up(names: list[str]) -> None:
+    """Call each ``module:function`` once, torch on one thread, so that workers start warm.
+
+    A fresh process pays torch's first-call costs (a big linear's first backward:
+    some 400 ms of CPU here) in every worker unless the server has paid them. With
+    one thread no OpenMP pool starts (a child forked after one has run hangs in its
+    first parallel op); if a thread started all the same, this server is not safe
+    to fork: it starts again (exec) without the warm-up.
+    """
+    threads = _os_threads()
+    torch: Any = sys.modules.get("torch")
+    default = torch.get_num_threads() if torch is not None else 0
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        for name in names:
+            module, _, function = name.partition(":")
+            try:
+                getattr(importlib.import_module(module), function)()
+            except BaseException as exc:  # noqa: BLE001 - a failed warm-up costs time, not results
+                print(
+                    f"gradcheck: the worker server's warm-up {name} failed: {_exception_text(exc)}",
+                    file=sys.stderr,
+                )
+    finally:
+        if torch is not None:
+            torch.set_num_threads(default)
+    if _os_threads() > threads:
+        print(
+            "gradcheck: the worker server's warm-up started a thread, which forked workers cannot"
+            " have; the server starts again without it",
+            file=sys.stderr,
+        )
+        argv = list(sys.orig_argv)
+        argv[-1] = "[]"
+        os.execv(sys.executable, argv)
 
 
 class _ForkServer:
@@ -643,7 +692,7 @@ def _size(n: int) -> str:
 class _Server:
     """The parent's handle on the fork server: its process and its control socket."""
 
-    def __init__(self, preload: Sequence[str]) -> None:
+    def __init__(self, preload: Sequence[str], warmup: Sequence[str]) -> None:
         if not sys.executable:
             raise SupervisorError("cannot start worker processes: sys.executable is not known")
         self.ctl, theirs = socket.socketpair()
@@ -657,6 +706,7 @@ class _Server:
             str(theirs.fileno()),
             str(os.getpid()),
             json.dumps(list(preload)),
+            json.dumps(list(warmup)),  # the last argument: a warm-up that fails safe execs without it
         ]
         self.started_at = time.monotonic()
         try:
@@ -847,10 +897,18 @@ class Supervisor:
         if supervisor.interrupted:
             sys.exit(128 + supervisor.interrupted)
 
-    ``jobs``: at most this many workers at once. ``never_import``: top-level
-    packages a result may not make this process import (a torch tensor in a
-    result becomes ``Died(reason="unpicklable")`` unless torch is already
-    imported here). Not thread-safe; one ``run``/``map`` at a time.
+    ``jobs``: at most this many workers run checked code at once.
+    ``preload``: modules the server imports before it forks anything.
+    ``warmup``: ``"module:function"`` names the server calls once after the
+    preload, torch on one thread, so that each worker does not pay torch's
+    first-call costs again (off by default: it costs start-up time, worth it
+    for many calls, not for one). ``never_import``: top-level packages a result
+    may not make this process import (a torch tensor in a result becomes
+    ``Died(reason="unpicklable")`` unless torch is already imported here).
+    ``max_result_bytes``: a bigger pickled result is refused in the worker.
+    Not thread-safe; one ``run``/``map`` at a time; call ``start()`` from the
+    thread that will outlive the supervisor (the server dies with that thread
+    on Linux).
     """
 
     def __init__(
@@ -861,6 +919,7 @@ class Supervisor:
         *,
         never_import: Collection[str] = ("torch",),
         max_result_bytes: int = MAX_RESULT_BYTES,
+        warmup: Sequence[str] = (),
     ) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -869,6 +928,7 @@ class Supervisor:
         self.isolate = isolate and hasattr(os, "fork")
         self.never_import = frozenset(never_import)
         self.max_result_bytes = max_result_bytes
+        self.warmup = tuple(warmup)
         self.interrupted: signal.Signals | None = None
         self._server: _Server | None = None
         self._call_ids = 0
@@ -896,7 +956,7 @@ class Supervisor:
         if self.isolate and (self._server is None or not self._server.alive):
             if self._server is not None:
                 self._server.close()
-            self._server = _Server(self.preload)
+            self._server = _Server(self.preload, self.warmup)
 
     def wait_ready(self, timeout: float | None = None) -> float:
         """Block until the server has imported ``preload``; its start-up time in seconds (0 in-process)."""
