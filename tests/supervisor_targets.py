@@ -15,6 +15,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+WARMED = False  # set by a warm-up in the server; a worker forked after it inherits True
+
+
+def warm_up() -> None:
+    import torch
+
+    global WARMED
+    x = torch.randn(256, 512, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.linear(x, torch.randn(512, 512, dtype=torch.float64)).sum().backward()
+    WARMED = True
+
+
+def warm_up_with_a_thread() -> None:
+    import threading
+
+    global WARMED
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    WARMED = True
+
+
+def warm_up_that_fails() -> None:
+    raise RuntimeError("no warm-up today")
+
+
+def warmed() -> tuple[bool, int | None]:
+    """Whether this worker's server ran warm_up, and torch's thread count here."""
+    torch = sys.modules.get("torch")
+    return WARMED, torch.get_num_threads() if torch is not None else None
+
 
 def add(a: int, b: int) -> int:
     return a + b

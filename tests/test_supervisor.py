@@ -361,6 +361,38 @@ def test_the_callers_signal_handlers_come_back_when_the_map_ends(supervisor: Sup
         signal.signal(signal.SIGTERM, previous)
 
 
+# -- Warm-up in the server ------------------------------------------------------------------------
+
+
+def test_a_warm_up_runs_once_in_the_server_and_workers_keep_the_default_threads(
+    supervisor: Supervisor,
+) -> None:
+    cold, threads = supervisor.run(targets.warmed, ())  # type: ignore[misc]
+    assert cold is False and threads is not None
+    with Supervisor(preload=("torch",), warmup=("tests.supervisor_targets:warm_up",)) as warm:
+        assert warm.run(targets.warmed, ()) == (True, threads), "warmed, on torch's default thread count"
+        assert warm.run(targets.spin_in_torch_ops, (), timeout=1).reason == "timeout"  # type: ignore[union-attr]
+
+
+def test_a_warm_up_that_starts_a_thread_is_dropped_so_workers_cannot_hang(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with Supervisor(preload=(), warmup=("tests.supervisor_targets:warm_up_with_a_thread",)) as sup:
+        assert sup.run(targets.warmed, (), timeout=30) == (False, None)
+    assert "the worker server's warm-up started a thread" in capfd.readouterr().err
+
+
+def test_a_warm_up_that_fails_is_one_line_and_the_calls_run(capfd: pytest.CaptureFixture[str]) -> None:
+    with Supervisor(preload=(), warmup=("tests.supervisor_targets:warm_up_that_fails",)) as sup:
+        assert sup.run(targets.add, (1, 2)) == 3
+    err = capfd.readouterr().err
+    assert (
+        "gradcheck: the worker server's warm-up tests.supervisor_targets:warm_up_that_fails failed:"
+        " RuntimeError: no warm-up today"
+    ) in err
+    assert "Traceback" not in err
+
+
 # -- In this process (--pdb, the Python API) ------------------------------------------------------
 
 
