@@ -254,6 +254,14 @@ def _traceback_frames(tb: TracebackType | None) -> list[Frame]:
     return [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(tb)]
 
 
+def _exception_frames(exc: BaseException) -> list[Frame]:
+    """The frames an exception went through; a SyntaxError's deepest is the line it is about."""
+    frames = _traceback_frames(exc.__traceback__)
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        frames.append((exc.filename, exc.lineno, "<module>"))
+    return frames
+
+
 def _at(frame: Frame | None) -> str | None:
     return f"{frame[0]}:{frame[1]}" if frame else None
 
@@ -306,7 +314,7 @@ def _exit_message(code: int) -> str:
 
 
 def _raised(exc: BaseException, label: str, seconds: float) -> Died:
-    frame = choose_frame(_traceback_frames(exc.__traceback__))
+    frame = choose_frame(_exception_frames(exc))
     return Died(
         "raised",
         f"the checked code raised {_exception_text(exc)}",
@@ -644,7 +652,7 @@ def _worker(sock_fd: int, dump_fd: int) -> None:
             if stage == "run"
             else f"the call could not be loaded in the worker: {text}"
         )
-        failure = ("raised", message, _traceback_frames(exc.__traceback__), _format_traceback(exc))
+        failure = ("raised", message, _exception_frames(exc), _format_traceback(exc))
         kind, body = b"F", pickle.dumps(failure)
     else:
         kind, body = b"V", b""
