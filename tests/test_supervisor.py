@@ -161,6 +161,15 @@ def test_an_exception_is_raised_with_its_type_message_and_line(supervisor: Super
     assert died.traceback is not None and died.traceback.startswith("Traceback")
 
 
+def test_a_syntax_error_in_a_user_module_points_at_its_line(supervisor: Supervisor, tmp_path: Path) -> None:
+    module = tmp_path / "broken.py"
+    module.write_text("x = 1\ny = (\n")
+    died = supervisor.run(targets.import_path, (str(module),))
+    assert isinstance(died, Died) and died.reason == "raised"
+    assert died.message.startswith("the checked code raised SyntaxError: ")
+    assert died.where == f"{module}:2"
+
+
 def test_a_lone_surrogate_in_an_exception_message_prints(supervisor: Supervisor) -> None:
     died = supervisor.run(targets.raise_surrogate, ())
     assert isinstance(died, Died)
