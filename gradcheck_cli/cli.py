@@ -127,20 +127,35 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 def check_layer(
     entry: Entry, dims: dict[str, int], options: dict[str, Any], shared: dict[str, Any]
 ) -> NoReturn:
-    """``gradcheck LAYER ...``: one spec, one case (or a sweep)."""
+    """``gradcheck LAYER ...``: one spec, one case (or a sweep), in a worker process."""
     from .api import make_report
+    from .case import make_case
     from .errors import SpecError
-    from .runner import run
     from .spec import load_spec
+    from .suite import Item, run_supervised, supervisor
 
     settings, emit = _settings(shared)
+    supervisor(1, isolate=not settings.pdb)  # the worker server's torch import overlaps what follows
     try:
         spec = load_spec(entry.path)
         _guard_output(emit, [spec])
-        result = run(spec, settings, dims, options)
+        make_case(spec, dims, settings.dtype, settings.device, options=options)  # a wrong dim: exit 2 now
+        _refuse_missing_device(settings.device)
     except SpecError as exc:
         fail(str(exc))
+    result = run_supervised(Item(entry.path, spec), settings, dims, options)
+    if result.spec_error and not result.checks:
+        fail(result.error or "the spec cannot run")
     _emit(make_report([result]), emit)
+
+
+def _refuse_missing_device(device: str) -> None:
+    """``--device cuda`` on a machine without one: one usage error up front, not one per spec."""
+    from .suite import cuda_problem
+
+    problem = cuda_problem(device)
+    if problem:
+        fail(problem)
 
 
 def explain(entry: Entry) -> NoReturn:
@@ -355,11 +370,12 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
 
 def run(**kwargs: Any) -> None:
     """Run spec files and directories; each spec is one result."""
-    from .suite import collect, run_suite
+    from .suite import collect, run_suite, supervisor
 
     paths, builtin, keyword = kwargs.pop("paths"), kwargs.pop("builtin"), kwargs.pop("keyword")
     fail_fast, jobs, watching = kwargs.pop("fail_fast"), kwargs.pop("jobs"), kwargs.pop("watch")
     settings, emit = _settings(kwargs)
+    supervisor(jobs, isolate=not settings.pdb)  # the worker server's torch import overlaps what follows
     targets = list(paths or [])
     if builtin:
         targets.append(builtin_dir())
@@ -372,6 +388,7 @@ def run(**kwargs: Any) -> None:
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
     _guard_output(emit, [item.spec for item in items if item.spec is not None])
+    _refuse_missing_device(settings.device)
     report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_progress_wanted(emit))
     if not watching:
         _emit(report, emit)

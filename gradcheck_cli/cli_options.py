@@ -19,7 +19,7 @@ import typer
 from .config import Config
 from .errors import GradcheckError
 from .report import FORMATS
-from .settings import RunSettings
+from .settings import DEFAULT_TIMEOUT, RunSettings
 
 COLORS = ("auto", "always", "never")
 
@@ -37,6 +37,15 @@ Color = Annotated[
     str,
     typer.Option(
         "--color", metavar="WHEN", help="auto (a terminal, FORCE_COLOR; not NO_COLOR), always or never."
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help=f"Stop a spec that runs longer (default {DEFAULT_TIMEOUT:g}; or [tool.gradcheck] timeout,"
+        " or a spec's timeout:).",
     ),
 ]
 Quiet = Annotated[
@@ -92,6 +101,7 @@ COMMON: list[tuple[str, Any, Any]] = [
     ("pdb", Pdb, False),
     ("double", Double, False),
     ("exit_zero", ExitZero, False),
+    ("timeout", Timeout, None),
     ("color", Color, "auto"),
     ("quiet", Quiet, 0),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import GradcheckError
 from .names import did_you_mean
 
-KEYS = ("spec_paths", "dtype", "device", "seed", "atol", "rtol")
+KEYS = ("spec_paths", "dtype", "device", "seed", "atol", "rtol", "timeout")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Config:
     seed: int | None = None
     atol: float | None = None
     rtol: float | None = None
+    timeout: float | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +68,7 @@ def load_config(start: Path | None = None) -> Config:
         ("seed", int),
         ("atol", (int, float)),
         ("rtol", (int, float)),
+        ("timeout", (int, float)),
     ):
         if key in table and not isinstance(table[key], kind):
             raise GradcheckError(f"{where}: {key} has the wrong type ({table[key]!r})")
@@ -77,6 +79,7 @@ def load_config(start: Path | None = None) -> Config:
         seed=table.get("seed"),
         atol=table.get("atol"),
         rtol=table.get("rtol"),
+        timeout=table.get("timeout"),
         path=path,
         raw=dict(table),
     )

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` that any UTF-8 stream can write (a lone surrogate becomes ``\\ud800``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class GradcheckError(Exception):
     """Bad input from the user: the CLI prints it on one line and exits 2."""
 

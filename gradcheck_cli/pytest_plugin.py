@@ -162,9 +162,11 @@ class SpecItem(pytest.Item):
         self.add_marker("gradcheck")
 
     def runtest(self) -> None:
-        from .suite import run_item
+        from .suite import run_supervised
 
-        result = run_item(self.entry, self.config.stash[_OPTIONS])
+        # In a worker process, as `gradcheck run` does: os._exit or a crash in the checked code
+        # is this item's failure, never the end of the session (or a green one).
+        result = run_supervised(self.entry, self.config.stash[_OPTIONS])
         if result.status in ("skip", "xfail"):
             from .report.status import reason
 

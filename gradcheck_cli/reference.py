@@ -65,7 +65,7 @@ def reference_outputs(
     except ExpressionError as exc:
         raise spec.error(f"the reference cannot be evaluated: {exc}", "reference") from None
     except Exception as exc:
-        where = user_frame(exc.__traceback__, exc) if ref.expr is None else None  # a reference file's line
+        where = user_frame(exc) if ref.expr is None else None  # a reference file's line
         at = f" at {where}" if where else ""
         raise spec.error(f"the reference raised {type(exc).__name__}: {exc}{at}", "reference") from None
     produced_list = list(produced) if isinstance(produced, (tuple, list)) else [produced]

@@ -210,6 +210,7 @@ class Report:
     results: list[CaseResult] = field(default_factory=list)
     version: str = ""
     torch: str = ""
+    interrupted: int | None = None  # the signal (SIGINT 2, SIGTERM 15) that stopped the run
 
     @property
     def ok(self) -> bool:
@@ -238,7 +239,10 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 all passed, 2 a spec error, 1 any other failure."""
+        """128 + the signal that interrupted the run (130, 143), else 2 for a spec error, 1 for any
+        other failure, 0 when everything passed."""
+        if self.interrupted:
+            return 128 + self.interrupted
         if any(r.spec_error for r in self.results):
             return 2
         return 0 if self.ok else 1

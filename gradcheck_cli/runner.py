@@ -11,44 +11,24 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from . import checks, diagnose
-from .compare import DTYPES, Tolerance, tolerance_for
+from .case import Case
+from .case import make_case as prepare
+from .compare import DTYPES
 from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
 from .errors import SpecError
 from .reference import Expected, double_reference, run_reference, upstream_names, written_reference
 from .result import CaseResult, Check
-from .settings import RunSettings, check_device_name
+from .settings import RunSettings
 from .spec import Spec, TensorSpec
 from .usercode import UserCodeError, guarded_streams
 
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """A spec with everything needed to run it once."""
-
-    spec: Spec
-    dims: dict[str, int] = field(default_factory=dict)
-    dtype: str = "float64"
-    device: str = "cpu"
-    seed: int = 0
-    atol: float | None = None
-    rtol: float | None = None
-    double: bool = False  # also check the double backward (--double)
-
-    @property
-    def tolerance(self) -> Tolerance:
-        return tolerance_for(
-            self.dtype,
-            self.atol if self.atol is not None else self.spec.tolerance.atol,
-            self.rtol if self.rtol is not None else self.spec.tolerance.rtol,
-        )
 
 
 def make_case(
@@ -62,27 +42,24 @@ def make_case(
     options: Mapping[str, Any] | None = None,
     double: bool = False,
 ) -> Case:
-    """Validate the run settings against the spec (raises SpecError).
+    """:func:`gradcheck_cli.case.make_case`, and the CUDA device must be there (raises SpecError)."""
+    case = prepare(spec, dims, dtype, device, seed, atol, rtol, options, double)
+    problem = cuda_problem(device)
+    if problem:
+        raise SpecError(problem)
+    return case
 
-    ``options`` override the spec's own options (``--option stride=1``).
-    """
-    if dtype not in DTYPES:
-        raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    check_device_name(device)
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SpecError("--device cuda: no CUDA device is available on this machine")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise SpecError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if options:
-        spec = spec.with_options(options)
-    if spec.implementation.backend == "numpy" and dtype in ("bfloat16",):
-        raise SpecError(
-            f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16",
-            spec.path,
-        )
-    return Case(spec, spec.resolve_dims(dims), dtype, device, seed, atol, rtol, double=double)
+
+def cuda_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used here (no CUDA, too few GPUs), or None."""
+    if not device.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return "--device cuda: no CUDA device is available on this machine"
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        return f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
 
 
 def run(

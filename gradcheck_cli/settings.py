@@ -16,6 +16,7 @@ from .config import Config
 from .errors import GradcheckError, SpecError
 
 DTYPE_NAMES = ("float64", "float32", "bfloat16", "float16")
+DEFAULT_TIMEOUT = 120.0  # seconds a spec may run before it is stopped (--timeout)
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
@@ -38,6 +39,8 @@ class RunSettings:
     sweep: bool = False
     pdb: bool = False
     double: bool = False  # also check an autograd.Function's double backward
+    timeout: float | None = None  # given on the command line (or to check()): wins over a spec's
+    default_timeout: float = DEFAULT_TIMEOUT  # [tool.gradcheck] timeout, or the default
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_NAMES:
@@ -53,6 +56,16 @@ class RunSettings:
                 raise GradcheckError(f"--{name} must be a non-negative number, got {value}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise GradcheckError(f"--seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
+        for name in ("timeout", "default_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+            ):
+                raise GradcheckError(f"--timeout must be a positive number of seconds, got {value!r}")
+
+    def timeout_for(self, spec_timeout: float | None) -> float:
+        """Seconds a spec may run: --timeout, else its ``timeout:``, else the config's or the default."""
+        return float(self.timeout or spec_timeout or self.default_timeout)
 
     @classmethod
     def merged(cls, config: Config, **flags: Any) -> RunSettings:
@@ -74,4 +87,6 @@ class RunSettings:
             sweep=bool(flags.get("sweep")),
             pdb=bool(flags.get("pdb")),
             double=bool(flags.get("double")),
+            timeout=flags.get("timeout"),
+            default_timeout=config.timeout if config.timeout is not None else DEFAULT_TIMEOUT,
         )

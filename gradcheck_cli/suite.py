@@ -1,17 +1,18 @@
-"""Running many specs: collection, -k selection, fail-fast, worker processes.
+"""Running many specs: collection, -k selection, fail-fast, and where each spec runs.
 
-One spec that cannot load or that raises never stops the others: it becomes
-an ``error`` result of its own and the run goes on.
+Every spec runs in a worker process of :mod:`.supervisor` (serial runs too),
+forked from a server that imported torch once: this process reads specs and
+renders reports, and never imports torch. One spec that cannot load, raises,
+ends its process, crashes or runs past its timeout never stops the others: it
+becomes an ``error`` result of its own and the run goes on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import atexit
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .names import NAME_RE
 from .result import CaseResult, Report
 from .settings import RunSettings
 from .spec import Spec, find_spec_files, load_spec, parse_yaml, read_spec_text
+from .supervisor import Call, Died, Supervisor
 
 RunOptions = RunSettings  # the name the pytest plugin and older callers use
 
@@ -124,18 +126,46 @@ def _shown(path: Path) -> str:
         return "/".join(path.resolve().parts[-2:])
 
 
-def run_item(item: Item, options: RunOptions) -> CaseResult:
-    """Run one collected spec and time it; never raises (but for Ctrl-C).
+# What the worker server imports once, so that no worker imports it again.
+PRELOAD = ("torch", "numpy", "gradcheck_cli.runner", "gradcheck_cli.errormap")
+_SUPERVISORS: dict[tuple[int, bool], Supervisor] = {}
+
+
+def supervisor(jobs: int = 1, isolate: bool = True) -> Supervisor:
+    """This process's supervisor for ``jobs`` workers, started: one fork server, reused by every run
+    of this process (a notebook, a test session), killed with it."""
+    key = (jobs, isolate)
+    found = _SUPERVISORS.get(key)
+    if found is None:
+        found = _SUPERVISORS[key] = Supervisor(jobs, preload=PRELOAD, isolate=isolate)
+        atexit.register(found.close)
+    found.start()
+    found.interrupted = None
+    return found
+
+
+def run_item(
+    item: Item,
+    options: RunOptions,
+    dims: Mapping[str, int] | None = None,
+    spec_options: Mapping[str, Any] | None = None,
+) -> CaseResult:
+    """Run one collected spec and time it (``dims`` and ``spec_options`` override the spec's);
+    never raises (but for Ctrl-C).
 
     Whatever escapes the runner (``sys.exit`` in the checked code, a bug of
     ours) becomes this spec's ``error`` result, so the specs after it still run.
     """
+    if item.spec is None:
+        assert item.error is not None
+        return _error_result(item, str(item.error), options)
     start = time.perf_counter()
     try:
-        from . import runner  # noqa: F401 - imports torch once, not counted in this spec's time
+        from .runner import run
 
-        start = time.perf_counter()
-        result = _run_item(item, options)
+        result = run(item.spec, options, dims, spec_options)
+    except SpecError as exc:
+        result = _error_result(item, str(exc), options)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - one spec's problem must not end the run
@@ -144,18 +174,6 @@ def run_item(item: Item, options: RunOptions) -> CaseResult:
     if result.duration is None:
         result.duration = time.perf_counter() - start
     return result
-
-
-def _run_item(item: Item, options: RunOptions) -> CaseResult:
-    from .runner import run
-
-    if item.spec is None:
-        assert item.error is not None
-        return _error_result(item, str(item.error), options)
-    try:
-        return run(item.spec, options)
-    except SpecError as exc:
-        return _error_result(item, str(exc), options)
 
 
 def _error_result(item: Item, message: str, options: RunOptions, spec_error: bool = True) -> CaseResult:
@@ -168,6 +186,49 @@ def _error_result(item: Item, message: str, options: RunOptions, spec_error: boo
     )
 
 
+def died(item: Item, outcome: Died, options: RunOptions) -> CaseResult:
+    """The result of a spec whose worker did not send one back: ended, killed, timed out, interrupted."""
+    result = _error_result(item, outcome.message, options, spec_error=False)
+    result.duration = outcome.seconds
+    if outcome.reason == "interrupted":
+        result.status, result.error, result.reason = "interrupted", None, outcome.message
+    return result
+
+
+def _call(item: Item, options: RunOptions) -> Call[CaseResult]:
+    assert item.spec is not None
+    return Call(run_item, (item, options), timeout=options.timeout_for(item.spec.timeout), label=item.name)
+
+
+def run_supervised(
+    item: Item,
+    options: RunOptions,
+    dims: Mapping[str, int] | None = None,
+    spec_options: Mapping[str, Any] | None = None,
+) -> CaseResult:
+    """One spec in a worker process (in this one with --pdb): its result, or why there is none."""
+    if item.spec is None:
+        return run_item(item, options)
+    sup = supervisor(1, isolate=not options.pdb)
+    timeout = options.timeout_for(item.spec.timeout)
+    outcome = sup.run(run_item, (item, options, dims, spec_options), timeout=timeout, label=item.name)
+    if isinstance(outcome, Died):
+        if outcome.reason == "interrupted":
+            raise KeyboardInterrupt
+        return died(item, outcome, options)
+    return outcome
+
+
+def cuda_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used here, asked of a worker (this process does not import torch)."""
+    if not device.startswith("cuda"):
+        return None
+    from .runner import cuda_problem as problem
+
+    outcome = supervisor(1).run(problem, (device,), timeout=60, label="cuda")
+    return outcome.message if isinstance(outcome, Died) else outcome
+
+
 def run_suite(
     items: list[Item],
     options: RunOptions,
@@ -175,80 +236,38 @@ def run_suite(
     jobs: int = 1,
     progress: bool = False,
 ) -> Report:
-    """Run the items in order, or in ``jobs`` worker processes (same order, same content).
+    """Run the items in worker processes, ``jobs`` at a time, results in order.
 
-    ``fail_fast`` stops at the first result that does not pass; it (and
-    ``--pdb``, which needs this terminal) runs serially whatever ``jobs`` says,
-    so that the results are exactly those of a serial run.
+    Serial runs too: a spec whose process dies (``os._exit``, a segfault), runs
+    past its timeout or is interrupted is that spec's result and the run goes
+    on (or, for Ctrl-C and SIGTERM, stops with the rest marked ``interrupted``:
+    :attr:`Report.interrupted`). A spec that did not load never leaves this
+    process. ``fail_fast`` stops at the first result that does not pass;
+    workers that ran ahead are stopped, so the results are a serial run's.
+    ``--pdb`` runs in this process, which has the terminal.
     """
     from .api import make_report
 
+    sup = supervisor(jobs, isolate=not options.pdb)
+    outcomes = sup.map([_call(item, options) for item in items if item.spec is not None])
     results: list[CaseResult] = []
-    with _progress(len(items), progress) as advance:
-        if jobs > 1 and len(items) > 1 and not fail_fast and not options.pdb:
-            for result in _run_parallel(items, options, jobs):
-                results.append(result)
-                advance(result.spec)
-        else:
+    try:
+        with _progress(len(items), progress) as advance:
             for item in items:
-                result = run_item(item, options)
+                if item.spec is None:
+                    result = run_item(item, options)
+                else:
+                    outcome = next(outcomes)
+                    result = died(item, outcome, options) if isinstance(outcome, Died) else outcome
                 results.append(result)
                 advance(result.spec)
                 if fail_fast and not result.ok:
                     break
-    return make_report(results)
-
-
-def _run_parallel(items: list[Item], options: RunOptions, jobs: int) -> Iterator[CaseResult]:
-    """Results in item order, from worker processes.
-
-    A spec that did not load never leaves this process. A worker that dies
-    (a crash in the checked code, ``os._exit``) breaks the pool: the specs it
-    took down with it are run again, each in a process of its own, so only the
-    one that crashes is reported as an error.
-    """
-    workers = min(jobs, len(items))
-    with _pool(workers) as pool:
-        futures = [None if item.spec is None else pool.submit(run_item, item, options) for item in items]
-        for item, future in zip(items, futures):
-            if future is None:
-                yield run_item(item, options)
-                continue
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield _run_isolated(item, options)
-            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                message = (
-                    f"gradcheck could not run this spec in a worker process: {type(exc).__name__}: {exc}"
-                )
-                yield _error_result(item, message, options, spec_error=False)
-
-
-def _run_isolated(item: Item, options: RunOptions) -> CaseResult:
-    with _pool(1) as pool:
-        try:
-            return pool.submit(run_item, item, options).result()
-        except BrokenProcessPool:
-            message = (
-                "the worker process running this spec died (a crash or os._exit in the checked code);"
-                " run it alone, without --jobs, to see more"
-            )
-            return _error_result(item, message, options, spec_error=False)
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes forked from a server that has imported torch once.
-
-    Not forked from this process, which may have run torch's thread pool (not
-    safe to fork). Workers keep torch's default thread count: a different one
-    can change the last bits of a reduction, and results must equal serial ones.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        context.set_forkserver_preload(["torch"])
-    return ProcessPoolExecutor(workers, mp_context=context)
+    finally:
+        getattr(outcomes, "close", lambda: None)()  # stops workers that ran ahead of a fail-fast stop
+    report = make_report(results)
+    report.interrupted = int(sup.interrupted) if sup.interrupted else None
+    return report
 
 
 class _progress:

@@ -99,18 +99,17 @@ import socket
 import struct
 import subprocess
 import sys
-import sysconfig
 import time
 import traceback
 import warnings
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
-from .errors import GradcheckError
+from .errors import GradcheckError, printable
+from .frames import Frame, at, choose_frame, exception_frames, traceback_frames
 
 T = TypeVar("T")
 
@@ -177,55 +176,8 @@ class _Terminated(BaseException):
 
 # -- Where the checked code was ------------------------------------------------------------------
 
-Frame: TypeAlias = tuple[str, int, str]  # (file, line, function)
-
 _DUMP_FRAME = re.compile(r'^\s*File "(.*)", line (\d+) in (.*)$')
 _DUMP_THREAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-fA-F]+")
-
-
-@cache
-def _machinery() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Folders whose frames are not the checked code, and folders inside them that are."""
-    import importlib.util
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    folders = {here}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        with contextlib.suppress(KeyError):
-            folders.add(sysconfig.get_paths()[key])
-    for name in ("torch", "numpy"):  # find_spec finds a top-level package without importing it
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.submodule_search_locations:
-            folders.update(spec.submodule_search_locations)
-    real = {os.path.realpath(f) for f in folders} | {os.path.abspath(f) for f in folders}
-    checked = (os.path.join(here, "layers"),)
-    return tuple(f.rstrip(os.sep) + os.sep for f in real), tuple(f + os.sep for f in checked)
-
-
-def _is_checked_code(path: str) -> bool:
-    if path.startswith("<"):  # <frozen importlib._bootstrap>, <string>
-        return False
-    parts = path.split(os.sep)
-    if "site-packages" in parts or "dist-packages" in parts:
-        return False
-    machinery, checked = _machinery()
-    for candidate in {path, os.path.realpath(path)}:
-        if candidate.startswith(checked):
-            return True
-        if candidate.startswith(machinery):
-            return False
-    return True
-
-
-def choose_frame(frames: Sequence[Frame]) -> Frame | None:
-    """The deepest frame of the checked code (``frames`` outermost first), else the deepest."""
-    for frame in reversed(frames):
-        if _is_checked_code(frame[0]):
-            return frame
-    return frames[-1] if frames else None
 
 
 def dump_frames(dump: str) -> list[Frame]:
@@ -250,32 +202,11 @@ def dump_frames(dump: str) -> list[Frame]:
     return threads[0][::-1] if threads else []
 
 
-def _traceback_frames(tb: TracebackType | None) -> list[Frame]:
-    return [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(tb)]
-
-
-def _exception_frames(exc: BaseException) -> list[Frame]:
-    """The frames an exception went through; a SyntaxError's deepest is the line it is about."""
-    frames = _traceback_frames(exc.__traceback__)
-    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
-        frames.append((exc.filename, exc.lineno, "<module>"))
-    return frames
-
-
-def _at(frame: Frame | None) -> str | None:
-    return f"{frame[0]}:{frame[1]}" if frame else None
-
-
 # -- Text that always prints -----------------------------------------------------------------------
 
 
-def _printable(text: str) -> str:
-    """``text`` that any UTF-8 stream can write (a lone surrogate becomes ``\\ud800``)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _one_line(text: str, limit: int = 300) -> str:
-    line = _printable(text).strip().splitlines()[0] if text.strip() else ""
+    line = printable(text).strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -297,7 +228,7 @@ def _exception_text(exc: BaseException) -> str:
 
 def _format_traceback(exc: BaseException) -> str:
     try:
-        return _printable("".join(traceback.format_exception(exc)))
+        return printable("".join(traceback.format_exception(exc)))
     except BaseException:  # noqa: BLE001
         return _exception_text(exc)
 
@@ -314,11 +245,11 @@ def _exit_message(code: int) -> str:
 
 
 def _raised(exc: BaseException, label: str, seconds: float) -> Died:
-    frame = choose_frame(_exception_frames(exc))
+    frame = choose_frame(exception_frames(exc))
     return Died(
         "raised",
         f"the checked code raised {_exception_text(exc)}",
-        _at(frame),
+        at(frame),
         _format_traceback(exc),
         label,
         seconds,
@@ -640,7 +571,7 @@ def _worker(sock_fd: int, dump_fd: int) -> None:
         value = fn(*args, **kwargs)
     except SystemExit as exc:
         code = _exit_code(exc)
-        info = (_traceback_frames(exc.__traceback__), _format_traceback(exc))
+        info = (traceback_frames(exc.__traceback__), _format_traceback(exc))
         _flush_stdio()
         with contextlib.suppress(OSError):
             _send_frame(sock, b"Q", pickle.dumps(info))
@@ -652,7 +583,7 @@ def _worker(sock_fd: int, dump_fd: int) -> None:
             if stage == "run"
             else f"the call could not be loaded in the worker: {text}"
         )
-        failure = ("raised", message, _exception_frames(exc), _format_traceback(exc))
+        failure = ("raised", message, exception_frames(exc), _format_traceback(exc))
         kind, body = b"F", pickle.dumps(failure)
     else:
         kind, body = b"V", b""
@@ -854,7 +785,7 @@ class _Flight:
             self.dump += chunk
 
     def dump_text(self) -> str | None:
-        text = _printable(self.dump.decode("utf-8", "replace")).strip()
+        text = printable(self.dump.decode("utf-8", "replace")).strip()
         return text or None
 
     def close(self) -> None:
@@ -1055,12 +986,12 @@ class Supervisor:
                     finally:
                         self._in_call = False
                 except SystemExit as exc:
-                    frame = choose_frame(_traceback_frames(exc.__traceback__))
+                    frame = choose_frame(traceback_frames(exc.__traceback__))
                     code = _exit_code(exc)
                     yield Died(
                         "exit",
                         _exit_message(code),
-                        _at(frame),
+                        at(frame),
                         _format_traceback(exc),
                         call.label,
                         time.monotonic() - start,
@@ -1272,7 +1203,7 @@ class Supervisor:
         elif kind == b"F":
             try:
                 reason, message, frames, text = _plain(body)
-                done[flight.index] = Died(reason, message, _at(choose_frame(frames)), text, label, seconds)
+                done[flight.index] = Died(reason, message, at(choose_frame(frames)), text, label, seconds)
             except Exception as exc:  # noqa: BLE001 - not the frame our worker code writes
                 done[flight.index] = self._corrupt(flight, exc)
         else:
@@ -1299,17 +1230,17 @@ class Supervisor:
             message = f"timed out after {flight.call.timeout:g} s"
             if frame:
                 message += f"; the checked code was at {frame[0]}:{frame[1]} (in {frame[2]})"
-            done[flight.index] = Died("timeout", _printable(message), _at(frame), dump, label, seconds)
+            done[flight.index] = Died("timeout", printable(message), at(frame), dump, label, seconds)
         elif os.WIFSIGNALED(status):
             message = f"the checked code was killed by {_signal_name(os.WTERMSIG(status))}"
-            done[flight.index] = Died("signal", message, _at(frame), dump, label, seconds)
+            done[flight.index] = Died("signal", message, at(frame), dump, label, seconds)
         else:
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
             where, text = None, dump
             if flight.frame is not None and flight.frame[0] == b"Q":
                 with contextlib.suppress(Exception):
                     frames, text = _plain(flight.frame[1])
-                    where = _at(choose_frame(frames))
+                    where = at(choose_frame(frames))
             done[flight.index] = Died("exit", _exit_message(code), where, text, label, seconds)
         flight.answered = True
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import os
 import re
 import sys
-import sysconfig
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
-from .errors import SpecError
+from .errors import SpecError, printable
+from .frames import where
 from .names import did_you_mean
 from .spec import CodeSource, Spec
 
@@ -33,14 +31,9 @@ class UserCodeError(Exception):
     def __init__(self, stage: str, exc: BaseException) -> None:
         self.stage = stage
         self.exc = exc
-        self.where = user_frame(exc.__traceback__, exc)
+        self.where = user_frame(exc)
         where = f" at {self.where}" if self.where else ""
         super().__init__(printable(f"{stage} raised {type(exc).__name__}: {_text_of(exc)}{where}"))
-
-
-def printable(text: str) -> str:
-    """``text`` with what no terminal or file can encode (a lone surrogate) written as ``\\udc80``."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text_of(exc: BaseException) -> str:
@@ -73,52 +66,9 @@ def guarded_streams() -> Iterator[None]:
             setattr(sys, name, stream)
 
 
-_TORCH_SPEC = importlib.util.find_spec("torch")
-_TORCH_DIR = (
-    str(Path(_TORCH_SPEC.origin if _TORCH_SPEC and _TORCH_SPEC.origin else "/").parent.resolve()) + os.sep
-)
-_OWN_DIR = str(Path(__file__).resolve().parent) + os.sep  # gradcheck_cli itself...
-_LAYERS_DIR = _OWN_DIR + "layers" + os.sep  # ...but for the built-in layers, which are checked code
-_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + os.sep  # importlib's frames are not a place
-
-
-def _is_library(filename: str) -> bool:
-    """A frame of torch, numpy, an installed package, or Python's import machinery."""
-    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
-        return True
-    resolved = str(Path(filename).resolve())
-    return (
-        resolved.startswith((_TORCH_DIR, _STDLIB))
-        or "site-packages" in resolved
-        or "dist-packages" in resolved
-    )
-
-
-def _is_own(filename: str) -> bool:
-    resolved = str(Path(filename).resolve())
-    return resolved.startswith(_OWN_DIR) and not resolved.startswith(_LAYERS_DIR)
-
-
-def user_frame(tb: TracebackType | None, exc: BaseException | None = None) -> str | None:
-    """``file:line`` of the deepest traceback frame in the user's code.
-
-    Frames in torch, numpy and other installed packages are skipped when a
-    frame of the user's own files is there to point at; a SyntaxError points
-    at the line it is about.
-    """
-    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
-        return f"{exc.filename}:{exc.lineno}"
-    deepest_user = deepest_any = None
-    for frame, line in traceback.walk_tb(tb):
-        filename = frame.f_code.co_filename
-        if _is_own(filename):
-            continue
-        where = f"{filename}:{line}"
-        if not filename.startswith("<") and not str(Path(filename).resolve()).startswith(_STDLIB):
-            deepest_any = where  # a library frame, when no frame of the user's is there
-        if not _is_library(filename):
-            deepest_user = where
-    return deepest_user or deepest_any
+def user_frame(exc: BaseException) -> str | None:
+    """``file:line`` of the deepest frame of the user's code that ``exc`` went through."""
+    return where(exc)
 
 
 def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any]:
@@ -136,7 +86,7 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
     except BaseException as exc:  # noqa: BLE001 - any import failure is reported, not raised
         if isinstance(exc, KeyboardInterrupt):
             raise
-        where = user_frame(exc.__traceback__, exc)
+        where = user_frame(exc)
         at = f" (at {where})" if where else ""
         message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
         raise spec.error(

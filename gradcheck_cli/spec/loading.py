@@ -24,6 +24,7 @@ from .sections import (
     reference,
     reference_grads,
     tensors,
+    timeout,
     tolerance,
 )
 from .where import Where
@@ -121,6 +122,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         double=double(top.get("double"), impl.convention, at),
         xfail=expectation(top.get("xfail"), "xfail", at),
         skip=expectation(top.get("skip"), "skip", at),
+        timeout=timeout(top.get("timeout"), at),
         path=path,
         lines=dict(lines or {}),
     )

@@ -151,6 +151,7 @@ class Spec:
     double: bool = False  # also check the double backward (an autograd.Function's)
     xfail: Expectation | None = None  # expected to fail (strict: a pass is reported)
     skip: Expectation | None = None  # not run
+    timeout: float | None = None  # seconds it may run (--timeout wins)
 
     # -- derived views ----------------------------------------------------
     @property

@@ -35,6 +35,7 @@ TOP_KEYS = (
     "double",
     "xfail",
     "skip",
+    "timeout",
 )
 EXPECTATION_KEYS = ("reason", "dtype", "device")
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
@@ -365,3 +366,12 @@ def expectation(raw: Any, key: str, at: Where) -> Expectation | None:
                 raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}")
         lists[sub] = tuple(values)
     return Expectation(at.string(found["reason"], f"{key}.reason"), lists["dtype"], lists["device"])
+
+
+def timeout(raw: Any, at: Where) -> float | None:
+    """``timeout: SECONDS``: how long this spec may run (a big layer needs more than the default)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw < float("inf"):
+        raise at.fail("timeout", f"expected a positive number of seconds, got {raw!r}")
+    return float(raw)
