@@ -146,7 +146,10 @@ def check_layer(
     result = run_supervised(Item(entry.path, spec), settings, dims, options)
     if result.spec_error and not result.checks:
         fail(result.error or "the spec cannot run")
-    _emit(make_report([result]), emit)
+    report = make_report([result])
+    interrupted = supervisor(1, isolate=not settings.pdb).interrupted
+    report.interrupted = int(interrupted) if interrupted else None
+    _emit(report, emit)
 
 
 def _refuse_missing_device(device: str) -> None:

@@ -140,7 +140,6 @@ def supervisor(jobs: int = 1, isolate: bool = True) -> Supervisor:
         found = _SUPERVISORS[key] = Supervisor(jobs, preload=PRELOAD, isolate=isolate)
         atexit.register(found.close)
     found.start()
-    found.interrupted = None
     return found
 
 
@@ -206,17 +205,15 @@ def run_supervised(
     dims: Mapping[str, int] | None = None,
     spec_options: Mapping[str, Any] | None = None,
 ) -> CaseResult:
-    """One spec in a worker process (in this one with --pdb): its result, or why there is none."""
+    """One spec in a worker process (in this one with --pdb): its result, or why there is none
+    (``interrupted`` when Ctrl-C or SIGTERM came first: ``supervisor(1).interrupted`` says which)."""
     if item.spec is None:
         return run_item(item, options)
     sup = supervisor(1, isolate=not options.pdb)
+    sup.interrupted = None
     timeout = options.timeout_for(item.spec.timeout)
     outcome = sup.run(run_item, (item, options, dims, spec_options), timeout=timeout, label=item.name)
-    if isinstance(outcome, Died):
-        if outcome.reason == "interrupted":
-            raise KeyboardInterrupt
-        return died(item, outcome, options)
-    return outcome
+    return died(item, outcome, options) if isinstance(outcome, Died) else outcome
 
 
 def cuda_problem(device: str) -> str | None:
@@ -249,6 +246,7 @@ def run_suite(
     from .api import make_report
 
     sup = supervisor(jobs, isolate=not options.pdb)
+    sup.interrupted = None
     outcomes = sup.map([_call(item, options) for item in items if item.spec is not None])
     results: list[CaseResult] = []
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,171 @@ def test_check_given_wrong_types_names_the_argument(kwargs, error, message, monk
         check(spec, **kwargs)
     if error is Exception:
         assert isinstance(info.value, GradcheckError)
+
+
+# -- the checked code cannot end or wedge the run --------------------------------------------
+
+ENDINGS = {
+    "exits_0": "import os\n    os._exit(0)",
+    "exits_7": "import os\n    os._exit(7)",
+    "segfaults": "import ctypes\n    ctypes.string_at(0)",
+    "sys_exit": "import sys\n    sys.exit(3)",
+    "spins": "while True:\n        pass",
+}
+
+
+def ending_spec(folder: Path, name: str, body: str) -> Path:
+    """A linear spec whose backward does ``body`` (ends the process, crashes, spins)."""
+    spec = good_spec(folder, name)
+    code = folder / f"{name}.py"
+    code.write_text(
+        textwrap.dedent(LINEAR_FORWARD) + f"\n\ndef linear_backward(grad_out, x, weight, bias):\n    {body}\n"
+    )
+    return spec
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_spec_whose_process_dies_is_an_error_result_and_the_run_goes_on(gradcheck, tmp_path, jobs):
+    good_spec(tmp_path, "a_good")
+    for name, body in ENDINGS.items():
+        ending_spec(tmp_path, name, body)
+    good_spec(tmp_path, "z_good")
+    out = tmp_path / "report.json"
+    ran = gradcheck(
+        "run", str(tmp_path), "--jobs", jobs, "--timeout", "1", "-o", str(out), "--format", "json"
+    )
+    assert ran.exit_code == 1  # never 0 when a spec did not complete
+    found = {r["source"].rsplit("/", 1)[-1]: r for r in json.loads(out.read_text())["results"]}
+    assert found["a_good.yaml"]["status"] == found["z_good.yaml"]["status"] == "pass"
+    errors = {name: found[f"{name}.yaml"]["error"] for name in ENDINGS}
+    assert errors["exits_0"] == "the checked code ended the process: exit code 0"
+    assert errors["exits_7"] == "the checked code ended the process: exit code 7"
+    assert errors["segfaults"] == "the checked code was killed by SIGSEGV"
+    assert "SystemExit" in errors["sys_exit"]  # raised in the checked code: caught where it ran
+    assert errors["spins"].startswith("timed out after 1 s; the checked code was at ")
+    assert f"{tmp_path / 'spins.py'}:" in errors["spins"]
+
+
+def test_a_module_that_spins_at_import_is_stopped_with_its_line(gradcheck, tmp_path):
+    spec = good_spec(tmp_path, "loops")
+    (tmp_path / "loops.py").write_text("import time\n\nwhile True:\n    time.sleep(0.01)\n")
+    ran = gradcheck("run", str(spec), "--timeout", "1", "--format", "json")
+    assert ran.exit_code == 1
+    (result,) = json.loads(ran.stdout)["results"]
+    assert result["error"].startswith("timed out after 1 s; the checked code was at ")
+    assert f"{tmp_path / 'loops.py'}:4" in result["error"]
+
+
+def test_one_specs_side_effects_never_reach_another(gradcheck, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    specs = tmp_path / "specs"
+    good_spec(specs, "a_moves")
+    (specs / "a_moves.py").write_text(
+        (specs / "a_moves.py").read_text()
+        + "\nimport os\nimport torch.nn.functional as F\nos.chdir('/')\nF.linear = lambda *a, **k: 0\n"
+    )
+    good_spec(specs, "b_good")
+    ran = gradcheck("run", str(specs), "-o", "rep.json", "--format", "json")
+    assert ran.exit_code == 0
+    report = json.loads((tmp_path / "rep.json").read_text())  # written where it was asked for
+    assert [r["status"] for r in report["results"]] == ["pass", "pass"]
+
+
+def test_two_hundred_specs_some_of_which_die_give_two_hundred_results(gradcheck, tmp_path):
+    bodies = list(ENDINGS.items())
+    for i in range(200):
+        if i % 40 == 7:
+            name, body = bodies[(i // 40) % len(bodies)]
+            ending_spec(tmp_path, f"s{i:03d}_{name}", body)
+        else:
+            good_spec(tmp_path, f"s{i:03d}")
+    for jobs in ("1", "2"):
+        out = tmp_path / f"report{jobs}.json"
+        ran = gradcheck(
+            "run", str(tmp_path), "--jobs", jobs, "--timeout", "1", "-o", str(out), "--format", "json"
+        )
+        assert ran.exit_code == 1
+        report = json.loads(out.read_text())
+        assert len(report["results"]) == 200
+        assert report["summary"]["passed"] == 195 and report["summary"]["errors"] == 5
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children = _children()
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_write_the_report_and_leave_no_worker_behind(tmp_path, signum, code):
+    good_spec(tmp_path, "a_good")
+    good_spec(tmp_path, "b_good")
+    ending_spec(tmp_path, "c_spins", ENDINGS["spins"])
+    good_spec(tmp_path, "d_good")
+    out = tmp_path / "rep.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck_cli",
+            "run",
+            str(tmp_path),
+            "-o",
+            str(out),
+            "-f",
+            "json",
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        spinning = False
+        while time.monotonic() < deadline and not spinning:  # until the spinning worker burns CPU
+            time.sleep(0.2)
+            children = _children()
+            workers = [w for server in children.get(process.pid, []) for w in children.get(server, [])]
+            for pid in workers:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                spinning = spinning or (fields[0] == "R" and int(fields[11]) > 50)  # utime > 0.5 s
+        assert spinning, "the spinning spec never started"
+        family = _descendants(process.pid)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code
+    assert "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    statuses = [r["status"] for r in report["results"]]
+    assert statuses == ["pass", "pass", "interrupted", "interrupted"]
+    assert report["summary"]["interrupted"] == 2
+    time.sleep(1)
+    alive = {pid for pid in family if Path(f"/proc/{pid}").exists()}
+    assert not alive, f"left behind: {alive}"

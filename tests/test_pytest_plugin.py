@@ -226,3 +226,19 @@ def test_without_the_option_the_plugin_is_inert_and_torch_stays_unimported(pytes
     result = pytester.runpytest_subprocess("-p", "no:xdist")
     result.assert_outcomes(passed=1)  # the probe; no spec is collected
     result.stdout.fnmatch_lines(["*plugins:*gradcheck*"])  # loaded, and doing nothing
+
+
+def test_a_spec_that_ends_its_process_fails_its_item_and_never_the_session(pytester, specs):
+    write_spec(specs, "crashes")  # os._exit(7) in the backward
+    (specs / "exits0.yaml").write_text(
+        (specs / "dense.yaml")
+        .read_text()
+        .replace("name: dense", "name: exits0")
+        .replace("dense.py", "exits0.py")
+    )
+    (specs / "exits0.py").write_text("import os\n\ndef backward(grad_out, x, w, b):\n    os._exit(0)\n")
+    result = pytester.runpytest("--gradcheck", "specs")  # no xdist: one pytest process
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=4)
+    result.stdout.fnmatch_lines(["*the checked code ended the process: exit code 0*"])
+    result.stdout.fnmatch_lines(["*the checked code ended the process: exit code 7*"])
