@@ -13,7 +13,18 @@ import yaml
 from ..errors import SpecError
 from .implementation import implementation
 from .model import Spec
-from .sections import TOP_KEYS, dims, formulas, header, options, outputs, reference, tensors, tolerance
+from .sections import (
+    TOP_KEYS,
+    constraints,
+    dims,
+    formulas,
+    header,
+    options,
+    outputs,
+    reference,
+    tensors,
+    tolerance,
+)
 from .where import Where
 
 
@@ -110,6 +121,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         implementation=implementation(top["implementation"], all_tensors, names, outs, at),
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
+        constraints=constraints(top.get("constraints"), known_dims, opts, at),
         path=path,
         lines=dict(lines or {}),
     )

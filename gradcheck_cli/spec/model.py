@@ -15,7 +15,7 @@ from typing import Any
 
 from ..calls import Call
 from ..errors import SpecError
-from ..expressions import Expression, ExpressionError, evaluate_int, evaluate_number
+from ..expressions import Expression, ExpressionError, evaluate, evaluate_int, evaluate_number
 from ..names import did_you_mean
 
 # The conventions a hand-written side can be written in (README: "Check your own backward").
@@ -127,6 +127,7 @@ class Spec:
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
+    constraints: tuple[Expression, ...] = ()  # comparisons over dims and options that sizes must meet
 
     # -- derived views ----------------------------------------------------
     @property
@@ -220,6 +221,29 @@ class Spec:
         }
         scope.update(dims)
         return scope
+
+    def broken_constraint(self, dims: Mapping[str, int]) -> Expression | None:
+        """The first constraint these dims do not meet (one that cannot be evaluated does not)."""
+        scope = self.numeric_scope(dims)
+        for constraint in self.constraints:
+            try:
+                met = evaluate(constraint, scope)
+            except ExpressionError:
+                met = False
+            if not met:
+                return constraint
+        return None
+
+    def check_constraints(self, dims: Mapping[str, int]) -> None:
+        """A spec error naming the constraint that these dims break, with the values it read."""
+        broken = self.broken_constraint(dims)
+        if broken is None:
+            return
+        scope = self.numeric_scope(dims)
+        values = ", ".join(
+            f"{n}={scope[n]}" for n in sorted(broken.names, key=broken.text.find) if n in scope
+        )
+        raise self.error(f"the sizes break the constraint {broken.text!r} ({values})", "constraints")
 
     def bound(self, value: Expression | float | None, dims: Mapping[str, int]) -> float | None:
         if value is None or isinstance(value, (int, float)):

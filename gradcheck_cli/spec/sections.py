@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..expressions import Expression, ExpressionError, evaluate_number, parse
+from ..expressions import Expression, ExpressionError, evaluate, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
 from .model import INPUT_DTYPES, Reference, TensorSpec, ToleranceSpec
@@ -31,6 +31,7 @@ TOP_KEYS = (
     "implementation",
     "tolerance",
     "formulas",
+    "constraints",
 )
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
 REFERENCE_KEYS = ("module", "file", "call")
@@ -205,6 +206,51 @@ def reference(raw: Any, names: set[str], at: Where) -> Reference:
     call = at.call(ref["call"], "reference.call", names)
     check_names(call, names, "reference.call", at)
     return Reference(call=call, source=at.source(ref, "reference"))
+
+
+def constraints(
+    raw: Any, known_dims: Mapping[str, int], opts: Mapping[str, Any], at: Where
+) -> tuple[Expression, ...]:
+    """Comparisons over dims and numeric options that every run's sizes must meet.
+
+    Each is checked on the spec's own dims here; other sizes are checked when a case is made.
+    """
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise at.fail("constraints", f"expected a list of comparisons like 'h == w', got {raw!r}")
+    numbers = {k: v for k, v in opts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    scope: dict[str, int | float] = {**numbers, **known_dims}
+    found = []
+    for text in raw:
+        try:
+            expr = parse(text, scope, arithmetic=True)
+        except ExpressionError as exc:
+            raise at.fail("constraints", f"{text!r}: {exc}") from None
+        for word in sorted(expr.names):
+            if word not in scope:
+                raise at.fail(
+                    "constraints",
+                    f"{text!r}: {word!r} is not a dim or a numeric option{did_you_mean(word, scope)}",
+                )
+        try:
+            met = _truth(expr, scope)
+        except ExpressionError as exc:
+            raise at.fail("constraints", f"{text!r}: {exc}") from None
+        if not met:
+            values = ", ".join(f"{n}={scope[n]}" for n in sorted(expr.names, key=text.find))
+            raise at.fail("constraints", f"the spec's own sizes break {text!r} ({values})")
+        found.append(expr)
+    return tuple(found)
+
+
+def _truth(expr: Expression, scope: Mapping[str, int | float]) -> bool:
+    value = evaluate(expr, scope)
+    if not isinstance(value, bool):
+        raise ExpressionError(f"is {value!r}: a constraint is a comparison, such as 'h == w'")
+    return value
 
 
 def tolerance(raw: Any, at: Where) -> ToleranceSpec:
