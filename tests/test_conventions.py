@@ -408,3 +408,66 @@ def test_a_module_that_does_not_exist_is_a_spec_error_pointing_nowhere_inside_py
     assert ran.exit_code == 2
     assert "cannot import no_such_layer_module: ModuleNotFoundError" in ran.stderr
     assert "importlib" not in ran.stderr
+
+
+# -- the upstream gradient's name ----------------------------------------------------
+
+
+RNN_STEP = """
+name: rnn_step
+dims: {n: 3, d: 4, hd: 5}
+inputs: {x: [n, d], prev_h: [n, hd]}
+params: {wx: [d, hd], wh: [hd, hd], b: [hd]}
+reference: "torch.tanh(x @ wx + prev_h @ wh + b)"
+implementation:
+  file: layer.py
+  backend: numpy
+  forward: "step_forward(x, prev_h, wx, wh, b) -> h, cache"
+  backward: "step_backward(dh, cache) -> x, prev_h, wx, wh, b"
+"""
+
+RNN_STEP_CODE = """
+import numpy as np
+
+
+def step_forward(x, prev_h, wx, wh, b):
+    h = np.tanh(x @ wx + prev_h @ wh + b)
+    return h, (x, prev_h, wx, wh, h)
+
+
+def step_backward(dh, cache):
+    x, prev_h, wx, wh, h = cache
+    da = dh * (1 - h**2)
+    return da @ wx.T, da @ wh.T, x.T @ da, prev_h.T @ da, da.sum(0)
+"""
+
+
+def test_an_upstream_gradient_named_after_an_unnamed_output_says_the_two_fixes(gradcheck, write_layer):
+    spec = write_layer(RNN_STEP, RNN_STEP_CODE)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert ran.stderr.rstrip().endswith(
+        "implementation.backward: step_backward() is handed 'dh', which is not a known name; if it is the"
+        " upstream gradient, call it 'dout' (or 'grad_out'), or declare 'outputs: [h]' to name it 'dh'"
+    )
+    assert "did you mean 'h'" not in ran.stderr
+    spec.write_text(RNN_STEP.replace("step_backward(dh, cache)", "step_backward(dout, cache)"))
+    assert gradcheck("run", str(spec)).exit_code == 0
+    spec.write_text(RNN_STEP.replace("inputs:", "outputs: [h]\ninputs:"))
+    assert gradcheck("run", str(spec)).exit_code == 0
+
+
+def test_with_several_outputs_each_upstream_gradient_is_named_after_its_output(write_layer):
+    from gradcheck_cli import SpecError
+
+    spec = write_layer(
+        RNN_STEP.replace("inputs:", "outputs: [next_h, next_c]\ninputs:")
+        .replace('"torch.tanh(x @ wx + prev_h @ wh + b)"', '"(x @ wx, prev_h @ wh)"')
+        .replace("-> h, cache", "-> next_h, next_c, cache")
+        .replace("step_backward(dh, cache)", "step_backward(dout, cache)"),
+        RNN_STEP_CODE,
+    )
+    with pytest.raises(
+        SpecError, match=r"each upstream gradient is named after its output \(dnext_h, dnext_c\)"
+    ):
+        load_spec(spec)

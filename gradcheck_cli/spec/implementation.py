@@ -9,6 +9,7 @@ backward returns the gradients).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,7 +68,9 @@ def implementation(
     if backward is None:
         raise at.fail(KEY, "missing 'backward:' (or 'autograd_function:')")
     bound = set(forward.named_returns) if forward is not None else set()
-    check_names(backward, names | set(grad_names(outputs)) | bound, f"{KEY}.backward", at)
+    known = names | set(grad_names(outputs)) | bound
+    _upstream_names(backward, known, bound, outputs, at)
+    check_names(backward, known, f"{KEY}.backward", at)
     _backward_returns(backward, tensors, backend, at)
     return Implementation(
         source=source,
@@ -137,6 +140,29 @@ def _autograd_function(
             raise at.fail(f"{KEY}.args", f"unknown name {unknown!r}{did_you_mean(unknown, names)}")
         parsed.append(expr)
     return name, tuple(parsed)
+
+
+def _upstream_names(
+    backward: Call, known: set[str], bound: set[str], outputs: tuple[str, ...], at: Where
+) -> None:
+    """An unknown ``dh``/``grad_h`` in the backward is an upstream gradient under another name: say how."""
+    for name in backward.arg_names:
+        found = re.fullmatch(r"(?:d|grad_)([A-Za-z_]\w*)", name)
+        if name in known or name in GLOBALS or name in BUILTINS or found is None:
+            continue
+        output = found.group(1)
+        if len(outputs) == 1:
+            fix = (
+                f"if it is the upstream gradient, call it 'dout' (or 'grad_out'),"
+                f" or declare 'outputs: [{output}]' to name it {name!r}"
+            )
+        else:
+            each = ", ".join(f"d{o}" for o in outputs)
+            fix = f"with several outputs each upstream gradient is named after its output ({each})"
+        near = "" if output in bound else did_you_mean(name, known)
+        raise at.fail(
+            f"{KEY}.backward", f"{backward.func}() is handed {name!r}, which is not a known name{near}; {fix}"
+        )
 
 
 def _backward_returns(backward: Call, tensors: Mapping[str, TensorSpec], backend: str, at: Where) -> None:
