@@ -135,13 +135,19 @@ def functional(h: Handed) -> None:
 
 
 def fastai(h: Handed) -> None:
-    """``out.g`` set to the upstream gradient, ``backward(...)`` sets each tensor's ``.g``."""
+    """``out.g`` set to the upstream gradient, ``backward(...)`` sets each tensor's ``.g``.
+
+    The end of the chain, a loss gradient such as ``mse_grad(inp, targ)``, needs no
+    forward: when the reference's output is a scalar its upstream gradient is 1, and
+    nothing sets ``out.g``.
+    """
     slots = _forward(h)
     backward = _backward(h)
-    if not slots:
+    if not slots and not _scalar_outputs(h):
         raise h.spec.error(
             "a backward without '->' reads the upstream gradient from out.g, but no forward"
-            " returns the output to set it on: add 'forward: \"...(...) -> out\"'",
+            " returns the output to set it on: add 'forward: \"...(...) -> out\"'"
+            " (a loss gradient needs none: its reference returns a scalar)",
             "implementation.backward",
         )
     for out, slot in slots.items():
@@ -243,6 +249,11 @@ CONVENTIONS: dict[str, Callable[[Handed], None]] = {
 
 
 # -- steps shared by the conventions --------------------------------------------------
+
+
+def _scalar_outputs(h: Handed) -> bool:
+    """Every output of the reference is a scalar (a loss): its upstream gradient is 1."""
+    return all(getattr(g, "ndim", None) == 0 for g in h.grad_outs.values())
 
 
 def _backward(h: Handed) -> Call:

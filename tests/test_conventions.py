@@ -471,3 +471,48 @@ def test_with_several_outputs_each_upstream_gradient_is_named_after_its_output(w
         SpecError, match=r"each upstream gradient is named after its output \(dnext_h, dnext_c\)"
     ):
         load_spec(spec)
+
+
+# -- a loss gradient: the end of the chain ---------------------------------------------
+
+
+MSE_GRAD_SPEC = """
+name: layer
+dims: {n: 6}
+inputs:
+  inp: [n, 1]
+  targ: {shape: [n], grad: false}
+outputs: [loss]
+reference: "F.mse_loss(inp.squeeze(-1), targ)"
+implementation:
+  file: layer.py
+  backward: "mse_grad(inp, targ)"
+"""
+
+MSE_GRAD = """
+def mse_grad(inp, targ):
+    inp.g = 2. * (inp.squeeze() - targ).unsqueeze(-1) / inp.shape[0]
+"""
+
+
+def test_a_loss_gradient_needs_no_forward_and_reads_no_out_g(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(MSE_GRAD_SPEC, MSE_GRAD))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["inp"]  # no forward: no output row
+
+
+def test_a_loss_gradient_without_its_mean_is_caught(gradcheck, write_layer):
+    exit_code, report = run_json(
+        gradcheck, write_layer(MSE_GRAD_SPEC, MSE_GRAD.replace(" / inp.shape[0]", ""))
+    )
+    assert exit_code == 1
+    inp = checks_of(report)["inp"]
+    assert inp["diagnosis"] == "scaled" and "1/n" in inp["hint"]
+
+
+def test_without_a_forward_a_non_scalar_reference_still_needs_one(gradcheck, write_layer):
+    spec = MSE_GRAD_SPEC.replace('"F.mse_loss(inp.squeeze(-1), targ)"', '"(inp.squeeze(-1) - targ) ** 2"')
+    ran = gradcheck("run", str(write_layer(spec, MSE_GRAD)))
+    assert ran.exit_code == 2
+    assert "no forward returns the output to set it on" in ran.stderr
+    assert "(a loss gradient needs none: its reference returns a scalar)" in ran.stderr
