@@ -7,7 +7,8 @@ chosen from ``Implementation.convention``:
 - ``fastai``: ``out.g`` is set to the upstream gradient before a backward
   without ``->``, and each tensor's ``.g`` is read after it;
 - ``class``: ``class: "Model(w1, b1)"`` builds an instance whose methods the
-  forward and backward name (gradients returned, or on ``.g``);
+  forward and backward name (gradients returned, on ``.g``, or on attributes
+  of the instance named by ``grads:``); ``set:`` puts tensors on it first;
 - ``numpy``: ``backend: numpy`` hands numpy arrays and takes numpy arrays back;
 - ``autograd_function``: ``MyFunction.apply(...)``, then autograd's backward.
 
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from .calls import Call, bind
+from .expressions import evaluate
 from .names import did_you_mean
 from .spec import Spec
 from .usercode import UserCodeError, load_namespace, lookup, user_code, walk_attrs
@@ -132,6 +134,7 @@ def functional(h: Handed) -> None:
     """``forward(...) -> out`` (optional), then ``backward(...) -> x, w`` returns the gradients."""
     _forward(h)
     _returned_gradients(h, h.invoke("backward", _backward(h), "implementation.backward"))
+    _attribute_gradients(h, _backward(h))
 
 
 def fastai(h: Handed) -> None:
@@ -143,7 +146,8 @@ def fastai(h: Handed) -> None:
     """
     slots = _forward(h)
     backward = _backward(h)
-    if not slots and not _scalar_outputs(h):
+    on_g = [t for t in h.spec.checked if t.name not in h.spec.implementation.grad_attributes]
+    if not slots and on_g and not _scalar_outputs(h):
         raise h.spec.error(
             "a backward without '->' reads the upstream gradient from out.g, but no forward"
             " returns the output to set it on: add 'forward: \"...(...) -> out\"'"
@@ -155,7 +159,8 @@ def fastai(h: Handed) -> None:
         if isinstance(target, torch.Tensor):
             target.g = h.grad_outs[out]  # type: ignore[attr-defined]
     returned = h.invoke("backward", backward, "implementation.backward")
-    for t in h.spec.checked:
+    _attribute_gradients(h, backward)
+    for t in on_g:
         grad = getattr(h.tensors[t.name], "g", None)
         h.outcome.grads[t.name] = MISSING if grad is None else grad
         if grad is None:
@@ -170,10 +175,9 @@ def fastai(h: Handed) -> None:
 
 
 def instance(h: Handed) -> None:
-    """``class: "Model(w1, b1)"`` builds the instance; its methods follow fastai or functional."""
-    cls_call = h.spec.implementation.cls
-    assert cls_call is not None
-    h.target = h.invoke("class", cls_call, "implementation.class")
+    """``class: "Model(w1, b1)"`` builds the instance and ``set:`` puts tensors on it; its
+    methods follow fastai or functional, and ``grads:`` reads gradients off its attributes."""
+    _construct(h)
     if _backward(h).returns is None:
         fastai(h)
     else:
@@ -256,6 +260,48 @@ def _scalar_outputs(h: Handed) -> bool:
     return all(getattr(g, "ndim", None) == 0 for g in h.grad_outs.values())
 
 
+def _construct(h: Handed) -> None:
+    """Build the instance ``class:`` names, then ``set:`` each attribute to one of gradcheck's tensors."""
+    impl = h.spec.implementation
+    assert impl.cls is not None
+    h.target = h.invoke("class", impl.cls, "implementation.class")
+    cls = type(h.target).__name__
+    for path, expr in impl.set_attributes.items():
+        key = f"implementation.set.{path}"
+        *parents, attribute = path.split(".")
+        owner = walk_attrs(h.target, parents, path, h.spec, key)
+        if not hasattr(owner, attribute):
+            known = [a for a in vars(owner)] if hasattr(owner, "__dict__") else []
+            raise h.spec.error(
+                f"{cls}() made no attribute {path!r} to set{did_you_mean(attribute, known)}"
+                f" (its attributes: {', '.join(known) or 'none'})",
+                key,
+            )
+        value = evaluate(expr, h.scope)
+        made = getattr(owner, attribute)
+        if hasattr(made, "shape") and hasattr(value, "shape") and tuple(made.shape) != tuple(value.shape):
+            raise h.spec.error(
+                f"{cls}() made {path} of shape {list(made.shape)}, but {expr} is {list(value.shape)}:"
+                " the layouts differ (transpose the spec's shape, or set another attribute)",
+                key,
+            )
+        setattr(owner, attribute, value)
+
+
+def _attribute_gradients(h: Handed, backward: Call) -> None:
+    """``grads: {x: self.dinputs}``: read each gradient off the instance after the backward."""
+    for name, path in h.spec.implementation.grad_attributes.items():
+        value: Any = h.target
+        for attribute in path.split("."):
+            value = getattr(value, attribute, MISSING)
+            if value is MISSING:
+                break
+        h.outcome.grads[name] = MISSING if value is None else value
+        if value is MISSING or value is None:
+            what = "did not set" if value is MISSING else "left None in"
+            h.outcome.problems[name] = f"{h.label(backward)} {what} self.{path}"
+
+
 def _backward(h: Handed) -> Call:
     backward = h.spec.implementation.backward
     assert backward is not None
@@ -271,6 +317,11 @@ def _forward(h: Handed) -> dict[str, str]:
     if fwd is None:
         return {}
     bound = _unpack(fwd, h.invoke("forward", fwd, "implementation.forward"))
+    for slot in fwd.returns or ():
+        if slot.startswith("self."):
+            bound[slot] = getattr(h.target, slot.removeprefix("self."), MISSING)
+            if bound[slot] is MISSING:
+                raise ConventionError(f"{h.label(fwd)} did not set {slot}")
     h.scope.update(bound)
     outputs = h.spec.outputs
     if any(o in bound for o in outputs):
@@ -288,15 +339,21 @@ def _returned_gradients(h: Handed, returned: Any) -> None:
         if value is None:
             h.outcome.problems[name] = f"{backward.func}() returned None for {name}"
     for t in h.spec.checked:
-        if t.name not in h.outcome.grads:
+        if t.name not in h.outcome.grads and t.name not in h.spec.implementation.grad_attributes:
             h.outcome.grads[t.name] = MISSING
             h.outcome.problems.setdefault(t.name, f"no return slot of {backward.func}() is named {t.name!r}")
 
 
 def _unpack(call: Call, returned: Any) -> dict[str, Any]:
-    """Bind return slots to names; a single slot takes the value whole."""
+    """Bind return slots to names; a single slot takes the value whole.
+
+    ``self.NAME`` slots are not positions in what is returned (they are read off the
+    instance); with no other slot, the returned value is not read.
+    """
     assert call.returns is not None
-    slots = call.returns
+    slots = tuple(s for s in call.returns if not s.startswith("self."))
+    if not slots:
+        return {}
     if len(slots) == 1:
         values = [returned]
     else:

@@ -516,3 +516,163 @@ def test_without_a_forward_a_non_scalar_reference_still_needs_one(gradcheck, wri
     assert ran.exit_code == 2
     assert "no forward returns the output to set it on" in ran.stderr
     assert "(a loss gradient needs none: its reference returns a scalar)" in ran.stderr
+
+
+# -- classes that keep their results on attributes (nnfs) --------------------------------
+
+
+DENSE_SPEC = """
+name: layer
+dims: {n: 5, n_in: 3, n_out: 4}
+inputs:
+  x: [n, n_in]
+params:
+  w: [n_in, n_out]
+  b: [1, n_out]
+reference: "x @ w + b"
+implementation:
+  file: layer.py
+  backend: numpy
+  class: "Layer_Dense(n_in, n_out)"
+  set: {weights: w, biases: b}
+  forward: "forward(x) -> self.output"
+  backward: "backward(dout)"
+  grads: {x: self.dinputs, w: self.dweights, b: self.dbiases}
+"""
+
+LAYER_DENSE = """
+import numpy as np
+
+
+class Layer_Dense:
+    def __init__(self, n_inputs, n_neurons):
+        self.weights = 0.01 * np.random.randn(n_inputs, n_neurons)
+        self.biases = np.zeros((1, n_neurons))
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.dot(inputs, self.weights) + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = np.dot(self.inputs.T, dvalues)
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = np.dot(dvalues, self.weights.T)
+"""
+
+
+def test_attributes_set_on_the_instance_and_gradients_read_off_it(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, LAYER_DENSE))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x", "w", "b"]
+
+
+def test_an_attribute_the_backward_never_set_is_missing_and_named(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("self.dbiases = ", "dbiases = ")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    b = checks_of(report)["b"]
+    assert (b["status"], b["diagnosis"]) == ("missing", "missing")
+    assert b["hint"] == "Layer_Dense.backward() did not set self.dbiases"
+    assert checks_of(report)["w"]["status"] == "pass"
+
+
+def test_a_forward_that_never_sets_its_attribute_is_an_error_naming_it(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("self.output = ", "output = ")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    assert report["results"][0]["error"] == "Layer_Dense.forward() did not set self.output"
+
+
+def test_a_wrong_attribute_gradient_is_caught_as_any_other(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("np.dot(self.inputs.T, dvalues)", "np.dot(dvalues.T, self.inputs)")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    w = checks_of(report)["w"]
+    assert (w["status"], w["diagnosis"]) == ("shape_error", "transposed")
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("{weights: w, biases: b}", "{weight: w, biases: b}",
+         "implementation.set.weight: Layer_Dense() made no attribute 'weight' to set"
+         " (did you mean 'weights'?)"),
+        ('w: [n_in, n_out]\n  b: [1, n_out]\nreference: "x @ w + b"',
+         'w: [n_out, n_in]\n  b: [1, n_out]\nreference: "x @ w.T + b"',
+         "implementation.set.weights: Layer_Dense() made weights of shape [3, 4], but w is [4, 3]"),
+    ],
+    ids=["unknown-attribute", "other-layout"],
+)  # fmt: skip
+def test_set_checks_what_the_constructor_made(gradcheck, write_layer, old, new, message):
+    assert old in DENSE_SPEC
+    ran = gradcheck("run", str(write_layer(DENSE_SPEC.replace(old, new), LAYER_DENSE)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+LIN_ATTRIBUTES = """
+class Lin:
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, inp):
+        self.inp = inp
+        self.out = inp @ self.w + self.b
+
+    def backward(self, grad):
+        self.dw = self.inp.t() @ grad
+        self.db = grad.sum(0)
+        return grad @ self.w.t()
+"""
+
+
+def test_the_class_convention_reads_returns_and_attributes_together(gradcheck, write_layer):
+    """A torch class whose backward returns dx and keeps dw, db: '-> x' and grads: for the rest."""
+    spec = CLASS_SPEC.replace('"__call__(x) -> out"', '"__call__(x) -> self.out"').replace(
+        '  backward: "backward()"', '  backward: "backward(dout) -> x"\n  grads: {w: self.dw, b: self.db}'
+    )
+    exit_code, report = run_json(gradcheck, write_layer(spec, LIN_ATTRIBUTES))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x", "w", "b"]
+    wrong = LIN_ATTRIBUTES.replace("self.db = grad.sum(0)", "self.db = grad.mean(0)")
+    exit_code, report = run_json(gradcheck, write_layer(spec, wrong))
+    assert exit_code == 1 and checks_of(report)["b"]["diagnosis"] == "scaled"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('  class: "Layer_Dense(n_in, n_out)"\n  set: {weights: w, biases: b}\n', "",
+         "implementation.forward: a 'self.NAME' slot reads an attribute of the instance 'class:' builds"),
+        ("grads: {x: self.dinputs,", "grads: {x: dinputs,",
+         "implementation.grads.x: expected an attribute of the instance, such as 'self.dx'"),
+        ("grads: {x: self.dinputs,", "grads: {xx: self.dinputs,",
+         "implementation.grads.xx: 'xx' is not a checked tensor (did you mean 'x'?)"),
+        ('backward: "backward(dout)"', 'backward: "backward(dout) -> self.dinputs"',
+         "implementation.backward: a backward's return slots are named after tensors; to read a gradient"
+         " from self.dinputs, say so in 'grads:'"),
+        ('backward: "backward(dout)"', 'backward: "backward(dout) -> x"',
+         "implementation.grads.x: 'x' is also a return slot of the backward: read it from one place"),
+        ("grads: {x: self.dinputs, ", "grads: {",
+         "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
+         " (or read them off the instance: 'grads: {x: self.dx}')"),
+    ],
+    ids=["self-slot-without-class", "grads-not-an-attribute", "grads-not-a-tensor", "self-slot-in-backward",
+         "grads-and-a-slot", "numpy-grads-incomplete"],
+)  # fmt: skip
+def test_attribute_keys_are_checked_when_the_spec_loads(gradcheck, write_layer, old, new, message):
+    assert old in DENSE_SPEC
+    ran = gradcheck("run", str(write_layer(DENSE_SPEC.replace(old, new), LAYER_DENSE)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+def test_set_and_grads_need_a_class(gradcheck, write_layer):
+    spec = LIN_FASTAI + "  set: {w: w}\n"
+    ran = gradcheck("run", str(write_layer(spec, LIN)))
+    assert ran.exit_code == 2 and "implementation.set: 'set' puts tensors on the instance" in ran.stderr
+    spec = LIN_FASTAI + "  grads: {w: self.dw}\n"
+    ran = gradcheck("run", str(write_layer(spec, LIN)))
+    assert (
+        ran.exit_code == 2 and "implementation.grads: 'grads' reads attributes of the instance" in ran.stderr
+    )

@@ -27,10 +27,13 @@ IMPLEMENTATION_KEYS = (
     "forward",
     "backward",
     "class",
+    "set",
+    "grads",
     "autograd_function",
     "args",
     "backend",
 )
+_ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def convention_of(
@@ -56,7 +59,7 @@ def implementation(
     if backend not in BACKENDS:
         raise at.fail(f"{KEY}.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     cls = _class(impl, names, at)
-    forward = _forward(impl, tensors, names, at)
+    forward = _forward(impl, tensors, names, cls, at)
     backward = at.call(impl["backward"], f"{KEY}.backward", names) if "backward" in impl else None
     if impl.get("autograd_function") is not None:
         name, args = _autograd_function(impl, tensors, names, forward, backward, cls, backend, at)
@@ -65,13 +68,15 @@ def implementation(
         )
     if impl.get("args") is not None:
         raise at.fail(f"{KEY}.args", "'args' goes with 'autograd_function'")
+    set_attributes = _set(impl, names, cls, at)
     if backward is None:
         raise at.fail(KEY, "missing 'backward:' (or 'autograd_function:')")
     bound = set(forward.named_returns) if forward is not None else set()
     known = names | set(grad_names(outputs)) | bound
     _upstream_names(backward, known, bound, outputs, at)
     check_names(backward, known, f"{KEY}.backward", at)
-    _backward_returns(backward, tensors, backend, at)
+    grad_attributes = _grads(impl, tensors, backward, cls, at)
+    _backward_returns(backward, tensors, backend, grad_attributes, cls is not None, at)
     return Implementation(
         source=source,
         convention=convention_of(None, backend, cls, backward),
@@ -79,6 +84,8 @@ def implementation(
         backward=backward,
         cls=cls,
         backend=backend,
+        set_attributes=set_attributes,
+        grad_attributes=grad_attributes,
     )
 
 
@@ -93,7 +100,7 @@ def _class(impl: Mapping[str, Any], names: set[str], at: Where) -> Call | None:
 
 
 def _forward(
-    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], names: set[str], at: Where
+    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], names: set[str], cls: Call | None, at: Where
 ) -> Call | None:
     if "forward" not in impl:
         return None
@@ -101,10 +108,65 @@ def _forward(
     check_names(forward, names, f"{KEY}.forward", at)
     if forward.returns is None:
         raise at.fail(f"{KEY}.forward", "a forward names what it returns: 'f(x) -> out'")
+    if cls is None and any(r.startswith("self.") for r in forward.returns):
+        raise at.fail(
+            f"{KEY}.forward", "a 'self.NAME' slot reads an attribute of the instance 'class:' builds"
+        )
     clash = set(forward.named_returns) & set(tensors)
     if clash:
         raise at.fail(f"{KEY}.forward", f"return name {sorted(clash)[0]!r} is already an input or param")
     return forward
+
+
+def _set(impl: Mapping[str, Any], names: set[str], cls: Call | None, at: Where) -> dict[str, Expression]:
+    """``set: {weights: w}``: attributes of the instance overwritten with gradcheck's tensors."""
+    key = f"{KEY}.set"
+    raw = at.mapping(impl.get("set"), key)
+    if raw and cls is None:
+        raise at.fail(key, "'set' puts tensors on the instance that 'class:' builds")
+    found: dict[str, Expression] = {}
+    for attribute, value in raw.items():
+        if not _ATTRIBUTE_PATH.fullmatch(attribute) or attribute.startswith("self."):
+            raise at.fail(f"{key}.{attribute}", "expected an attribute of the instance, such as 'weights'")
+        if not isinstance(value, str):
+            raise at.fail(f"{key}.{attribute}", f"expected a tensor name (or an expression), got {value!r}")
+        try:
+            found[attribute] = parse(value, names, known=names)
+        except ExpressionError as exc:
+            raise at.fail(f"{key}.{attribute}", f"{value!r}: {exc}") from None
+    return found
+
+
+def _grads(
+    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], backward: Call, cls: Call | None, at: Where
+) -> dict[str, str]:
+    """``grads: {x: self.dinputs}``: where each gradient is read after the backward."""
+    key = f"{KEY}.grads"
+    raw = at.mapping(impl.get("grads"), key)
+    if raw and cls is None:
+        raise at.fail(key, "'grads' reads attributes of the instance that 'class:' builds")
+    checked = [t.name for t in tensors.values() if t.grad]
+    found: dict[str, str] = {}
+    for name, where in raw.items():
+        if name not in checked:
+            what = (
+                "has grad: false"
+                if name in tensors
+                else f"is not a checked tensor{did_you_mean(name, checked)}"
+            )
+            raise at.fail(f"{key}.{name}", f"{name!r} {what}")
+        if (
+            not isinstance(where, str)
+            or not where.startswith("self.")
+            or not _ATTRIBUTE_PATH.fullmatch(where)
+        ):
+            raise at.fail(f"{key}.{name}", f"expected an attribute of the instance, such as 'self.d{name}'")
+        if name in (backward.returns or ()):
+            raise at.fail(
+                f"{key}.{name}", f"{name!r} is also a return slot of the backward: read it from one place"
+            )
+        found[name] = where.removeprefix("self.")
+    return found
 
 
 def _autograd_function(
@@ -165,15 +227,34 @@ def _upstream_names(
         )
 
 
-def _backward_returns(backward: Call, tensors: Mapping[str, TensorSpec], backend: str, at: Where) -> None:
+def _backward_returns(
+    backward: Call,
+    tensors: Mapping[str, TensorSpec],
+    backend: str,
+    grad_attributes: Mapping[str, str],
+    has_class: bool,
+    at: Where,
+) -> None:
     key = f"{KEY}.backward"
     checked = [t.name for t in tensors.values() if t.grad]
     if backward.returns is None:
         if backend == "numpy":
-            raise at.fail(
-                key, "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
-            )
+            unread = [name for name in checked if name not in grad_attributes]
+            if unread:
+                also = f" (or read them off the instance: 'grads: {{{unread[0]}: self.d{unread[0]}}}')"
+                raise at.fail(
+                    key,
+                    "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
+                    + (also if has_class else ""),
+                )
         return
+    for r in backward.returns:
+        if r.startswith("self."):
+            raise at.fail(
+                key,
+                f"a backward's return slots are named after tensors; to read a gradient from {r},"
+                f" say so in 'grads:' (grads: {{x: {r}}})",
+            )
     for r in backward.named_returns:
         if r not in tensors:
             raise at.fail(

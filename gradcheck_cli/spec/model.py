@@ -95,6 +95,9 @@ class Implementation:
     args: tuple[Expression, ...] | None = None  # what .apply is handed
     backend: str = "torch"
     forward_checked: bool = True  # False: the "forward" only computes `out` (Python API)
+    # Classes that keep their state on attributes (`class:` only):
+    set_attributes: dict[str, Expression] = field(default_factory=dict)  # `set:` attribute path -> value
+    grad_attributes: dict[str, str] = field(default_factory=dict)  # `grads:` tensor -> attribute path
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
