@@ -10,7 +10,9 @@ chosen from ``Implementation.convention``:
   forward and backward name (gradients returned, on ``.g``, or on attributes
   of the instance named by ``grads:``); ``set:`` puts tensors on it first;
 - ``numpy``: ``backend: numpy`` hands numpy arrays and takes numpy arrays back;
-- ``autograd_function``: ``MyFunction.apply(...)``, then autograd's backward.
+- ``autograd_function``: ``MyFunction.apply(...)``, then autograd's backward;
+- ``step``: ``step: "train(x, t)"`` runs a whole training step; each param's
+  gradient is read from its update, ``(before - after) / learning_rate``.
 
 The user's code gets clones; the pristine values are kept to detect (and
 report) any in-place modification, and to keep the reference side untouched.
@@ -27,7 +29,8 @@ from typing import Any
 import torch
 
 from .calls import Call, bind
-from .expressions import evaluate
+from .compare import NotATensor, as_tensor
+from .expressions import evaluate, evaluate_number
 from .names import did_you_mean
 from .spec import Spec
 from .usercode import UserCodeError, load_namespace, lookup, user_code, walk_attrs
@@ -47,6 +50,7 @@ class Outcome:
     grads: dict[str, Any] = field(default_factory=dict)
     modified: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
+    updated: list[str] = field(default_factory=list)  # params a step: is meant to change in place
 
 
 @dataclass
@@ -119,7 +123,7 @@ def run_implementation(
     CONVENTIONS[impl.convention](handed)
     outcome = handed.outcome
     for name, pristine in values.items():
-        if not _same(pristine, tensors[name]):
+        if name not in outcome.updated and not _same(pristine, tensors[name]):
             outcome.modified.append(name)
     for out, pristine in grad_outs.items():
         if not _same(pristine, upstream[out]):
@@ -243,12 +247,60 @@ def autograd_function(h: Handed) -> None:
         h.tensors[t.name] = h.tensors[t.name].detach()
 
 
+def step(h: Handed) -> None:
+    """``step: "train(x, t)"`` runs the forward, the backward and the update in place; each
+    param's gradient is ``(before - after) / learning_rate``, the after read where ``set:``
+    put it (else from the tensor handed over). The reference must be the loss it minimises."""
+    spec, impl = h.spec, h.spec.implementation
+    assert impl.step is not None and impl.learning_rate is not None
+    if not _scalar_outputs(h):
+        raise spec.error(
+            "a step's update is the gradient of the loss it minimises: the reference must return"
+            " that loss, a scalar",
+            "reference",
+        )
+    if impl.cls is not None:
+        _construct(h)
+    _forward(h)
+    before = {t.name: as_tensor(_param(h, t.name)).clone() for t in spec.checked}
+    h.invoke("step", impl.step, "implementation.step")
+    learning_rate = evaluate_number(impl.learning_rate, h.scope)
+    if learning_rate == 0:
+        raise spec.error("the learning rate is 0: the step updates nothing", "implementation.learning_rate")
+    for t in spec.checked:
+        h.outcome.updated.append(t.name)
+        try:
+            after = as_tensor(_param(h, t.name))
+        except NotATensor as exc:
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = f"after {impl.step.func}(), {t.name} is {exc}, not a tensor"
+            continue
+        was = before[t.name]
+        if after.shape != was.shape:
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = (
+                f"{impl.step.func}() changed the shape of {t.name}"
+                f" from {list(was.shape)} to {list(after.shape)}"
+            )
+            continue
+        if torch.equal(after, was) and not _set_as(h, t.name):
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = (
+                f"{impl.step.func}() did not change {t.name}: update it in place, or put it on the"
+                f" instance with 'set: {{{t.name}: {t.name}}}' so that gradcheck reads it back from there"
+            )
+            continue
+        grad = (was.to(torch.float64) - after.to(torch.float64)) / learning_rate
+        h.outcome.grads[t.name] = grad.to(was.dtype)
+
+
 CONVENTIONS: dict[str, Callable[[Handed], None]] = {
     "functional": functional,
     "fastai": fastai,
     "class": instance,
     "numpy": numpy,
     "autograd_function": autograd_function,
+    "step": step,
 }
 
 
@@ -286,6 +338,22 @@ def _construct(h: Handed) -> None:
                 key,
             )
         setattr(owner, attribute, value)
+
+
+def _param(h: Handed, name: str) -> Any:
+    """A param as the instance holds it now: where ``set:`` put it, else the tensor handed over."""
+    path = _set_as(h, name)
+    if path is None:
+        return h.tensors[name]
+    return walk_attrs(h.target, path.split("."), path, h.spec, f"implementation.set.{path}")
+
+
+def _set_as(h: Handed, name: str) -> str | None:
+    """The attribute ``set:`` put this tensor on, if any."""
+    for path, expr in h.spec.implementation.set_attributes.items():
+        if expr.bare_name == name:
+            return path
+    return None
 
 
 def _attribute_gradients(h: Handed, backward: Call) -> None:

@@ -21,6 +21,8 @@ from .spec import CONVENTION_ALIASES, CONVENTIONS, CodeSource, Implementation, R
 from .spec.sections import header, tensor
 from .spec.where import Where
 
+# The conventions the YAML-free form takes (step needs a spec file: set:, learning_rate:).
+API_CONVENTIONS = tuple(c for c in CONVENTIONS if c != "step")
 # Parameter names taken for the upstream gradient (the spec's grad_out).
 UPSTREAM_NAMES = ("grad_out", "dout", "grad_output", "grad_outputs", "dy", "grad_y", "dL_dout", "dl_dout")
 
@@ -108,8 +110,10 @@ def python_spec(
         raise GradcheckError(
             "convention='class' needs a spec file with 'class:' (the YAML-free form takes functions)"
         )
-    if convention not in CONVENTIONS:
-        raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    if convention not in API_CONVENTIONS:
+        raise GradcheckError(
+            f"unknown convention {convention!r}; choose one of {', '.join(API_CONVENTIONS)} (or cs231n)"
+        )
     for arg, value in (("shapes", shapes), ("params", params)):
         if not isinstance(value, Mapping):
             raise TypeError(f"check(): {arg} must be a mapping of names to shapes, got {value!r}")

@@ -676,3 +676,118 @@ def test_set_and_grads_need_a_class(gradcheck, write_layer):
     assert (
         ran.exit_code == 2 and "implementation.grads: 'grads' reads attributes of the instance" in ran.stderr
     )
+
+
+# -- a training step instead of a backward ---------------------------------------------
+
+
+STEP_SPEC = """
+name: layer
+dims: {n: 5, n_in: 3, n_out: 4}
+options: {lr: 0.1}
+inputs:
+  x: {shape: [n, n_in], grad: false}
+  t: {shape: [n, n_out], grad: false}
+params:
+  w: [n_in, n_out]
+  b: [n_out]
+reference: "0.5 * ((x @ w + b - t) ** 2).sum()"
+implementation:
+  file: layer.py
+  class: "Net(n_in, n_out, lr)"
+  set: {w: w, b: b}
+  step: "train(x, t)"
+  learning_rate: lr
+"""
+
+NET = """
+import torch
+
+
+class Net:
+    def __init__(self, n_in, n_out, lr):
+        self.w, self.b, self.lr = torch.zeros(n_in, n_out), torch.zeros(n_out), lr
+
+    def train(self, x, t):
+        dout = x @ self.w + self.b - t
+        self.w -= self.lr * x.T @ dout
+        self.b -= self.lr * dout.sum(0)
+"""
+
+
+def test_a_step_is_checked_from_the_update_of_each_param(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, NET))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["w", "b"]  # only the params
+    assert report["results"][0]["checks"][0]["max_abs_err"] < 1e-12
+
+
+def test_a_step_that_rebinds_its_params_is_read_back_from_the_instance(gradcheck, write_layer):
+    code = NET.replace("self.w -= self.lr * x.T @ dout", "self.w = self.w - self.lr * x.T @ dout")
+    assert run_json(gradcheck, write_layer(STEP_SPEC, code))[0] == 0
+
+
+def test_a_wrong_update_is_caught(gradcheck, write_layer):
+    code = NET.replace("self.b -= self.lr * dout.sum(0)", "self.b -= self.lr * dout.mean(0)")
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, code))
+    assert exit_code == 1
+    b = checks_of(report)["b"]
+    assert b["diagnosis"] == "scaled" and "divided by n=5" in b["hint"]
+    assert checks_of(report)["w"]["status"] == "pass"
+
+
+def test_a_step_function_updates_what_it_is_handed_in_place(gradcheck, write_layer):
+    spec = STEP_SPEC.replace('  class: "Net(n_in, n_out, lr)"\n  set: {w: w, b: b}\n', "").replace(
+        '"train(x, t)"', '"sgd_step(x, t, w, b, lr)"'
+    )
+    code = """
+def sgd_step(x, t, w, b, lr):
+    dout = x @ w + b - t
+    w -= lr * x.T @ dout
+    b = b - lr * dout.sum(0)  # BUG: a new tensor, the caller's b never changes
+"""
+    exit_code, report = run_json(gradcheck, write_layer(spec, code))
+    assert exit_code == 1
+    assert checks_of(report)["w"]["status"] == "pass"
+    b = checks_of(report)["b"]
+    assert b["status"] == "missing"
+    assert b["hint"].startswith("sgd_step() did not change b: update it in place, or put it on the instance")
+
+
+def test_a_step_must_not_change_its_inputs(gradcheck, write_layer):
+    code = NET.replace("dout = x @ self.w + self.b - t", "dout = x @ self.w + self.b - t\n        t -= 1")
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, code))
+    assert exit_code == 1
+    assert checks_of(report)["t"]["diagnosis"] == "modified_input"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("x: {shape: [n, n_in], grad: false}", "x: [n, n_in]",
+         "inputs.x: a step updates only the params, so it says nothing of x's gradient:"
+         " give the input 'grad: false'"),
+        ("  learning_rate: lr\n", "",
+         "implementation.step: a step needs 'learning_rate:' (a number, a dim or an option)"),
+        ("  learning_rate: lr\n", "  learning_rate: 0\n",
+         "implementation.learning_rate: a learning rate of 0"),
+        ("  learning_rate: lr\n", "  learning_rate: lr * rate\n", "unknown dim 'rate'"),
+        ("  learning_rate: lr\n", '  learning_rate: lr\n  backward: "backward(dout)"\n',
+         "implementation.step: a step runs the backward and the update itself: drop 'backward:'"),
+        ('"train(x, t)"', '"train(x, t) -> loss"', "implementation.step: a step updates the params in place"),
+    ],
+    ids=["input-with-grad", "no-learning-rate", "zero-learning-rate", "unknown-name", "and-a-backward",
+         "returns"],
+)  # fmt: skip
+def test_step_keys_are_checked_when_the_spec_loads(gradcheck, write_layer, old, new, message):
+    assert old in STEP_SPEC
+    ran = gradcheck("run", str(write_layer(STEP_SPEC.replace(old, new), NET)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+def test_a_step_needs_a_scalar_loss_as_its_reference(gradcheck, write_layer):
+    spec = STEP_SPEC.replace('"0.5 * ((x @ w + b - t) ** 2).sum()"', '"x @ w + b"')
+    ran = gradcheck("run", str(write_layer(spec, NET)))
+    assert ran.exit_code == 2
+    assert "reference: a step's update is the gradient of the loss it minimises" in ran.stderr

@@ -1,7 +1,8 @@
 """The ``implementation:`` section: where the hand-written code is and its convention.
 
 The convention is decided here, once, from the keys given:
-``autograd_function`` (called through ``.apply``), ``numpy`` (``backend:
+``autograd_function`` (called through ``.apply``), ``step`` (a training
+step: gradients read from the update of each param), ``numpy`` (``backend:
 numpy``), ``class`` (``class:`` builds an instance), ``fastai`` (a
 backward without ``->``: gradients on ``.g``), else ``functional`` (the
 backward returns the gradients).
@@ -18,6 +19,7 @@ from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
 from .model import BACKENDS, Implementation, TensorSpec, grad_names
+from .sections import size
 from .where import Where, check_names
 
 KEY = "implementation"
@@ -29,6 +31,8 @@ IMPLEMENTATION_KEYS = (
     "class",
     "set",
     "grads",
+    "step",
+    "learning_rate",
     "autograd_function",
     "args",
     "backend",
@@ -37,10 +41,16 @@ _ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def convention_of(
-    autograd_function: str | None, backend: str, cls: Call | None, backward: Call | None
+    autograd_function: str | None,
+    backend: str,
+    cls: Call | None,
+    backward: Call | None,
+    step: Call | None = None,
 ) -> str:
     if autograd_function:
         return "autograd_function"
+    if step is not None:
+        return "step"
     if backend == "numpy":
         return "numpy"
     if cls is not None:
@@ -51,7 +61,12 @@ def convention_of(
 
 
 def implementation(
-    raw: Any, tensors: Mapping[str, TensorSpec], names: set[str], outputs: tuple[str, ...], at: Where
+    raw: Any,
+    tensors: Mapping[str, TensorSpec],
+    names: set[str],
+    outputs: tuple[str, ...],
+    at: Where,
+    numeric: Mapping[str, int | float] | None = None,
 ) -> Implementation:
     impl = at.mapping(raw, KEY, IMPLEMENTATION_KEYS)
     source = at.source(impl, KEY)
@@ -69,8 +84,22 @@ def implementation(
     if impl.get("args") is not None:
         raise at.fail(f"{KEY}.args", "'args' goes with 'autograd_function'")
     set_attributes = _set(impl, names, cls, at)
+    if "step" in impl:
+        step, learning_rate = _step(impl, tensors, names, backward, numeric or {}, at)
+        return Implementation(
+            source=source,
+            convention="step",
+            forward=forward,
+            cls=cls,
+            backend=backend,
+            set_attributes=set_attributes,
+            step=step,
+            learning_rate=learning_rate,
+        )
+    if "learning_rate" in impl:
+        raise at.fail(f"{KEY}.learning_rate", "'learning_rate' goes with 'step'")
     if backward is None:
-        raise at.fail(KEY, "missing 'backward:' (or 'autograd_function:')")
+        raise at.fail(KEY, "missing 'backward:' (or 'step:', or 'autograd_function:')")
     bound = set(forward.named_returns) if forward is not None else set()
     known = names | set(grad_names(outputs)) | bound
     _upstream_names(backward, known, bound, outputs, at)
@@ -167,6 +196,39 @@ def _grads(
             )
         found[name] = where.removeprefix("self.")
     return found
+
+
+def _step(
+    impl: Mapping[str, Any],
+    tensors: Mapping[str, TensorSpec],
+    names: set[str],
+    backward: Call | None,
+    numeric: Mapping[str, int | float],
+    at: Where,
+) -> tuple[Call, Expression | float]:
+    """``step: "train(x, t)"`` and ``learning_rate:``: only params are checked, from their update."""
+    key = f"{KEY}.step"
+    if backward is not None:
+        raise at.fail(key, "a step runs the backward and the update itself: drop 'backward:'")
+    if "grads" in impl:
+        raise at.fail(f"{KEY}.grads", "under 'step:' each param's gradient is read from its update")
+    step = at.call(impl["step"], key, names)
+    check_names(step, names, key, at)
+    if step.returns is not None:
+        raise at.fail(key, "a step updates the params in place; it takes no '->'")
+    for t in tensors.values():
+        if t.kind == "input" and t.grad:
+            raise at.fail(
+                t.key,
+                f"a step updates only the params, so it says nothing of {t.name}'s gradient:"
+                " give the input 'grad: false'",
+            )
+    if "learning_rate" not in impl:
+        raise at.fail(key, "a step needs 'learning_rate:' (a number, a dim or an option) to read gradients")
+    learning_rate = size(impl["learning_rate"], f"{KEY}.learning_rate", numeric, at)
+    if not isinstance(learning_rate, Expression) and learning_rate == 0:
+        raise at.fail(f"{KEY}.learning_rate", "a learning rate of 0 updates nothing")
+    return step, learning_rate
 
 
 def _autograd_function(

@@ -19,6 +19,7 @@ from .sections import (
     dims,
     formulas,
     header,
+    numeric_names,
     options,
     outputs,
     reference,
@@ -118,7 +119,9 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         params=params,
         outputs=outs,
         reference=reference(top["reference"], names, at),
-        implementation=implementation(top["implementation"], all_tensors, names, outs, at),
+        implementation=implementation(
+            top["implementation"], all_tensors, names, outs, at, numeric_names(known_dims, opts)
+        ),
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
         constraints=constraints(top.get("constraints"), known_dims, opts, at),

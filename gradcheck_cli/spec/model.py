@@ -19,7 +19,7 @@ from ..expressions import Expression, ExpressionError, evaluate, evaluate_int, e
 from ..names import did_you_mean
 
 # The conventions a hand-written side can be written in (README: "Check your own backward").
-CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function")
+CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function", "step")
 CONVENTION_ALIASES = {"cs231n": "numpy"}
 INPUT_DTYPES = ("float", "int64", "int32", "bool")
 BACKENDS = ("torch", "numpy")
@@ -98,6 +98,9 @@ class Implementation:
     # Classes that keep their state on attributes (`class:` only):
     set_attributes: dict[str, Expression] = field(default_factory=dict)  # `set:` attribute path -> value
     grad_attributes: dict[str, str] = field(default_factory=dict)  # `grads:` tensor -> attribute path
+    # A training step instead of a backward: gradients read from the update of each param.
+    step: Call | None = None
+    learning_rate: Expression | float | None = None
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:

@@ -81,7 +81,7 @@ def options(raw: Any, known_dims: Mapping[str, int], at: Where) -> dict[str, Any
     return found
 
 
-def _numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
+def numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
     """Names arithmetic may use, with values to try an expression on (dims as they are, options 1)."""
     numbers = {k: 1 for k, v in opts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {**numbers, **known_dims}
@@ -157,7 +157,7 @@ def tensors(
     top: Mapping[str, Any], known_dims: Mapping[str, int], opts: Mapping[str, Any], at: Where
 ) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
     """``inputs`` and ``params``; at least one of them is checked."""
-    numeric = _numeric_names(known_dims, opts)
+    numeric = numeric_names(known_dims, opts)
     groups: dict[str, dict[str, TensorSpec]] = {"inputs": {}, "params": {}}
     seen: set[str] = set()
     for group, kind in (("inputs", "input"), ("params", "param")):
