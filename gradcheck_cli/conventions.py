@@ -51,6 +51,7 @@ class Outcome:
     modified: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
     updated: list[str] = field(default_factory=list)  # params a step: is meant to change in place
+    notes: list[str] = field(default_factory=list)  # said in the result (a dtype taken back, a failed import)
 
 
 @dataclass
@@ -122,6 +123,7 @@ def run_implementation(
     handed = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, upstream, scope)
     CONVENTIONS[impl.convention](handed)
     outcome = handed.outcome
+    _take_back_numpy(outcome, values)
     for name, pristine in values.items():
         if name not in outcome.updated and not _same(pristine, tensors[name]):
             outcome.modified.append(name)
@@ -435,6 +437,39 @@ def _unpack(call: Call, returned: Any) -> dict[str, Any]:
             )
         values = list(returned)
     return {name: value for name, value in zip(slots, values) if name != "_"}
+
+
+def _take_back_numpy(outcome: Outcome, values: Mapping[str, torch.Tensor]) -> None:
+    """numpy arrays of a wider float dtype than the check's (np.zeros is float64) are taken
+    back at the checked dtype, with a note: the values are compared, never a false alarm."""
+    import numpy as np
+
+    widened: list[str] = []
+    floats = [v.dtype for v in values.values() if v.is_floating_point()]
+    run_dtype = floats[0] if floats else torch.float64
+
+    def narrowed(name: str, value: Any, want: torch.dtype) -> Any:
+        if isinstance(value, float):  # a loss as a Python number: a double
+            value = np.float64(value)
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
+            return value
+        target = torch.empty((), dtype=want).numpy().dtype
+        if value.dtype.itemsize <= target.itemsize:
+            return value
+        widened.append(f"{name} ({value.dtype})")
+        return value.astype(target)
+
+    for name, grad in outcome.grads.items():
+        if grad is not MISSING and name in values and not isinstance(grad, float):  # a number is no gradient
+            outcome.grads[name] = narrowed(name, grad, values[name].dtype)
+    for name, out in outcome.outputs.items():
+        outcome.outputs[name] = narrowed(name, out, run_dtype)
+    if widened:
+        checked = str(run_dtype).removeprefix("torch.")
+        outcome.notes.append(
+            f"the numpy code returned {', '.join(widened)}: compared at {checked}, the checked dtype"
+            f" (np.zeros and np.eye make float64; pass dtype=x.dtype to keep {checked})"
+        )
 
 
 def _kind(value: Any) -> str:

@@ -210,7 +210,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
     result.checks = check_all(case, values, expected, outcome, verbose)
-    result.notes = [*spec.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
+    result.notes = [*spec.notes, *outcome.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
     return result.finish()
 
 

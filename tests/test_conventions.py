@@ -13,7 +13,7 @@ import json
 import pytest
 
 from gradcheck_cli import check, load_spec
-from tests.conftest import LIN_FASTAI_SPEC
+from tests.conftest import EXAMPLES, LIN_FASTAI_SPEC
 
 LIN_FASTAI = LIN_FASTAI_SPEC
 
@@ -791,3 +791,106 @@ def test_a_step_needs_a_scalar_loss_as_its_reference(gradcheck, write_layer):
     ran = gradcheck("run", str(write_layer(spec, NET)))
     assert ran.exit_code == 2
     assert "reference: a step's update is the gradient of the loss it minimises" in ran.stderr
+
+
+# -- dtypes: numpy's float64 default, a torch gradient of another dtype -------------------
+
+
+NUMPY_LINEAR = FUNCTIONAL.replace(
+    "{call}", "linear_backward(grad_out, x, weight) -> x, weight, bias"
+).replace("  file: layer.py", "  file: layer.py\n  backend: numpy")
+
+# Allocates with np.zeros (float64), as most numpy code does: in a float32 check it returns float64.
+NUMPY_FLOAT64 = """
+import numpy as np
+
+
+def linear_backward(grad_out, x, weight):
+    dx = np.zeros(x.shape)
+    dw = np.zeros(weight.shape)
+    for i in range(x.shape[0]):
+        dx[i] = grad_out[i] @ weight
+        dw += np.outer(grad_out[i], x[i])
+    return dx, dw, grad_out.sum(0)
+"""
+
+
+def test_numpy_code_returning_float64_in_a_float32_check_is_no_false_alarm(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(NUMPY_LINEAR, NUMPY_FLOAT64), "--dtype", "float32")
+    assert exit_code == 0, report
+    assert all(c["status"] == "pass" for c in checks_of(report).values())
+    assert report["results"][0]["notes"] == [
+        "the numpy code returned x (float64), weight (float64): compared at float32, the checked dtype"
+        " (np.zeros and np.eye make float64; pass dtype=x.dtype to keep float32)"
+    ]
+
+
+def test_a_wrong_float32_gradient_from_float64_numpy_code_is_still_caught(gradcheck, write_layer):
+    code = NUMPY_FLOAT64.replace("dw += np.outer(grad_out[i], x[i])", "dw = np.outer(grad_out[i], x[i])")
+    exit_code, report = run_json(gradcheck, write_layer(NUMPY_LINEAR, code), "--dtype", "float32")
+    assert exit_code == 1
+    checks = checks_of(report)
+    assert checks["weight"]["status"] == "mismatch"
+    assert checks["x"]["status"] == checks["bias"]["status"] == "pass"
+
+
+@pytest.mark.parametrize(
+    "spec", ["cs231n/affine.yaml", "cs231n/conv.yaml", "cs231n/softmax.yaml", "lstm/lstm_step.yaml"]
+)
+def test_the_numpy_examples_pass_in_float32(gradcheck, spec):
+    """cs231n's conv allocates its output with np.zeros: a float64 forward, compared at float32."""
+    ran = gradcheck("run", str(EXAMPLES / spec), "--dtype", "float32")
+    assert ran.exit_code == 0, ran.stdout
+
+
+def test_a_numpy_loss_returned_as_a_python_float_is_compared_at_the_checked_dtype(gradcheck, write_layer):
+    spec = """
+name: layer
+dims: {n: 4}
+inputs:
+  x: [n]
+outputs: [loss]
+reference: "(x ** 2).sum()"
+implementation:
+  file: layer.py
+  backend: numpy
+  forward: "loss_forward(x) -> loss"
+  backward: "loss_backward(x) -> x"
+"""
+    code = (
+        "def loss_forward(x):\n    return float((x**2).sum())\n\n\ndef loss_backward(x):\n    return 2 * x\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(spec, code), "--dtype", "float32")
+    assert exit_code == 0, report
+    assert "the numpy code returned loss (float64): compared at float32" in report["results"][0]["notes"][0]
+
+
+TORCH_DTYPE = FUNCTIONAL.replace("{call}", "linear_backward(grad_out, x, weight) -> x, weight, bias")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_torch_gradient_of_another_dtype_keeps_its_comparison_and_is_wrong_dtype(
+    gradcheck, write_layer, dtype
+):
+    other = "torch.float64" if dtype == "float32" else "torch.float32"
+    code = (
+        "import torch\n\ndef linear_backward(grad_out, x, weight):\n"
+        f"    return grad_out @ weight, (grad_out.T @ x).to({other}), grad_out.sum(0)\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(TORCH_DTYPE, code), "--dtype", dtype)
+    assert exit_code == 1
+    weight = checks_of(report)["weight"]
+    assert (weight["status"], weight["diagnosis"], weight["mismatched"]) == ("error", "wrong_dtype", 0)
+    assert weight["hint"].endswith(f"has dtype {other[6:]}, expected {dtype}; its values match")
+
+
+def test_a_wrong_torch_gradient_of_another_dtype_says_both(gradcheck, write_layer):
+    code = (
+        "import torch\n\ndef linear_backward(grad_out, x, weight):\n"
+        "    return grad_out @ weight, grad_out.T @ x, grad_out.mean(0).double()\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(TORCH_DTYPE, code), "--dtype", "float32")
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert (bias["status"], bias["diagnosis"], bias["mismatched"]) == ("mismatch", "scaled", 4)
+    assert bias["hint"].endswith("; and the gradient for bias has dtype float64, expected float32")
