@@ -1,9 +1,11 @@
 """The user's code: importing their files and modules, and finding their frame in a traceback.
 
 A ``file:`` is executed as a module of its own (again whenever its text
-changes); a ``module:`` is imported the way ``python -m`` would see it from
-the current directory and the spec's folder. Whatever the code raises is a
-:class:`UserCodeError` that says where, in the user's own file.
+changes); a ``module:`` is imported the way ``python -m`` would see it.
+While they are imported, the file's folder, the spec's folder and the
+current directory are importable (``from CNN.forward import *`` from the
+project's root). Whatever the code raises is a :class:`UserCodeError` that
+says where, in the user's own file.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
             module: ModuleType = _import_module(source.module, spec)
         else:
             assert source.file is not None
-            module = _import_file(source.file)
+            module = _import_file(source.file, spec)
     except SpecError:
         raise
     except BaseException as exc:  # noqa: BLE001 - any import failure is reported, not raised
@@ -120,25 +122,35 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
     return vars(module)
 
 
+@contextmanager
+def importable(spec: Spec, folder: Path | None = None) -> Iterator[None]:
+    """The code's own folder, the current directory and the spec's folder on ``sys.path``, in
+    that order, while it is imported (as ``python`` run from the project's root would allow)."""
+    extra = [str(folder)] if folder is not None else []
+    extra.append(str(Path.cwd()))
+    if spec.path is not None:
+        extra.append(str(spec.path.resolve().parent))
+    added = list(dict.fromkeys(p for p in extra if p not in sys.path))
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+
+
 def _import_module(name: str, spec: Spec) -> ModuleType:
     """Import a dotted module the way ``python -m`` would see it from here: the
     current directory and the spec's folder are importable during the import."""
-    extra = [str(Path.cwd())]
-    if spec.path is not None:
-        extra.append(str(spec.path.resolve().parent))
-    added = [p for p in extra if p not in sys.path]
-    sys.path[:0] = added
-    try:
+    with importable(spec):
         return importlib.import_module(name)
-    finally:
-        for p in added:
-            sys.path.remove(p)
 
 
 _FILE_MODULES: dict[Path, tuple[str, ModuleType]] = {}
 
 
-def _import_file(path: Path) -> ModuleType:
+def _import_file(path: Path, spec: Spec) -> ModuleType:
     """Execute a .py file as a module, again whenever its text has changed.
 
     Re-running after an edit (in a notebook, or after filling in a template)
@@ -156,16 +168,13 @@ def _import_file(path: Path) -> ModuleType:
     module = ModuleType(name)
     module.__file__ = str(path)
     code = compile(source, str(path), "exec", dont_inherit=True)
-    # Let the file import its neighbours (a helper module next to it).
-    sys.path.insert(0, str(path.parent))
     sys.modules[name] = module  # dataclasses and pickling look a class's module up here
     try:
-        exec(code, module.__dict__)
+        with importable(spec, path.parent):  # its neighbours, the project's root, the spec's folder
+            exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    finally:
-        sys.path.remove(str(path.parent))
     _FILE_MODULES[path] = (digest, module)
     return module
 

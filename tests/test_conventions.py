@@ -894,3 +894,36 @@ def test_a_wrong_torch_gradient_of_another_dtype_says_both(gradcheck, write_laye
     bias = checks_of(report)["bias"]
     assert (bias["status"], bias["diagnosis"], bias["mismatched"]) == ("mismatch", "scaled", 4)
     assert bias["hint"].endswith("; and the gradient for bias has dtype float64, expected float32")
+
+
+# -- imports next to the code --------------------------------------------------------------
+
+
+def _project(root, package: str):
+    """A project whose PACKAGE/backward.py says `from PACKAGE.forward import *`; specs at its root
+    (lin.yaml) and in specs/ (lin.yaml)."""
+    (root / package).mkdir(parents=True)
+    (root / "specs").mkdir()
+    (root / package / "forward.py").write_text("def lin(x, w, b):\n    return x @ w + b\n")
+    (root / package / "backward.py").write_text(
+        f"from {package}.forward import *\n\n\ndef lin_grad(inp, out, w, b):\n"
+        "    inp.g = out.g @ w.t()\n    w.g = inp.t() @ out.g\n    b.g = out.g.sum(0)\n"
+    )
+    (root / "lin.yaml").write_text(LIN_FASTAI.replace("file: layer.py", f"file: {package}/backward.py"))
+    (root / "specs" / "lin.yaml").write_text(
+        LIN_FASTAI.replace("file: layer.py", f"file: ../{package}/backward.py")
+    )
+
+
+def test_the_code_imports_its_project_as_python_run_from_the_root_would(gradcheck, tmp_path, monkeypatch):
+    """CNN/backward.py says `from CNN.forward import *`: the project's root must be importable."""
+    _project(tmp_path / "one", "CNN_one")
+    monkeypatch.chdir(tmp_path)  # neither the spec's folder nor the current directory: what python says
+    ran = gradcheck("run", "one/specs/lin.yaml")
+    assert ran.exit_code == 2 and "No module named 'CNN_one'" in ran.stderr
+    monkeypatch.chdir(tmp_path / "one")  # the current directory is the project's root
+    assert gradcheck("run", "specs/lin.yaml").exit_code == 0
+
+    _project(tmp_path / "two", "CNN_two")
+    monkeypatch.chdir(tmp_path)  # the spec's folder is the project's root
+    assert gradcheck("run", "two/lin.yaml").exit_code == 0
