@@ -33,7 +33,15 @@ from .compare import NotATensor, as_tensor
 from .expressions import evaluate, evaluate_number
 from .names import did_you_mean
 from .spec import Spec
-from .usercode import UserCodeError, load_namespace, lookup, user_code, walk_attrs
+from .usercode import (
+    UserCodeError,
+    explain_name_error,
+    load_namespace,
+    lookup,
+    source_notes,
+    user_code,
+    walk_attrs,
+)
 
 MISSING = object()  # a gradient that was never given (no .g, or a None slot)
 
@@ -120,9 +128,17 @@ def run_implementation(
     scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
     for alias, out in spec.grad_names().items():
         scope[alias] = upstream[out]
-    handed = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, upstream, scope)
-    CONVENTIONS[impl.convention](handed)
+    namespace = load_namespace(impl.source, spec, "implementation")
+    handed = Handed(spec, namespace, tensors, upstream, scope)
+    try:
+        CONVENTIONS[impl.convention](handed)
+    except UserCodeError as exc:
+        explain_name_error(exc, namespace)
+        raise
     outcome = handed.outcome
+    outcome.notes.extend(source_notes(impl.source))
+    if spec.reference.source is not None and spec.reference.source != impl.source:
+        outcome.notes.extend(source_notes(spec.reference.source))
     _take_back_numpy(outcome, values)
     for name, pristine in values.items():
         if name not in outcome.updated and not _same(pristine, tensors[name]):

@@ -19,13 +19,14 @@ from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
 from .model import BACKENDS, Implementation, TensorSpec, grad_names
-from .sections import size
+from .sections import code_source, size
 from .where import Where, check_names
 
 KEY = "implementation"
 IMPLEMENTATION_KEYS = (
     "module",
     "file",
+    "cells",
     "forward",
     "backward",
     "class",
@@ -69,7 +70,7 @@ def implementation(
     numeric: Mapping[str, int | float] | None = None,
 ) -> Implementation:
     impl = at.mapping(raw, KEY, IMPLEMENTATION_KEYS)
-    source = at.source(impl, KEY)
+    source = code_source(impl, KEY, at)
     backend = impl.get("backend", "torch")
     if backend not in BACKENDS:
         raise at.fail(f"{KEY}.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

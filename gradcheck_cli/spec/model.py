@@ -58,6 +58,11 @@ class CodeSource:
     module: str | None = None
     file: Path | None = None
     namespace: Mapping[str, Any] | None = field(default=None, compare=False)
+    cells: tuple[int, ...] | None = None  # a notebook's cells to load (indices in the .ipynb file)
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.file is not None and self.file.suffix == ".ipynb"
 
     def describe(self) -> str:
         if self.module:

@@ -11,12 +11,13 @@ or evaluates a reference.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..expressions import Expression, ExpressionError, evaluate, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, Reference, TensorSpec, ToleranceSpec
+from .model import INPUT_DTYPES, CodeSource, Reference, TensorSpec, ToleranceSpec
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -34,7 +35,7 @@ TOP_KEYS = (
     "constraints",
 )
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
-REFERENCE_KEYS = ("module", "file", "call")
+REFERENCE_KEYS = ("module", "file", "cells", "call")
 TOLERANCE_KEYS = ("atol", "rtol")
 # Names a spec may not take: gradcheck's own commands.
 COMMANDS = ("list", "show", "run", "new")
@@ -205,7 +206,26 @@ def reference(raw: Any, names: set[str], at: Where) -> Reference:
         raise at.fail("reference", "a reference mapping needs 'call:' and 'module:' or 'file:'")
     call = at.call(ref["call"], "reference.call", names)
     check_names(call, names, "reference.call", at)
-    return Reference(call=call, source=at.source(ref, "reference"))
+    return Reference(call=call, source=code_source(ref, "reference", at))
+
+
+def code_source(raw: Mapping[str, Any], key: str, at: Where) -> CodeSource:
+    """``module:`` or ``file:`` (a .py file or a .ipynb notebook), and a notebook's ``cells:``."""
+    source = at.source(raw, key)
+    if "cells" not in raw:
+        return source
+    cells = raw["cells"]
+    if not source.is_notebook:
+        raise at.fail(f"{key}.cells", "'cells' chooses cells of a notebook: it goes with 'file: NAME.ipynb'")
+    if (
+        not isinstance(cells, list)
+        or not cells
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cells)
+    ):
+        raise at.fail(
+            f"{key}.cells", f"expected a list of cell indices (0 is the notebook's first cell), got {cells!r}"
+        )
+    return replace(source, cells=tuple(cells))
 
 
 def constraints(
