@@ -62,6 +62,8 @@ _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve()) + os.sep  # impor
 
 def _is_library(filename: str) -> bool:
     """A frame of torch, numpy, an installed package, or Python's import machinery."""
+    if filename.startswith("<ipython-input-"):  # a live notebook's cell (older IPython)
+        return False
     if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return True
     resolved = str(Path(filename).resolve())
