@@ -927,3 +927,46 @@ def test_the_code_imports_its_project_as_python_run_from_the_root_would(gradchec
     _project(tmp_path / "two", "CNN_two")
     monkeypatch.chdir(tmp_path)  # the spec's folder is the project's root
     assert gradcheck("run", "two/lin.yaml").exit_code == 0
+
+
+# -- arguments are expressions ---------------------------------------------------------------
+
+
+ARGUMENTS_SPEC = """
+name: layer
+dims: {n: 4, d: 3}
+options:
+  dropout_param: {p: 0.25, mode: train}
+inputs:
+  x: [n, d]
+reference:
+  file: ref.py
+  call: "scaled(x, 1 - dropout_param['p'])"
+implementation:
+  file: layer.py
+  forward: "scale_forward(x, dropout_param['p'], shape=(n, d)) -> out, cache"
+  backward: "scale_backward(dout, cache, keep=1 - dropout_param['p'], mode=dropout_param.get('mode')) -> x"
+"""
+
+ARGUMENTS_CODE = """
+def scale_forward(x, p, shape):
+    assert tuple(x.shape) == shape
+    return x * (1 - p), p
+
+
+def scale_backward(dout, p, keep, mode):
+    assert keep == 1 - p and mode == "train"
+    return dout * keep
+"""
+
+
+def test_call_arguments_are_expressions_in_the_reference_and_the_implementation(gradcheck, write_layer):
+    spec = write_layer(ARGUMENTS_SPEC, ARGUMENTS_CODE)
+    (spec.parent / "ref.py").write_text("def scaled(x, keep):\n    return x * keep\n")
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x"]
+    bad = spec.read_text().replace("dropout_param['p'], shape", "dropout_param['q'], shape")
+    spec.write_text(bad)
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 1 and "KeyError" in report["results"][0]["error"]
