@@ -144,14 +144,14 @@ def importable(spec: Spec, folder: Path | None = None) -> Iterator[None]:
     extra.append(str(Path.cwd()))
     if spec.path is not None:
         extra.append(str(spec.path.resolve().parent))
-    added = list(dict.fromkeys(p for p in extra if p not in sys.path))
+    added = list(dict.fromkeys(extra))  # first, even when already on the path further down
     sys.path[:0] = added
     try:
         yield
     finally:
         for p in added:
             if p in sys.path:
-                sys.path.remove(p)
+                sys.path.remove(p)  # the first occurrence: the one put there
 
 
 def _import_module(name: str, spec: Spec) -> ModuleType:
