@@ -301,7 +301,7 @@ def step(h: Handed) -> None:
                 f" from {list(was.shape)} to {list(after.shape)}"
             )
             continue
-        if torch.equal(after, was) and not _set_as(h, t.name):
+        if after.dtype == was.dtype and torch.equal(after, was) and not _set_as(h, t.name):
             h.outcome.grads[t.name] = MISSING
             h.outcome.problems[t.name] = (
                 f"{impl.step.func}() did not change {t.name}: update it in place, or put it on the"
@@ -341,7 +341,7 @@ def _construct(h: Handed) -> None:
         *parents, attribute = path.split(".")
         owner = walk_attrs(h.target, parents, path, h.spec, key)
         if not hasattr(owner, attribute):
-            known = [a for a in vars(owner)] if hasattr(owner, "__dict__") else []
+            known = list(vars(owner)) if hasattr(owner, "__dict__") else []
             raise h.spec.error(
                 f"{cls}() made no attribute {path!r} to set{did_you_mean(attribute, known)}"
                 f" (its attributes: {', '.join(known) or 'none'})",
@@ -464,12 +464,14 @@ def _take_back_numpy(outcome: Outcome, values: Mapping[str, torch.Tensor]) -> No
     floats = [v.dtype for v in values.values() if v.is_floating_point()]
     run_dtype = floats[0] if floats else torch.float64
 
+    as_numpy = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
     def narrowed(name: str, value: Any, want: torch.dtype) -> Any:
         if isinstance(value, float):  # a loss as a Python number: a double
             value = np.float64(value)
-        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f" or want not in as_numpy:
             return value
-        target = torch.empty((), dtype=want).numpy().dtype
+        target = np.dtype(as_numpy[want])
         if value.dtype.itemsize <= target.itemsize:
             return value
         widened.append(f"{name} ({value.dtype})")
