@@ -5,9 +5,11 @@ assignments of constants are run (a later definition wins, as when the
 notebook is run top to bottom); every other statement (a data download, a
 training loop, a plot) and every magic (``%timeit``, ``!pip``, ``%%time``
 cells) is skipped. An import that fails is a note, not an error: course
-notebooks import things the checked code never uses. Each cell is compiled
-as ``NAME.ipynb, cell N`` (N counts the file's cells from 0, markdown
-included), so a traceback points at ``NAME.ipynb, cell N, line L``.
+notebooks import things the checked code never uses (and so is a ``def``
+or ``class`` that cannot be defined, on a base class that failed to
+import). Each cell is compiled as ``NAME.ipynb, cell N`` (N counts the
+file's cells from 0, markdown included), so a traceback points at
+``NAME.ipynb, cell N, line L``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Loaded:
     """What loading a notebook passed over, to explain a name the checked code misses."""
 
     path: Path
-    failed_imports: dict[str, str] = field(default_factory=dict)  # bound name -> why it is not there
+    unavailable: dict[str, str] = field(default_factory=dict)  # a failed import's or def's name -> why
     star_failures: list[str] = field(default_factory=list)  # `from x import *` that failed
     skipped: dict[str, str] = field(default_factory=dict)  # name a skipped statement assigns -> its cell
     unparsed: list[str] = field(default_factory=list)  # cells that are not Python
@@ -55,8 +57,8 @@ class Loaded:
 
     def why_missing(self, name: str) -> str | None:
         """Why ``name`` is not defined after loading, when loading is the reason."""
-        if name in self.failed_imports:
-            return self.failed_imports[name]
+        if name in self.unavailable:
+            return self.unavailable[name]
         if name in self.skipped:
             return (
                 f"{name!r} is assigned in {self.skipped[name]} by a statement gradcheck does not run"
@@ -205,11 +207,20 @@ def _run(
             return
         for alias in node.names:
             bound = (alias.asname or alias.name).split(".")[0]
-            loaded.failed_imports.pop(bound, None)
+            loaded.unavailable.pop(bound, None)
             loaded.skipped.pop(bound, None)
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        exec(code, namespace)
-        for table in (loaded.failed_imports, loaded.skipped):
+        try:
+            exec(code, namespace)
+        except Exception as exc:  # noqa: BLE001 - a class on a course library that failed to import
+            where = f"{loaded.path.name}, cell {index}"
+            error = f"{type(exc).__name__}: {exc}"
+            loaded.notes.append(
+                f"{where}: {node.name} could not be defined ({error}); the checked code does not use it"
+            )
+            loaded.unavailable[node.name] = f"its definition ({where}) failed: {error}"
+            return
+        for table in (loaded.unavailable, loaded.skipped):
             table.pop(node.name, None)
     elif _is_constant(node, constants):
         try:
@@ -234,7 +245,7 @@ def _failed_import(node: ast.Import | ast.ImportFrom, exc: Exception, loaded: Lo
             loaded.star_failures.append(f"{text!r} ({where}), which failed: {error}")
         else:
             bound = (alias.asname or alias.name).split(".")[0]
-            loaded.failed_imports[bound] = f"{text!r} ({where}) failed: {error}"
+            loaded.unavailable[bound] = f"{text!r} ({where}) failed: {error}"
 
 
 def loaded_info(namespace: Any) -> Loaded | None:

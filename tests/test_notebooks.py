@@ -248,6 +248,21 @@ def test_an_import_the_checked_code_needs_is_an_error_that_names_it(gradcheck, l
     )
 
 
+def test_a_class_on_a_library_that_failed_to_import_is_a_note_too(gradcheck, lesson):
+    spec = lesson("lin")
+    notebook = spec.parent / LESSON.name
+    data = json.loads(notebook.read_text())
+    data["cells"].insert(2, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                             "source": ["class Plotter(show_image.Callback):\n", "    pass\n"]})  # fmt: skip
+    notebook.write_text(json.dumps(data))
+    exit_code, result = run_json(gradcheck, spec)
+    assert exit_code == 0
+    assert result["notes"][-1] == (
+        "03_backprop.ipynb, cell 2: Plotter could not be defined"
+        " (NameError: name 'show_image' is not defined); the checked code does not use it"
+    )
+
+
 def test_a_name_assigned_by_a_skipped_statement_is_explained(gradcheck, lesson):
     spec = lesson("lin", ('backward: "lin_grad(x, out, w, b)"', 'backward: "forward_and_backward(x, out)"'))
     exit_code, result = run_json(gradcheck, spec)
