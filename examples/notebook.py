@@ -13,7 +13,13 @@ import torch
 
 from gradcheck_cli import SpecError, check
 
-HERE = Path(__file__).parent if "__file__" in globals() else Path("examples")
+# This folder: where the file is, or (in Jupyter, which has no __file__) the working
+# directory when Jupyter was started here in examples/, or examples/ below it.
+HERE = (
+    Path(__file__).parent
+    if "__file__" in globals()
+    else next(p for p in (Path.cwd(), Path.cwd() / "examples") if (p / "fastai" / "lin.yaml").is_file())
+)
 
 # %% [markdown]
 # ## No YAML: hand it your functions

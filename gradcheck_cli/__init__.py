@@ -10,6 +10,7 @@ Importing this package does not import torch; running a check does.
 
 __version__ = "0.1.0"
 
+from . import report as _report  # noqa: E402, F401  (gives Report its display: str, repr, Jupyter)
 from .api import check  # noqa: E402
 from .errors import GradcheckError, SpecError  # noqa: E402
 from .result import CaseResult, Check, Report  # noqa: E402

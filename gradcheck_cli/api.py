@@ -117,9 +117,7 @@ def check(
                 f"check() takes a spec or functions, not both (got a spec and {', '.join(given) or 'shapes'})"
             )
         if not isinstance(spec, (str, Path, Spec)):
-            raise TypeError(
-                f"check(): spec must be a path, a layer's name or a Spec, got {type(spec).__name__}"
-            )
+            raise TypeError(f"check(): spec must be a path or a Spec, got {type(spec).__name__}")
         loaded = spec if isinstance(spec, Spec) else load_spec(_spec_path(spec))
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"check(): options must be a mapping, got {type(options).__name__}")

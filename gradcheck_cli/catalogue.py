@@ -8,7 +8,7 @@ from pathlib import Path
 from .config import Config
 from .errors import GradcheckError, SpecError
 from .names import did_you_mean
-from .spec import find_spec_files, parse_yaml
+from .spec import find_spec_files, parse_yaml, read_spec_text
 
 
 def builtin_dir() -> Path:
@@ -53,8 +53,8 @@ def _entry(path: Path, builtin: bool) -> Entry | str:
 
 def _read_entry(path: Path, builtin: bool) -> Entry | str:
     try:
-        data, lines = parse_yaml(path.read_text(encoding="utf-8"), path)
-    except (OSError, SpecError) as exc:
+        data, lines = parse_yaml(read_spec_text(path), path)
+    except SpecError as exc:
         return str(exc)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return f"{path}: no 'name:', so it cannot be run by name"
@@ -76,13 +76,15 @@ def _scanned(config: Config | None) -> tuple[dict[str, Entry], list[str]]:
     return _scan(config)
 
 
+def builtin_entries() -> list[Entry]:
+    """The built-in layers (the package's own specs), without reading any configured spec."""
+    found = [_entry(path, builtin=True) for path in sorted(builtin_dir().glob("*.yaml"))]
+    return [e for e in found if isinstance(e, Entry)]
+
+
 def _scan(config: Config | None) -> tuple[dict[str, Entry], list[str]]:
-    found: dict[str, Entry] = {}
+    found: dict[str, Entry] = {e.name: e for e in builtin_entries()}
     problems: list[str] = []
-    for path in sorted(builtin_dir().glob("*.yaml")):
-        entry = _entry(path, builtin=True)
-        if isinstance(entry, Entry):
-            found[entry.name] = entry
     if config is not None and config.spec_paths:
         for path in find_spec_files(config.spec_paths):
             entry = _entry(path, builtin=False)

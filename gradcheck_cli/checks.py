@@ -119,6 +119,26 @@ def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
     return replace(check, diagnosis=diagnosis, hint=hint)
 
 
+def mapped(check: Check, subject: Subject, tol: Tolerance) -> Check:
+    """A mismatching tensor with its error map: where it is wrong, relative to the tolerance."""
+    if check.status != "mismatch" or not check.numel:
+        return check
+    from .errormap import build_error_map
+
+    actual = as_tensor(subject.got)
+    if actual.is_complex():
+        actual = actual.real
+    expected = subject.expected.detach()
+    allowance = tol.atol + tol.rtol * expected.abs().to(
+        torch.float64 if expected.dtype == torch.float64 else torch.float32
+    )
+    try:
+        error_map = build_error_map(expected, actual, allowance, check.expected_labels)
+    except ValueError:  # nothing to draw (an empty tensor)
+        return check
+    return replace(check, error_map=error_map)
+
+
 def forward_flagged(check: Check) -> Check:
     """A forward output that differs from the reference: say the gradients are not meaningful."""
     if check.ok or check.status == "error":

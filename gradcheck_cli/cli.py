@@ -8,7 +8,6 @@ linear --in 3 --out 4``), built lazily by :class:`LayerGroup`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -18,7 +17,7 @@ import typer.core
 import typer.main
 
 from . import __version__
-from .catalogue import Entry, builtin_dir, entries, lookup, warnings
+from .catalogue import Entry, builtin_dir, builtin_entries, entries, lookup, warnings
 from .cli_options import (
     OWN_OPTIONS,
     RUN_OPTIONS,
@@ -33,9 +32,11 @@ from .config import Config, load_config
 from .errors import GradcheckError
 from .names import IDENT_RE
 from .settings import RunSettings
+from .spec.model import MAX_DIM
 
 if TYPE_CHECKING:
     from .result import Report
+    from .spec import Spec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -60,8 +61,30 @@ def _settings(options: dict[str, Any]) -> tuple[RunSettings, Emit]:
         fail(str(exc))
 
 
+def _guard_output(emit: Emit, specs: list[Spec]) -> None:
+    """Refuse an --output that is a file a checked spec reads (its spec, implementation or reference)."""
+    if emit.output is None:
+        return
+    target = emit.output.resolve()
+    if target.is_dir():
+        fail(f"--output {emit.output} is a directory; give a file name")
+    for spec in specs:
+        for key, path in spec.files_read().items():
+            if path.resolve() == target:
+                fail(f"--output {emit.output} is {spec.name}'s {key}: gradcheck will not overwrite it")
+
+
 def _emit(report: Report, settings: Emit) -> NoReturn:
     """Print the report, write --output, and exit with the report's code."""
+    _show(report, settings)
+    code = report.exit_code
+    if settings.exit_zero and code == EXIT_FAIL:
+        code = EXIT_OK
+    raise typer.Exit(code)
+
+
+def _show(report: Report, settings: Emit) -> None:
+    """Print the report and write --output."""
     from .report import render
 
     for result in report.results:
@@ -69,7 +92,9 @@ def _emit(report: Report, settings: Emit) -> NoReturn:
             print(f"gradcheck: error: {result.error}", file=sys.stderr)
     stdout_format = "table" if settings.output is not None else settings.format
     if stdout_format == "table":
-        _print_table(report, settings.verbose)
+        from .report.table import print_report
+
+        print_report(report, color=settings.color, verbose=settings.verbose, quiet=settings.quiet)
     else:
         sys.stdout.write(render(report, stdout_format) + "\n")
     if settings.output is not None:
@@ -77,33 +102,11 @@ def _emit(report: Report, settings: Emit) -> NoReturn:
             settings.output.write_text(render(report, settings.format) + "\n", encoding="utf-8")
         except OSError as exc:
             fail(f"cannot write {settings.output}: {exc.strerror}")
-    code = report.exit_code
-    if settings.exit_zero and code == EXIT_FAIL:
-        code = EXIT_OK
-    raise typer.Exit(code)
 
 
-def _rich_terminal() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-
-def _print_table(report: Report, verbose: bool) -> None:
-    """Rich on a terminal wide enough for every cell; aligned plain text otherwise
-    (piped, NO_COLOR, or a narrow terminal where rich would cut the numbers short)."""
-    from .report.table import render_text, renderable
-
-    if _rich_terminal():
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        group = renderable(report, verbose=verbose)
-        unbounded = console.options.update_width(10_000)
-        tables = [r for r in group.renderables if isinstance(r, Table)]
-        if all(console.measure(t, options=unbounded).maximum <= console.width for t in tables):
-            console.print(group)
-            return
-    print(render_text(report, verbose=verbose))
+def _progress_wanted(emit: Emit) -> bool:
+    """A progress bar goes to stderr: shown when stderr is a terminal, whatever stdout is."""
+    return emit.quiet < 2 and sys.stderr.isatty()
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -133,6 +136,7 @@ def check_layer(
     settings, emit = _settings(shared)
     try:
         spec = load_spec(entry.path)
+        _guard_output(emit, [spec])
         result = run(spec, settings, dims, options)
     except SpecError as exc:
         fail(str(exc))
@@ -173,6 +177,8 @@ def _positive(dim: str, text: str) -> int:
         value = 0
     if value <= 0:
         fail(f"{_dim_option(dim)} must be a positive integer, got {text!r}")
+    if value > MAX_DIM:
+        fail(f"{_dim_option(dim)} is {value}: larger than any tensor can be (at most {MAX_DIM})")
     return value
 
 
@@ -223,6 +229,15 @@ def layer_command(entry: Entry) -> Any:
     return typer.main.get_command(sub)
 
 
+def _short(text: str, limit: int) -> str:
+    """The first line of ``text``, cut at a word to fit ``limit`` (``...`` when cut), as click does."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: max(limit - 3, 0)].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "..."
+
+
 class LayerGroup(typer.core.TyperGroup):
     """The static commands plus one command per known spec, built on demand."""
 
@@ -233,6 +248,21 @@ class LayerGroup(typer.core.TyperGroup):
         except GradcheckError:
             layers = []
         return static + [n for n in layers if n not in static]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """``--help``: the commands and the built-in layers; configured specs are not read."""
+        group = typer.core.TyperGroup
+        static = [(n, group.get_command(self, ctx, n)) for n in group.list_commands(self, ctx)]
+        commands = [(n, c.get_short_help_str(limit=999)) for n, c in static if c is not None and not c.hidden]
+        commands += [(e.name, e.description) for e in sorted(builtin_entries(), key=lambda e: e.name)]
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        rows = [(name, _short(text, limit)) for name, text in commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+        with formatter.section("Your specs"):
+            formatter.write_text(
+                "The specs of [tool.gradcheck] spec_paths run by name too: 'gradcheck list' shows them all."
+            )
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
@@ -273,6 +303,11 @@ def main(
     ] = False,
 ) -> None:
     """Check a hand-written backward pass against PyTorch autograd."""
+    for stream in (sys.stdout, sys.stderr):
+        # Whatever the checked code's messages hold (a lone surrogate), a report still prints.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 @app.command("list")
@@ -308,8 +343,14 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
         entry = lookup(layer, _config())
     except GradcheckError as exc:
         fail(str(exc))
+    from .spec import read_spec_text
+
+    try:
+        text = read_spec_text(entry.path)
+    except GradcheckError as exc:
+        fail(str(exc))
     print(f"# {entry.path}")
-    print(entry.path.read_text(encoding="utf-8").rstrip())
+    print(text.rstrip())
 
 
 def run(**kwargs: Any) -> None:
@@ -317,7 +358,7 @@ def run(**kwargs: Any) -> None:
     from .suite import collect, run_suite
 
     paths, builtin, keyword = kwargs.pop("paths"), kwargs.pop("builtin"), kwargs.pop("keyword")
-    fail_fast, jobs = kwargs.pop("fail_fast"), kwargs.pop("jobs")
+    fail_fast, jobs, watching = kwargs.pop("fail_fast"), kwargs.pop("jobs"), kwargs.pop("watch")
     settings, emit = _settings(kwargs)
     targets = list(paths or [])
     if builtin:
@@ -330,8 +371,17 @@ def run(**kwargs: Any) -> None:
         fail(str(exc))
     if not items:
         fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
-    report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_rich_terminal())
-    _emit(report, emit)
+    _guard_output(emit, [item.spec for item in items if item.spec is not None])
+    report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=_progress_wanted(emit))
+    if not watching:
+        _emit(report, emit)
+    from .watch import watch
+
+    _show(report, emit)
+    try:
+        watch(targets, keyword, items, lambda again: _show(run_suite(again, settings, jobs=jobs), emit))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 app.command("run")(with_common_options(run, [keyword(n, a, d) for n, a, d in RUN_OPTIONS]))

@@ -21,6 +21,8 @@ from .errors import GradcheckError
 from .report import FORMATS
 from .settings import RunSettings
 
+COLORS = ("auto", "always", "never")
+
 # -- options shared by every layer command and `run` ---------------------------------
 
 Dtype = Annotated[
@@ -30,10 +32,24 @@ Device = Annotated[str | None, typer.Option("--device", help="cpu (default) or c
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random tensors (default 0).")]
 Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype).")]
 Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype).")]
-Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown.")]
+Format = Annotated[str, typer.Option("--format", "-f", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
+Color = Annotated[
+    str,
+    typer.Option(
+        "--color", metavar="WHEN", help="auto (a terminal, FORCE_COLOR; not NO_COLOR), always or never."
+    ),
+]
+Quiet = Annotated[
+    int,
+    typer.Option(
+        "--quiet", "-q", count=True, help="Failing results in full and a line per passing spec; -qq: none."
+    ),
+]
 Output = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write the report in --format to FILE; the table still prints."),
+    typer.Option(
+        "--output", "-o", help="Write the report in --format to FILE (- for stdout); the table still prints."
+    ),
 ]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show expected vs got around the worst element.")
@@ -71,17 +87,21 @@ COMMON: list[tuple[str, Any, Any]] = [
     ("sweep", Sweep, False),
     ("pdb", Pdb, False),
     ("exit_zero", ExitZero, False),
+    ("color", Color, "auto"),
+    ("quiet", Quiet, 0),
 ]
 
 
 @dataclass(frozen=True)
 class Emit:
-    """Where and how the report goes: the format, --output, --exit-zero, --verbose."""
+    """Where and how the report goes: the format, --output, --exit-zero, --verbose, --color, --quiet."""
 
     format: str = "table"
     output: Path | None = None
     exit_zero: bool = False
     verbose: bool = False
+    color: str = "auto"
+    quiet: int = 0
 
 
 def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings, Emit]:
@@ -89,7 +109,15 @@ def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings,
     fmt = options.pop("format")
     if fmt not in FORMATS:
         raise GradcheckError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    emit = Emit(fmt, options.pop("output"), options.pop("exit_zero"), options["verbose"])
+    color, quiet = options.pop("color"), options.pop("quiet")
+    if color not in COLORS:
+        raise GradcheckError(f"unknown --color {color!r}; choose one of {', '.join(COLORS)}")
+    output = options.pop("output")
+    if output is not None and str(output) == "-":  # --output -: the format goes to stdout
+        output = None
+    elif output is not None:  # absolute now: checked code that changes directory cannot move it
+        output = output.absolute()
+    emit = Emit(fmt, output, options.pop("exit_zero"), options["verbose"], color, quiet)
     return RunSettings.merged(config, **options), emit
 
 
@@ -119,10 +147,17 @@ FailFast = Annotated[
     bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")
 ]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run specs in N worker processes.")]
+Watch = Annotated[
+    bool,
+    typer.Option(
+        "--watch", "-w", help="After the run, run again the specs whose files change (Ctrl-C ends)."
+    ),
+]
 RUN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("paths", PathsArg, None),
     ("builtin", Builtin, False),
     ("keyword", Keyword, None),
     ("fail_fast", FailFast, False),
     ("jobs", Jobs, 1),
+    ("watch", Watch, False),
 ]

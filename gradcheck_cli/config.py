@@ -37,7 +37,7 @@ def find_pyproject(start: Path | None = None) -> tuple[Path, dict[str, Any]] | N
         if candidate.is_file():
             try:
                 data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise GradcheckError(f"{candidate}: cannot read: {exc}") from None
             table = data.get("tool", {}).get("gradcheck")
             if table is not None:

@@ -11,12 +11,19 @@ pytest collects anyway; to run only them, name the folder as an argument too
 of that spec; ``-k``, ``-x``, ``--junit-xml`` and pytest-xdist's ``-n`` work as
 for any test. A spec that cannot load is a failing item of its own, never a
 collection error that would stop the session.
+
+A result's status becomes pytest's outcome: ``skip`` (a spec's ``skip:``) is
+skipped with its reason, ``xfail`` is xfailed with its reason, ``xpass`` (an
+``xfail:`` spec that passed) fails, as under pytest's ``xfail_strict``, and
+``interrupted`` stops the session as Ctrl-C does. Items record no
+``user_properties``: pytest would write them as per-testcase ``<properties>``,
+which the JUnit schema pytest's ``--junit-xml`` follows does not allow.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +108,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# An old-style wrapper: it works with every pluggy a user's pytest may come with.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A skipped spec is reported at its spec file (``specs/dense.yaml:1: reason``), not at the
+    line of this plugin that skipped it."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if isinstance(item, SpecItem) and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(item.path), 1, report.longrepr[2])
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
     roots = parent.config.stash.get(_ROOTS, None)
     if not roots or file_path.suffix not in (".yaml", ".yml"):
@@ -147,7 +165,15 @@ class SpecItem(pytest.Item):
         from .suite import run_item
 
         result = run_item(self.entry, self.config.stash[_OPTIONS])
-        self.user_properties.append(("gradcheck_status", result.status))
+        if result.status in ("skip", "xfail"):
+            from .report.status import reason
+
+            why = reason(result) or f"the spec says {result.status}"
+            if result.status == "skip":
+                pytest.skip(why)
+            pytest.xfail(why)
+        if result.status == "interrupted":
+            raise KeyboardInterrupt
         if not result.ok:
             raise SpecFailed(result)
 

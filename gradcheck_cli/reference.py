@@ -77,6 +77,19 @@ def reference_outputs(
     return outputs
 
 
+def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
+    """A reference that gives NaN or Inf is the spec's problem, not the checked code's."""
+    if not (value.is_floating_point() or value.is_complex()):
+        return
+    bad = int((~torch.isfinite(value.detach())).sum())
+    if bad:
+        raise spec.error(
+            f"the reference's {what} is NaN or Inf at {bad} of {value.numel()} elements with these inputs:"
+            " fix the reference, or keep the inputs in its domain (low/high, min_abs)",
+            "reference",
+        )
+
+
 def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     """Seeded random normal in each output's shape; 1 for a scalar output (a loss)."""
     gen = torch.Generator().manual_seed(seed + UPSTREAM_SEED_OFFSET)
@@ -115,6 +128,9 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
         t.name: (g.detach() if g is not None else torch.zeros_like(leaves[t.name]).detach())
         for t, g in zip(spec.checked, grads)
     }
+    for what, values_by_name in (("output", outputs), ("gradient of", expected_grads)):
+        for name, value in values_by_name.items():
+            _require_finite(spec, f"{what} {name!r}", value)
     return Expected(
         outputs={n: o.detach() for n, o in outputs.items()},
         grads=expected_grads,

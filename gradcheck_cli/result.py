@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 CHECK_STATUSES = ("pass", "mismatch", "shape_error", "missing", "error")
 # skip: not run (a spec's skip:); xfail: failed as a spec's xfail: says it does; xpass: an
 # xfail spec that passed (strict: it counts as a failure); interrupted: Ctrl-C or SIGTERM came first.
 RESULT_STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "interrupted")
+OK_STATUSES = ("pass", "skip", "xfail")  # what a run may end with and still exit 0
 # The version of the JSON report's layout (not the tool's version): bumped when a field changes meaning.
 SCHEMA_VERSION = 2
 
@@ -114,11 +115,22 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     spec_error: bool = False  # the spec itself is wrong (exit 2), not the checked code
     sweep: list[dict[str, Any]] | None = None  # --sweep: one line per case run
-    duration: float | None = None  # seconds, when a suite timed it (JUnit); not in the JSON
+    duration: float | None = None  # seconds the run took (JSON duration_s, JUnit time)
+    reason: str | None = None  # why it was skipped or is expected to fail (skip, xfail, xpass)
+    reference: str | None = None  # where the expected values came from
+    tolerance: dict[str, Any] | None = None  # {mode, atol, rtol, ratio, source}
+    quiet_notes: list[str] = field(default_factory=list)  # notes shown only when failing or verbose
 
     @property
     def ok(self) -> bool:
-        return self.status == "pass"
+        return self.status in OK_STATUSES
+
+    def notes_to_show(self, verbose: bool = False) -> list[str]:
+        """The notes a report shows: all of them when failing or verbose, else the ones that matter
+        on a pass (not, say, that equal dims could hide a transpose)."""
+        if verbose or not self.ok:
+            return list(self.notes)
+        return [n for n in self.notes if n not in self.quiet_notes]
 
     @property
     def failing(self) -> list[Check]:
@@ -150,6 +162,14 @@ class CaseResult:
         self.error, self.spec_error = message, spec_error
         return self.finish()
 
+    def expected_to_fail(self, reason: str) -> CaseResult:
+        """A spec marked ``xfail:``: a failure is ``xfail``, a pass is ``xpass`` (strict); a spec
+        error stays an error (the spec is broken, which no reason covers)."""
+        if not self.spec_error:
+            self.status = "xpass" if self.status == "pass" else "xfail"
+            self.reason = reason
+        return self
+
     def finish(self) -> CaseResult:
         """Set ``status`` from the checks (an error already set stays)."""
         if self.error is not None:
@@ -172,6 +192,10 @@ class CaseResult:
             "error": self.error,
             "checks": [c.to_dict() for c in self.checks],
             "notes": self.notes,
+            "reason": self.reason,
+            "reference": self.reference,
+            "tolerance": self.tolerance,
+            "duration_s": self.duration,
         }
         if self.sweep is not None:
             data["sweep"] = self.sweep
@@ -180,7 +204,8 @@ class CaseResult:
 
 @dataclass
 class Report:
-    """A run's results, in order. Renders as the table in a terminal and in Jupyter."""
+    """A run's results, in order. Shown as the table in a terminal and in Jupyter (the display
+    methods, ``render``, ``str``, ``repr``, are set by :mod:`gradcheck_cli.report`)."""
 
     results: list[CaseResult] = field(default_factory=list)
     version: str = ""
@@ -192,10 +217,15 @@ class Report:
 
     @property
     def summary(self) -> dict[str, int]:
+        counts = {status: sum(r.status == status for r in self.results) for status in RESULT_STATUSES}
         return {
-            "passed": sum(r.status == "pass" for r in self.results),
-            "failed": sum(r.status == "fail" for r in self.results),
-            "errors": sum(r.status == "error" for r in self.results),
+            "passed": counts["pass"],
+            "failed": counts["fail"],
+            "errors": counts["error"],
+            "skipped": counts["skip"],
+            "xfailed": counts["xfail"],
+            "xpassed": counts["xpass"],
+            "interrupted": counts["interrupted"],
         }
 
     def __getitem__(self, name: str) -> Check:
@@ -215,6 +245,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema_version": SCHEMA_VERSION,
             "version": self.version,
             "torch": self.torch,
             "results": [r.to_dict() for r in self.results],
@@ -226,24 +257,9 @@ class Report:
         the check's hint still says where the non-finite values are."""
         return json.dumps(_finite(self.to_dict()), indent=2, allow_nan=False)
 
-    def render(self, verbose: bool = False) -> str:
-        from .report.table import render_text
-
-        return render_text(self, verbose=verbose)
-
-    def __str__(self) -> str:
-        return self.render()
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return f"<Report passed={s['passed']} failed={s['failed']} errors={s['errors']}>\n{self.render()}"
-
-    def __rich__(self) -> Any:
-        from .report.table import renderable
-
-        return renderable(self)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return "<pre>" + html.escape(self.render()) + "</pre>"
+    if TYPE_CHECKING:
+        # The display (text, rich, Jupyter's HTML) is attached by gradcheck_cli.report when it is
+        # imported (gradcheck_cli imports it): results are data and do not import their renderer.
+        def render(self, verbose: bool = False) -> str: ...
+        def __rich__(self) -> Any: ...
+        def _repr_html_(self) -> str: ...

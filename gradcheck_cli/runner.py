@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +25,7 @@ from .reference import Expected, run_reference
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
-from .usercode import UserCodeError
+from .usercode import UserCodeError, guarded_streams
 
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
 
@@ -97,6 +98,12 @@ def run(
     dim or option, no CUDA device); any other problem of the spec or of the checked
     code is in the result.
     """
+    skip = spec.skip
+    if skip is not None and skip.applies(settings.dtype, settings.device):
+        skipped = CaseResult(spec.name, spec.source, spec.resolve_dims(dims), settings.dtype, settings.device,
+                             settings.seed, status="skip", reason=skip.reason)  # fmt: skip
+        return skipped
+    start = time.perf_counter()
     case = make_case(
         spec,
         dims,
@@ -114,6 +121,9 @@ def run(
     )
     if options:
         result.notes.insert(0, "options set: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
+    if spec.xfail is not None and spec.xfail.applies(settings.dtype, settings.device):
+        result.expected_to_fail(spec.xfail.reason)
+    result.duration = time.perf_counter() - start
     return result
 
 
@@ -191,12 +201,13 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         expected = run_reference(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
-    except (RuntimeError, MemoryError) as exc:  # e.g. tensors too large to allocate
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
         message = f"cannot build this case's tensors: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         return result.failed(message)
     grad_mode = torch.is_grad_enabled()
     try:
-        outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
+        with guarded_streams():
+            outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except UserCodeError as exc:
@@ -209,8 +220,11 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         return result.failed(str(exc))
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
+    result.reference = expected.description
     result.checks = check_all(case, values, expected, outcome, verbose)
-    result.notes = [*spec.notes, *outcome.notes, *diagnose.transpose_blind_spots(spec, case.dims)]
+    blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
+    result.notes = [*spec.notes, *outcome.notes, *blind_spots]
+    result.quiet_notes = blind_spots
     return result.finish()
 
 
@@ -222,29 +236,33 @@ def check_all(
     found: list[Check] = []
     forward_bad = False
     if spec.implementation.forward_checked:
+        line = spec.line_of("implementation.forward") or spec.line_of("reference")
         for name, want in expected.outputs.items():
-            if name not in outcome.outputs:
-                continue
-            subject = checks.Subject(name, "output", want, outcome.outputs[name])
-            check = checks.dtype_and_device(
-                checks.measure(subject, spec, case, tol, verbose), subject, spec, case
-            )
-            flagged = checks.forward_flagged(check)
-            forward_bad = forward_bad or flagged is not check
-            found.append(flagged)
+            if name in outcome.outputs:
+                check = _measured(
+                    checks.Subject(name, "output", want, outcome.outputs[name]), case, line, verbose
+                )
+                flagged = checks.forward_flagged(check)
+                forward_bad = forward_bad or flagged is not check
+                found.append(flagged)
     for t in spec.checked:
         subject = checks.Subject(
             t.name, t.kind, expected.grads[t.name], outcome.grads.get(t.name, MISSING), t
         )
-        check = checks.dtype_and_device(
-            checks.measure(subject, spec, case, tol, verbose), subject, spec, case
-        )
+        check = _measured(subject, case, t.line, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
         check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     return checks.modified_flagged(found, outcome.modified)
+
+
+def _measured(subject: checks.Subject, case: Case, line: int | None, verbose: bool) -> Check:
+    """Compared, its dtype and device checked, its error map drawn, its spec line known."""
+    spec, tol = case.spec, case.tolerance
+    check = checks.dtype_and_device(checks.measure(subject, spec, case, tol, verbose), subject, spec, case)
+    return replace(checks.mapped(check, subject, tol), line=line)
 
 
 # -- several cases --------------------------------------------------------------

@@ -6,7 +6,6 @@ an ``error`` result of its own and the run goes on.
 
 from __future__ import annotations
 
-import ast
 import multiprocessing
 import re
 import time
@@ -38,34 +37,55 @@ class Item:
         return self.spec.name if self.spec else self.path.stem
 
 
-def matches(expr: str, name: str) -> bool:
-    """pytest-style ``-k``: words are substrings of the name; and, or, not, parentheses."""
-    words = re.findall(r"[^\s()]+", expr)
-    text = expr
-    for word in sorted(set(words), key=len, reverse=True):
-        if word in ("and", "or", "not"):
-            continue
-        text = re.sub(rf"(?<![\w.-]){re.escape(word)}(?![\w.-])", str(word in name), text)
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise GradcheckError(f"-k {expr!r} is not a valid expression") from None
-    for node in ast.walk(tree):
-        if not isinstance(
-            node, (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Not, ast.And, ast.Or, ast.Constant)
-        ):
-            raise GradcheckError(f"-k {expr!r} is not a valid expression")
-    return bool(_truth(tree.body))
+def matches(expr: str, name: str, path: str = "") -> bool:
+    """pytest's ``-k``: each word is a case-insensitive substring of the spec's name or of its
+    path; words combine with ``and``, ``or``, ``not`` and parentheses."""
+    haystack = [name.lower(), path.lower()]
+    tokens = re.findall(r"\(|\)|[^\s()]+", expr)
+    position = 0
 
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
 
-def _truth(node: ast.AST) -> bool:
-    if isinstance(node, ast.Constant):
-        return bool(node.value)
-    if isinstance(node, ast.UnaryOp):
-        return not _truth(node.operand)
-    assert isinstance(node, ast.BoolOp)
-    values = [_truth(v) for v in node.values]
-    return all(values) if isinstance(node.op, ast.And) else any(values)
+    def take() -> str:
+        nonlocal position
+        token = peek()
+        if token is None:
+            raise GradcheckError(f"-k {expr!r} is not a valid expression: it ends too soon")
+        position += 1
+        return token
+
+    def any_of() -> bool:
+        value = all_of()
+        while peek() == "or":
+            take()
+            value = all_of() or value
+        return value
+
+    def all_of() -> bool:
+        value = negated()
+        while peek() == "and":
+            take()
+            value = negated() and value
+        return value
+
+    def negated() -> bool:
+        token = take()
+        if token == "not":
+            return not negated()
+        if token == "(":
+            value = any_of()
+            if take() != ")":
+                raise GradcheckError(f"-k {expr!r} is not a valid expression: a '(' is not closed")
+            return value
+        if token in ("and", "or", ")"):
+            raise GradcheckError(f"-k {expr!r} is not a valid expression: {token!r} where a word belongs")
+        return any(token.lower() in text for text in haystack)
+
+    result = any_of()
+    if peek() is not None:
+        raise GradcheckError(f"-k {expr!r} is not a valid expression: {peek()!r} is left over")
+    return result
 
 
 def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Item]:
@@ -76,9 +96,17 @@ def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Ite
             item = Item(path, spec=load_spec(path))
         except SpecError as exc:
             item = Item(path, error=exc)
-        if keyword is None or matches(keyword, item.name):
+        if keyword is None or matches(keyword, item.name, _shown(path)):
             items.append(item)
     return items
+
+
+def _shown(path: Path) -> str:
+    """The path -k matches against: relative to here, or the folder and file name (as pytest's node ids)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return "/".join(path.resolve().parts[-2:])
 
 
 def run_item(item: Item, options: RunOptions) -> CaseResult:
@@ -98,7 +126,8 @@ def run_item(item: Item, options: RunOptions) -> CaseResult:
     except BaseException as exc:  # noqa: BLE001 - one spec's problem must not end the run
         message = f"gradcheck could not run this spec: {type(exc).__name__}: {exc}"
         result = _error_result(item, message, options, spec_error=False)
-    result.duration = time.perf_counter() - start
+    if result.duration is None:
+        result.duration = time.perf_counter() - start
     return result
 
 
@@ -208,7 +237,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 class _progress:
-    """A rich progress bar on a terminal (stderr); nothing otherwise."""
+    """A progress bar on stderr when it is a terminal (without colour under NO_COLOR); else nothing."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.enabled = total, enabled
@@ -217,10 +246,14 @@ class _progress:
     def __enter__(self) -> Callable[[str], None]:
         if not self.enabled:
             return lambda name: None
+        import os
+
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
+        plain = bool(os.environ.get("NO_COLOR"))
+        console = Console(stderr=True, force_terminal=True, no_color=plain)
+        self.bar = Progress(console=console, transient=True)
         self.bar.start()
         task = self.bar.add_task("checking", total=self.total)
         return lambda name: self.bar.update(task, advance=1, description=name)

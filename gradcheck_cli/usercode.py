@@ -39,7 +39,20 @@ class UserCodeError(Exception):
         self.exc = exc
         self.where = user_frame(exc.__traceback__, exc)
         where = f" at {self.where}" if self.where else ""
-        super().__init__(f"{stage} raised {type(exc).__name__}: {exc}{where}")
+        super().__init__(printable(f"{stage} raised {type(exc).__name__}: {_text_of(exc)}{where}"))
+
+
+def printable(text: str) -> str:
+    """``text`` with what no terminal or file can encode (a lone surrogate) written as ``\\udc80``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, even when the checked code's ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the real error
+        return f"<{type(exc).__name__} whose message cannot be shown>"
 
 
 @contextmanager
@@ -49,6 +62,19 @@ def user_code(stage: str) -> Iterator[None]:
         yield
     except (Exception, SystemExit) as exc:
         raise UserCodeError(stage, exc) from exc
+
+
+@contextmanager
+def guarded_streams() -> Iterator[None]:
+    """sys.stdout/stderr as they were, whatever the checked code replaced or closed."""
+    saved = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        for name, stream, fd in (("stdout", saved[0], 1), ("stderr", saved[1], 2)):
+            if stream is not None and getattr(stream, "closed", False):
+                stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+            setattr(sys, name, stream)
 
 
 _TORCH_SPEC = importlib.util.find_spec("torch")

@@ -159,9 +159,17 @@ def test_the_report_renders_as_the_table_in_a_terminal_and_in_jupyter():
     assert "b: [missing_reduction]" in text
     assert text.rstrip().endswith("FAIL: 0 passed, 1 failed")
     html = report._repr_html_()
-    assert html.startswith("<pre>") and "missing_reduction" in html and "[5, 4]" in html
+    assert html.startswith("<div") and "missing_reduction" in html and "[5, 4]" in html
     assert repr(report).startswith("<Report passed=0 failed=1 errors=0>")
-    assert report.to_dict()["summary"] == {"passed": 0, "failed": 1, "errors": 0}
+    assert report.to_dict()["summary"] == {
+        "passed": 0,
+        "failed": 1,
+        "errors": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+        "interrupted": 0,
+    }
 
 
 @pytest.mark.parametrize(

@@ -162,10 +162,21 @@ def test_json_report_has_the_documented_fields(gradcheck):
     data = json.loads(ran.stdout)
     assert data["version"] == gradcheck_cli.__version__
     assert isinstance(data["torch"], str)
-    assert data["summary"] == {"passed": 1, "failed": 0, "errors": 0}
+    assert data["schema_version"] == 2
+    assert data["summary"] == {
+        "passed": 1,
+        "failed": 0,
+        "errors": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+        "interrupted": 0,
+    }
     (result,) = data["results"]
     assert result["spec"] == "linear" and result["source"].endswith("linear.yaml")
     assert result["dims"] == {"batch": 5, "in": 3, "out": 4}
+    assert result["reference"] == "F.linear(x, weight, bias)" and result["reason"] is None
+    assert isinstance(result["duration_s"], float) and result["duration_s"] > 0
     assert (result["dtype"], result["device"], result["seed"], result["status"], result["error"]) == (
         "float64",
         "cpu",
@@ -317,3 +328,27 @@ def test_a_python_number_is_not_a_gradient(gradcheck, write_layer):
     assert ran.exit_code == 1
     hints = {c["name"]: c["hint"] for c in json.loads(ran.stdout)["results"][0]["checks"]}
     assert hints["x"] == "the gradient for x is a Python int, not a tensor"
+
+
+def test_color_always_never_and_the_environment(gradcheck, monkeypatch):
+    ansi = "\x1b["
+    assert ansi not in gradcheck("relu").stdout  # piped, NO_COLOR (the fixture's)
+    assert ansi in gradcheck("relu", "--color", "always").stdout  # wins over NO_COLOR
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert ansi in gradcheck("relu").stdout
+    assert ansi not in gradcheck("relu", "--color", "never").stdout  # wins over FORCE_COLOR
+    _one_line_error(gradcheck("relu", "--color", "sometimes"), "unknown --color 'sometimes'")
+
+
+def test_quiet_shows_failing_results_in_full_and_one_line_per_pass(gradcheck, tmp_path):
+    from .ci_suites import write_suite
+
+    suite = write_suite(tmp_path, "dense", "bias_not_summed")
+    full = gradcheck("run", str(suite)).stdout
+    quiet = gradcheck("run", str(suite), "-q").stdout
+    silent = gradcheck("run", str(suite), "-qq").stdout
+    assert "bias_not_summed [batch=6" in quiet and "b: [missing_reduction]" in quiet
+    assert len(quiet.splitlines()) < len(full.splitlines())
+    assert "dense" in quiet and "dense [batch=6" not in silent
+    assert silent.rstrip().endswith("FAIL: 1 passed, 1 failed")

@@ -343,10 +343,16 @@ BLIND_SPOT = (
 )
 
 
-def test_square_dims_get_a_note_that_shapes_cannot_catch_a_transpose(gradcheck: Any) -> None:
+def test_square_dims_get_a_note_on_a_failure_or_with_verbose_that_shapes_cannot_catch_a_transpose(
+    gradcheck: Any,
+) -> None:
     square = gradcheck("linear", "--in", "4", "--out", "4")
     assert square.exit_code == 0
-    assert f"note: {BLIND_SPOT}" in square.stdout
+    assert "note:" not in square.stdout  # a pass is quiet about it...
+    verbose = gradcheck("linear", "--in", "4", "--out", "4", "--verbose")
+    assert f"note: {BLIND_SPOT}" in verbose.stdout  # ...unless asked
+    failing = gradcheck("run", str(ZOO / "linear_weight_transposed_square.yaml"))
+    assert failing.exit_code == 1 and "note: weight is [out=4, in=4]: a transposed gradient" in failing.stdout
 
     ran = gradcheck("linear", "--in", "4", "--out", "4", "--format", "json")
     (result,) = json.loads(ran.stdout)["results"]

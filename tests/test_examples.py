@@ -77,6 +77,14 @@ def test_examples_conventions_are_the_ones_they_claim():
     }
 
 
+@pytest.mark.parametrize("cwd", ["examples", "."])
+def test_the_notebook_example_runs_as_jupyter_runs_it_from_examples_or_the_root(cwd, monkeypatch, capsys):
+    """Jupyter runs cells with no __file__, from the folder it was started in."""
+    monkeypatch.chdir(EXAMPLES.parent / cwd)
+    code = compile((EXAMPLES / "notebook.py").read_text(), "notebook.ipynb", "exec")
+    exec(code, {"__name__": "__main__"})
+
+
 def test_the_notebook_example_runs_and_its_asserts_hold(capsys):
     runpy.run_path(str(EXAMPLES / "notebook.py"), run_name="__main__")
     out = capsys.readouterr().out

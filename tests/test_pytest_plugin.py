@@ -15,6 +15,7 @@ import pytest
 import gradcheck_cli.runner  # noqa: F401
 
 from .ci_suites import write_spec, write_suite
+from .junit_schema import STRICT, schema_errors
 
 pytest_plugins = ["pytester"]
 
@@ -82,6 +83,97 @@ def test_junit_xml_has_a_testcase_per_spec_with_the_failure(pytester, specs):
     assert failure is not None
     assert failure.get("message", "").startswith("b: shape_error, expected [out=2], got [batch=6, out=2]")
     assert "  b       param  [out=2]" in (failure.text or "")
+
+
+def test_junit_xml_is_valid_against_the_schema_pytest_tests_it_with(pytester, specs):
+    write_spec(specs, "broken")
+    pytester.runpytest("--gradcheck", "specs", "--junit-xml", "report.xml").assert_outcomes(
+        passed=1, failed=3
+    )
+    document = (pytester.path / "report.xml").read_text()
+    assert schema_errors(STRICT, document) == []
+    assert "<properties>" not in document
+    # What the plugin used to do, a property on each item, makes the same file invalid.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_call(item):
+            item.user_properties.append(("gradcheck_status", "fail"))
+            return (yield)
+        """
+    )
+    pytester.runpytest("--gradcheck", "specs", "--junit-xml", "report.xml")
+    errors = schema_errors(STRICT, (pytester.path / "report.xml").read_text())
+    assert errors and all("Unexpected child with tag 'properties'" in e for e in errors)
+
+
+def test_skip_and_xfail_specs_are_pytest_outcomes_with_their_reason(pytester):
+    from .report_cases import write_expectations
+
+    write_expectations(pytester.path / "specs")
+    result = pytester.runpytest(
+        "--gradcheck", "specs", "-rsx", "--junit-xml", "report.xml", "-k", "not fixed"
+    )
+    result.assert_outcomes(passed=1, skipped=1, xfailed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [1] specs/not_on_cpu.yaml:1: needs cuda",
+            "XFAIL specs/known_bad.yaml::known_bad - bias not summed yet (#12)",
+        ]
+    )
+    document = (pytester.path / "report.xml").read_text()
+    assert schema_errors(STRICT, document) == []
+    suite = ET.fromstring(document).find("testsuite")
+    assert suite is not None and suite.get("skipped") == "2"
+
+
+def test_an_xfail_spec_that_passes_fails_the_run(pytester):
+    from .report_cases import write_expectations
+
+    write_expectations(pytester.path / "specs")
+    result = pytester.runpytest("--gradcheck", "specs", "-k", "fixed")
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["[[]XPASS(strict)[]] bias not summed yet (#12): every tensor passed"])
+    result.stdout.fnmatch_lines(
+        ["FAILED specs/fixed_now.yaml::fixed_now - [[]XPASS(strict)[]] bias not summed*"]
+    )
+
+
+# Ctrl-C in the middle of a spec, as the runner reports it: an `interrupted` result in place
+# of the real one, around each call (the plugin sees only CaseResult.status).
+INTERRUPTED_CONFTEST = """
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    import gradcheck_cli.suite as suite
+
+    real = suite.run_item
+
+    def run_item(entry, options):
+        result = real(entry, options)
+        if result.spec == "bias_not_summed":
+            result.status = "interrupted"
+        return result
+
+    suite.run_item = run_item
+    try:
+        yield
+    finally:
+        suite.run_item = real
+"""
+
+
+def test_an_interrupted_result_stops_the_session_as_ctrl_c_does(pytester, specs):
+    pytester.makeconftest(INTERRUPTED_CONFTEST)
+    result = pytester.runpytest("--gradcheck", "specs", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["specs/bias_not_summed.yaml*", "*! KeyboardInterrupt !*", "*no tests ran*"])
+    result.stdout.no_fnmatch_line("specs/dense.yaml*")  # the specs after it never run
 
 
 def test_runs_under_xdist(pytester, specs):

@@ -15,8 +15,16 @@ NUMBER = (int, float)
 NONE = type(None)
 SHAPE = (list, NONE)  # a list of ints, or null when there is no tensor
 
-REPORT = {"version": str, "torch": str, "results": list, "summary": dict}
-SUMMARY = {"passed": int, "failed": int, "errors": int}
+REPORT = {"schema_version": int, "version": str, "torch": str, "results": list, "summary": dict}
+SUMMARY = {
+    "passed": int,
+    "failed": int,
+    "errors": int,
+    "skipped": int,
+    "xfailed": int,
+    "xpassed": int,
+    "interrupted": int,
+}
 RESULT = {
     "spec": str,
     "source": str,
@@ -28,6 +36,10 @@ RESULT = {
     "error": (str, NONE),
     "checks": list,
     "notes": list,
+    "reason": (str, NONE),
+    "reference": (str, NONE),
+    "tolerance": (dict, NONE),
+    "duration_s": (*NUMBER, NONE),
 }
 RESULT_OPTIONAL = {"sweep": list}
 CHECK = {
@@ -46,8 +58,17 @@ CHECK = {
     "expected_value": (*NUMBER, NONE),
     "actual_value": (*NUMBER, NONE),
 }
+SUMMARY_OF = {
+    "passed": "pass",
+    "failed": "fail",
+    "errors": "error",
+    "skipped": "skip",
+    "xfailed": "xfail",
+    "xpassed": "xpass",
+    "interrupted": "interrupted",
+}
 ENUMS = {
-    ("result", "status"): {"pass", "fail", "error"},
+    ("result", "status"): {"pass", "fail", "error", "skip", "xfail", "xpass", "interrupted"},
     ("check", "status"): {"pass", "mismatch", "shape_error", "missing", "error"},
     ("check", "kind"): {"input", "param", "output"},
 }
@@ -100,29 +121,27 @@ def violations(report: Any) -> list[str]:
             for key in ("expected_shape", "actual_shape", "worst_index"):
                 if check[key] is not None and not all(type(n) is int for n in check[key]):
                     problems.append(f"{at}.{key}: {check[key]!r} is not a list of ints")
-    counted = {
-        "passed": sum(r.get("status") == "pass" for r in report["results"]),
-        "failed": sum(r.get("status") == "fail" for r in report["results"]),
-        "errors": sum(r.get("status") == "error" for r in report["results"]),
-    }
+    statuses = [r.get("status") for r in report["results"]]
+    counted = {key: statuses.count(status) for key, status in SUMMARY_OF.items()}
     if report["summary"] != counted:
         problems.append(f"summary: {report['summary']!r} does not count the results ({counted!r})")
     return problems
 
 
 def test_the_schema_check_itself_catches_a_broken_report():
-    empty = {"passed": 0, "failed": 0, "errors": 0}
-    good = {"version": "0.1.0", "torch": "2.x", "results": [], "summary": empty}
+    empty = dict.fromkeys(SUMMARY, 0)
+    good = {"schema_version": 2, "version": "0.1.0", "torch": "2.x", "results": [], "summary": empty}
     assert violations(good) == []
     check = dict.fromkeys(CHECK)
     check.update(name="b", kind="param", status="shape_error", expected_shape=[2], actual_shape=[6, 2])
     result = {
         "spec": "s", "source": "s.yaml", "dims": {"n": 2}, "dtype": "float64", "device": "cpu", "seed": 0,
-        "status": "fail", "error": None, "checks": [check], "notes": [],
+        "status": "fail", "error": None, "checks": [check], "notes": [], "reason": None,
+        "reference": "x @ w", "tolerance": None, "duration_s": 0.01,
     }  # fmt: skip
-    report = {**good, "results": [result], "summary": {"passed": 0, "failed": 1, "errors": 0}}
+    report = {**good, "results": [result], "summary": {**empty, "failed": 1}}
     assert violations(report) == []
-    assert violations({**report, "summary": {"passed": 1, "failed": 0, "errors": 0}})
+    assert violations({**report, "summary": {**empty, "passed": 1}})
     assert violations({**report, "results": [{**result, "status": "failed"}]})
     assert violations({**report, "results": [{**result, "seed": "0"}]})
     assert violations({**report, "results": [{**result, "dims": {"n": 2.0}}]})

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+from gradcheck_cli.report.markdown import render_markdown
+from gradcheck_cli.result import Report
+
+from . import report_cases
 from .ci_suites import write_spec, write_suite
 
 COLUMNS = ["tensor", "kind", "expected", "got", "max abs err", "mismatched", "status"]
@@ -37,9 +41,9 @@ def test_headline_and_summary_line_give_the_verdict(gradcheck, tmp_path):
     assert code == 1
     lines = markdown.splitlines()
     assert lines[0] == "## ❌ gradcheck: FAIL"
-    assert lines[2].startswith("**1 passed, 1 failed, 1 errors** of 3 spec cases · gradcheck ")
+    assert lines[2].startswith("**1 passed, 1 failed, 1 error** of 3 spec cases · gradcheck ")
     assert "· torch " in lines[2]
-    assert lines[-1] == "FAIL: 1 passed, 1 failed, 1 errors"
+    assert lines[-1] == "FAIL: 1 passed, 1 failed, 1 error"
 
     code, markdown = render(gradcheck, str(write_suite(tmp_path / "good", "dense")))
     assert code == 0
@@ -110,3 +114,64 @@ def test_output_file_is_markdown_and_the_terminal_still_shows_the_table(gradchec
     assert ran.exit_code == 1
     assert ran.stdout.rstrip().endswith("FAIL: 1 passed, 1 failed") and "## " not in ran.stdout
     assert summary.read_text().startswith("## ❌ gradcheck: FAIL")
+
+
+def test_counts_say_one_error_and_two_errors():
+    def summary_line(report: Report) -> str:
+        return render_markdown(report).splitlines()[2]
+
+    raised = [report_cases.result(f"raises_{i}", "error", [], error="ValueError") for i in range(2)]
+    assert summary_line(Report(results=raised[:1])).startswith(
+        "**0 passed, 0 failed, 1 error** of 1 spec case"
+    )
+    assert summary_line(Report(results=raised)).startswith("**0 passed, 0 failed, 2 errors** of 2 spec cases")
+
+
+def test_skips_expected_failures_and_interruptions_are_counted_and_shown():
+    markdown = render_markdown(report_cases.every_status())
+    lines = markdown.splitlines()
+    assert lines[2] == (
+        "**1 passed, 1 failed, 1 error, 1 skipped, 1 xfailed, 1 xpassed, 1 interrupted** of 7 spec cases"
+        " · gradcheck 0.1.0 · torch 2.13.0+cpu"
+    )
+    assert lines[-1] == "FAIL: 1 passed, 1 failed, 1 error, 1 skipped, 1 xfailed, 1 xpassed, 1 interrupted"
+    # What fails the run is open, in run order; an xfail spec that passed is one of them.
+    assert [line for line in lines if line.startswith("### ")] == [
+        "### ❌ bias_not_summed: fail",
+        "### 💥 raises: error",
+        "### ❌ fixed_now: xpass",
+        "### ⏹️ cut_short: interrupted",
+    ]
+    assert "expected to fail (bias not summed yet (#12)), but every tensor passed" in section(
+        markdown, "### ❌ fixed_now: xpass"
+    )
+    assert "interrupted before it finished" in section(markdown, "### ⏹️ cut_short: interrupted")
+    # A skip and an expected failure are folded with their reason, after what failed.
+    folds = [line for line in lines if line.startswith("<details>")]
+    assert folds == [
+        "<details><summary>✅ dense: pass</summary>",
+        "<details><summary>⏭️ not_on_cpu: skip (needs cuda)</summary>",
+        "<details><summary>❎ known_bad: xfail (bias not summed yet (#12))</summary>",
+    ]
+    known_bad = markdown.split(folds[2])[1].split("</details>")[0]
+    assert "expected to fail: bias not summed yet (#12)" in known_bad
+    assert "| b | param | [out=2] | [batch=6, out=2] | - | - | ❌ shape_error |" in known_bad
+    assert "not run: needs cuda" in markdown.split(folds[1])[1].split("</details>")[0]
+
+
+def test_a_run_of_passes_skips_and_expected_failures_opens_nothing():
+    report = report_cases.every_status()
+    report.results = [r for r in report.results if r.status in ("pass", "skip", "xfail")]
+    markdown = render_markdown(report)
+    assert "### " not in markdown
+    assert markdown.splitlines()[2].startswith("**1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed** of 3")
+
+
+def test_a_spec_s_xfail_and_skip_keys_reach_the_markdown_report(gradcheck, tmp_path):
+    code, markdown = render(gradcheck, str(report_cases.write_expectations(tmp_path)))
+    assert code == 1  # the xfail spec that passed
+    lines = markdown.splitlines()
+    assert lines[2].startswith("**1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed, 1 xpassed** of 4")
+    assert [line for line in lines if line.startswith("### ")] == ["### ❌ fixed_now: xpass"]
+    assert "<details><summary>⏭️ not_on_cpu: skip (needs cuda)</summary>" in lines
+    assert "<details><summary>❎ known_bad: xfail (bias not summed yet (#12))</summary>" in lines

@@ -72,7 +72,7 @@ def test_the_run_goes_on_after_a_spec_that_raises(gradcheck, write_layer):
     ran = gradcheck("run", str(bad), str(good))
     assert ran.exit_code == 1
     assert "ZeroDivisionError" in ran.stdout
-    assert ran.stdout.rstrip().endswith("FAIL: 1 passed, 1 errors")
+    assert ran.stdout.rstrip().endswith("FAIL: 1 passed, 1 error")
 
 
 def test_sys_exit_in_the_users_code_is_an_error_not_the_end_of_the_run(gradcheck, write_layer):

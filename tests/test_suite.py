@@ -7,6 +7,7 @@ among good ones, report-only jobs (--exit-zero), and --output.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,6 +16,14 @@ from gradcheck_cli.suite import RunOptions, collect, matches, run_item
 
 from .ci_suites import write_spec, write_suite
 from .conftest import LAYER_SPECS
+
+
+def untimed(report_json: str) -> dict:
+    """The JSON report without how long each spec took."""
+    report = json.loads(report_json)
+    for result in report["results"]:
+        result.pop("duration_s")
+    return report
 
 
 def results(ran) -> list[tuple[str, str]]:
@@ -27,7 +36,7 @@ def test_a_suite_prints_one_table_per_spec_and_a_summary_line(gradcheck, tmp_pat
     assert ran.exit_code == 1
     headlines = [line.split()[0] for line in ran.stdout.splitlines() if "dtype=float64" in line]
     assert headlines == ["bias_not_summed", "dense", "raises"]
-    assert ran.stdout.rstrip().splitlines()[-1] == "FAIL: 1 passed, 1 failed, 1 errors"
+    assert ran.stdout.rstrip().splitlines()[-1] == "FAIL: 1 passed, 1 failed, 1 error"
     assert "checking" not in ran.stderr  # no progress bar when the output is not a terminal
 
 
@@ -104,7 +113,7 @@ def test_jobs_gives_the_serial_results_in_the_serial_order(gradcheck, tmp_path):
     parallel = gradcheck("run", str(LAYER_SPECS), str(suite), "--jobs", "2", "--format", "json")
     assert parallel.exit_code == serial.exit_code == 2
     assert len(json.loads(serial.stdout)["results"]) > 20
-    assert parallel.stdout == serial.stdout
+    assert untimed(parallel.stdout) == untimed(serial.stdout)
 
 
 def test_a_worker_that_dies_takes_down_only_its_own_spec(gradcheck, tmp_path):
@@ -127,7 +136,7 @@ def test_exit_zero_reports_failures_but_exits_0(gradcheck, tmp_path):
     suite = write_suite(tmp_path, "dense", "bias_not_summed", "raises")
     ran = gradcheck("run", str(suite), "--exit-zero")
     assert ran.exit_code == 0
-    assert "FAIL: 1 passed, 1 failed, 1 errors" in ran.stdout
+    assert "FAIL: 1 passed, 1 failed, 1 error" in ran.stdout
     # A spec that cannot load is a broken job, not a finding: still 2.
     write_spec(tmp_path, "broken")
     assert gradcheck("run", str(suite), "--exit-zero").exit_code == 2
@@ -148,3 +157,114 @@ def test_output_to_a_folder_that_does_not_exist_is_a_usage_error(gradcheck, tmp_
     suite = write_suite(tmp_path, "dense")
     ran = gradcheck("run", str(suite), "--format", "json", "--output", str(tmp_path / "no" / "r.json"))
     assert ran.exit_code == 2 and "cannot write" in ran.stderr
+
+
+def test_k_is_case_insensitive_and_matches_paths_as_pytest_does(gradcheck, tmp_path, monkeypatch):
+    write_suite(tmp_path / "layers", "dense")
+    write_suite(tmp_path / "broken_ones", "raises")
+    monkeypatch.chdir(tmp_path)
+    assert [n for n, _ in results(gradcheck("run", ".", "-k", "DENSE", "--format", "json"))] == ["dense"]
+    assert [n for n, _ in results(gradcheck("run", ".", "-k", "broken_ones", "--format", "json"))] == [
+        "raises"
+    ]
+    assert [
+        n for n, _ in results(gradcheck("run", ".", "-k", "Layers and not raises", "--format", "json"))
+    ] == ["dense"]
+    assert [n for n, _ in results(gradcheck("run", "--builtin", "-k", "LIN", "--format", "json"))] == [
+        "lin",
+        "linear",
+    ]
+
+
+def test_output_dash_writes_the_format_to_stdout(gradcheck, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = write_suite(tmp_path / "specs", "dense")
+    ran = gradcheck("run", str(suite), "--format", "json", "--output", "-")
+    assert ran.exit_code == 0
+    assert json.loads(ran.stdout)["summary"]["passed"] == 1
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize(
+    ("backward", "mark", "status", "code"),
+    [
+        ("bias_not_summed", "xfail: 'the bias sum is issue 12'", "xfail", 0),
+        ("dense", "xfail: 'the bias sum is issue 12'", "xpass", 1),  # strict, as pytest's xfail_strict
+        ("raises", "xfail: {reason: 'not written yet', dtype: [float64]}", "xfail", 0),
+        ("bias_not_summed", "xfail: {reason: 'only in half precision', dtype: [bfloat16]}", "fail", 1),
+        ("raises", "skip: 'needs a GPU kernel'", "skip", 0),
+        ("raises", "skip: {reason: 'cuda only', device: [cuda]}", "error", 1),
+    ],
+)
+def test_xfail_and_skip_are_counted_apart(gradcheck, tmp_path, backward, mark, status, code):
+    spec = write_spec(tmp_path, "layer", like=backward)
+    spec.write_text(spec.read_text() + mark + "\n")
+    ran = gradcheck("run", str(tmp_path), "--format", "json")
+    assert ran.exit_code == code
+    (result,) = json.loads(ran.stdout)["results"]
+    assert result["status"] == status
+    if status in ("xfail", "xpass", "skip"):
+        assert result["reason"] == mark.split("'")[1]
+    summary = json.loads(ran.stdout)["summary"]
+    key = {"xfail": "xfailed", "xpass": "xpassed", "skip": "skipped", "fail": "failed", "error": "errors"}[
+        status
+    ]
+    assert summary[key] == 1
+
+
+def test_xfail_with_an_unknown_dtype_is_a_spec_error_at_its_line(gradcheck, tmp_path):
+    spec = write_spec(tmp_path, "dense")
+    spec.write_text(spec.read_text() + "xfail: {reason: r, dtype: [float8]}\n")
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert f"{spec}:13: xfail.dtype: unknown dtype 'float8'" in ran.stderr
+
+
+def _run_with_stderr_on_a_pty(args: list[str], env: dict[str, str], cwd) -> tuple[int, str, bytes]:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, **env, "COLUMNS": "100"},
+        cwd=cwd,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(master)
+    return process.returncode, stdout.decode(), seen
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_progress_bar_goes_to_a_terminal_stderr_even_when_stdout_is_redirected(tmp_path, no_color):
+    suite = write_suite(tmp_path / "specs", "dense", "bias_not_summed", "weight_doubled")
+    env = {"NO_COLOR": "1"} if no_color else {"FORCE_COLOR": "1"}
+    if no_color:
+        env["FORCE_COLOR"] = ""
+    code, stdout, stderr = _run_with_stderr_on_a_pty(["run", str(suite), "--format", "json"], env, tmp_path)
+    assert code == 1
+    assert json.loads(stdout)["summary"]["failed"] == 2  # stdout is the report, untouched by the bar
+    assert b"checking" in stderr or b"dense" in stderr  # the bar was drawn on the terminal
+    colours = re.findall(rb"\x1b\[[0-9;]*m", stderr)
+    coloured = [c for c in colours if re.search(rb"\[(3[0-7]|38|9[0-7])", c)]
+    assert (not coloured) if no_color else coloured
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal_or_with_qq(gradcheck, tmp_path):
+    suite = write_suite(tmp_path, "dense")
+    ran = gradcheck("run", str(suite))
+    assert "checking" not in ran.stderr

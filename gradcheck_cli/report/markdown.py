@@ -1,9 +1,11 @@
 """The report as GitHub-flavoured Markdown, for a CI job summary or a PR comment.
 
 A headline with the verdict, a summary line, then one section per result: a
-table of its tensors and the diagnosis of each failing one. Results that do
-not pass come first and open; passing results are folded into ``<details>``
-so a reviewer sees what broke without scrolling. Append it to the job summary
+table of its tensors and the diagnosis of each failing one. Results that fail
+the run (fail, error, xpass, interrupted) come first and open; passing, skipped
+and expected-to-fail results are folded into ``<details>``, the reason of a skip
+or an expected failure in the fold's line, so a reviewer sees what broke without
+scrolling. Append it to the job summary
 with ``gradcheck run specs --format markdown >> "$GITHUB_STEP_SUMMARY"``.
 """
 
@@ -12,11 +14,20 @@ from __future__ import annotations
 import html
 
 from ..result import CaseResult, Check, Report, format_pair
-from .table import verdict
+from .status import NOT_OK, counts_text, reason, verdict
 
 COLUMNS = ("tensor", "kind", "expected", "got", "max abs err", "mismatched", "status")
 ALIGN = ("---", "---", "---", "---", "---:", "---:", "---")
-MARK = {"pass": "✅", "fail": "❌", "error": "💥"}
+# xfail: failed as the spec says it does (a crossed box, not a red cross); xpass: a failure (strict).
+MARK = {
+    "pass": "✅",
+    "fail": "❌",
+    "error": "💥",
+    "skip": "⏭️",
+    "xfail": "❎",
+    "xpass": "❌",
+    "interrupted": "⏹️",
+}
 CHECK_MARK = {"pass": "✅", "mismatch": "❌", "shape_error": "❌", "missing": "❌", "error": "💥"}
 
 
@@ -75,18 +86,27 @@ def result_body(result: CaseResult) -> list[str]:
     dims = " ".join(f"{k}={v}" for k, v in result.dims.items())
     case = " · ".join(p for p in (dims, result.dtype, result.device, f"seed={result.seed}") if p)
     lines = [f"{cell(case)} · `{cell(result.source)}`", ""]
+    why = reason(result) if result.status in ("skip", "xfail", "xpass", "interrupted") else None
+    if result.status == "skip":
+        lines += [f"not run: {cell(why or 'the spec says skip')}", ""]
+    elif result.status == "xfail":
+        lines += [f"expected to fail: {cell(why or 'the spec says xfail')}", ""]
+    elif result.status == "xpass":
+        lines += [f"expected to fail ({cell(why or 'the spec says xfail')}), but every tensor passed", ""]
+    elif result.status == "interrupted":
+        lines += ["interrupted before it finished" + (f": {cell(why)}" if why else ""), ""]
     if result.checks:
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("| " + " | ".join(ALIGN) + " |")
         lines.extend(table_row(c) for c in result.checks)
         lines.append("")
-    if result.error is not None:
+    if result.error is not None and result.status in ("error", "xfail"):
         lines.append("**error**" + (" (the spec cannot run)" if result.spec_error else "") + ":")
         lines.append("")
         lines.extend(fenced(result.error))
         lines.append("")
     bullets = [line for c in result.checks for line in diagnosis_lines(c)]
-    bullets += [f"- note: {cell(note)}" for note in result.notes]
+    bullets += [f"- note: {cell(note)}" for note in result.notes_to_show()]
     if result.sweep:
         bad = [s for s in result.sweep if s["status"] != "pass"]
         bullets.append(f"- sweep: {len(result.sweep)} cases run, {len(bad)} not passing; the worst is shown")
@@ -98,7 +118,6 @@ def result_body(result: CaseResult) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     """The whole report as Markdown: failing results first and open, passing ones folded."""
-    s = report.summary
     word = "PASS" if report.ok else "FAIL"
     lines = [f"## {'✅' if report.ok else '❌'} gradcheck: {word}", ""]
     total = len(report.results)
@@ -111,16 +130,20 @@ def render_markdown(report: Report) -> str:
         )
         if v
     )
-    summary = f"**{s['passed']} passed, {s['failed']} failed, {s['errors']} errors** of {about}"
+    summary = f"**{counts_text(report)}** of {about}"
     lines += [summary + (f" · {versions}" if versions else ""), ""]
-    failing = [r for r in report.results if not r.ok]
-    passing = [r for r in report.results if r.ok]
+    failing = [r for r in report.results if r.status in NOT_OK]
+    folded = [r for r in report.results if r.status not in NOT_OK]
     for result in failing:
-        lines.append(f"### {MARK[result.status]} {cell(result.spec)}: {result.status}")
+        lines.append(f"### {MARK.get(result.status, '❌')} {cell(result.spec)}: {result.status}")
         lines.append("")
         lines.extend(result_body(result))
-    for result in passing:
-        lines.append(f"<details><summary>{MARK['pass']} {cell(result.spec)}: pass</summary>")
+    for result in folded:
+        why = reason(result) if result.status in ("skip", "xfail") else None
+        about_it = f"{result.status} ({cell(why)})" if why else result.status
+        lines.append(
+            f"<details><summary>{MARK.get(result.status, '')} {cell(result.spec)}: {about_it}</summary>"
+        )
         lines.append("")
         lines.extend(result_body(result))
         lines.append("</details>")

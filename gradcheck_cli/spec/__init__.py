@@ -2,10 +2,12 @@
 
 - :mod:`.model`: the frozen dataclasses (``Spec``, ``TensorSpec``, ``Reference``, ``Implementation``);
 - :mod:`.sections` and :mod:`.implementation`: one constructor per section of the YAML;
-- :mod:`.loading`: reading a file once and safely, finding spec files in folders.
+- :mod:`.loading`: YAML read once and safely, the line of every key;
+- :mod:`.files`: spec files read boundedly and found in folders.
 """
 
-from .loading import build_spec, find_spec_files, load_spec, looks_like_spec, parse_yaml
+from .files import find_spec_files, looks_like_spec, read_spec_text
+from .loading import build_spec, load_spec, parse_yaml
 from .model import (
     CONVENTION_ALIASES,
     CONVENTIONS,
@@ -33,4 +35,5 @@ __all__ = [
     "load_spec",
     "looks_like_spec",
     "parse_yaml",
+    "read_spec_text",
 ]

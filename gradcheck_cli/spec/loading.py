@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import SpecError
+from .files import read_spec_text
 from .implementation import implementation
 from .model import Spec
 from .sections import (
     TOP_KEYS,
     constraints,
     dims,
+    expectation,
     formulas,
     header,
     numeric_names,
@@ -28,15 +28,29 @@ from .sections import (
 )
 from .where import Where
 
+MAX_NODES = 100_000  # a spec is a page of YAML; this many nodes is an alias bomb or not a spec
+
 
 def _line_map(
-    node: yaml.Node, path: Path | None, prefix: str = "", lines: dict[str, int] | None = None
+    node: yaml.Node,
+    path: Path | None,
+    prefix: str = "",
+    lines: dict[str, int] | None = None,
+    seen_nodes: set[int] | None = None,
 ) -> dict[str, int]:
     """Map each key path ("implementation.backward", "inputs.x") to its 1-based line.
 
     A key given twice in one mapping is an error (YAML would keep the last silently).
+    A node reached again through an alias is not walked again, so aliases of aliases
+    (a "billion laughs") cost their size, not their expansion.
     """
     lines = {} if lines is None else lines
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return lines
+    seen_nodes.add(id(node))
+    if len(seen_nodes) > MAX_NODES:
+        raise SpecError(f"more than {MAX_NODES} YAML nodes: not a spec", path)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -49,7 +63,7 @@ def _line_map(
                 )
             seen.add(key)
             lines[where] = line
-            _line_map(value_node, path, where, lines)
+            _line_map(value_node, path, where, lines, seen_nodes)
     return lines
 
 
@@ -71,29 +85,8 @@ def parse_yaml(text: str, path: Path | None = None) -> tuple[Any, dict[str, int]
 def load_spec(path: str | Path) -> Spec:
     """Load and validate one spec file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", path) from None
-    data, lines = parse_yaml(text, path)
+    data, lines = parse_yaml(read_spec_text(path), path)
     return build_spec(data, path=path, lines=lines)
-
-
-_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
-
-
-def looks_like_spec(path: Path) -> bool:
-    """Cheap test used when scanning directories: a YAML file whose top-level keys
-    include ``reference`` or ``implementation`` (or a near-miss spelling of one, so
-    that a typo becomes a reported spec error instead of a silently skipped file)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    keys = set(_TOP_KEY.findall(text))
-    return any(
-        difflib.get_close_matches(key, ("reference", "implementation"), n=1, cutoff=0.8) for key in keys
-    )
 
 
 def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | None = None) -> Spec:
@@ -125,49 +118,8 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
         constraints=constraints(top.get("constraints"), known_dims, opts, at),
+        xfail=expectation(top.get("xfail"), "xfail", at),
+        skip=expectation(top.get("skip"), "skip", at),
         path=path,
         lines=dict(lines or {}),
     )
-
-
-# Directories a recursive search never enters (pytest's norecursedirs, plus venvs).
-SKIP_DIRS = ("build", "dist", "node_modules", "venv", "site-packages", "__pycache__")
-
-
-def _skipped(folder: Path) -> bool:
-    name = folder.name
-    return (
-        name.startswith(".")
-        or name in SKIP_DIRS
-        or name.endswith((".egg", ".egg-info"))
-        or (folder / "pyvenv.cfg").exists()
-    )
-
-
-def _walk(folder: Path) -> Iterable[Path]:
-    for entry in sorted(folder.iterdir()):
-        if entry.is_dir():
-            if not _skipped(entry):
-                yield from _walk(entry)
-        elif entry.suffix in (".yaml", ".yml") and looks_like_spec(entry):
-            yield entry
-
-
-def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Spec files among ``paths``: files as given, directories searched recursively
-    (skipping hidden folders, virtual environments and build output); each file once."""
-    found: list[Path] = []
-    seen: set[Path] = set()
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            candidates = list(_walk(p))
-        elif p.exists():
-            candidates = [p]
-        else:
-            raise SpecError("no such file or directory", p)
-        for f in candidates:
-            if f.resolve() not in seen:
-                seen.add(f.resolve())
-                found.append(f)
-    return found

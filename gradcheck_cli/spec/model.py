@@ -22,6 +22,7 @@ from ..names import did_you_mean
 CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function", "step")
 CONVENTION_ALIASES = {"cs231n": "numpy"}
 INPUT_DTYPES = ("float", "int64", "int32", "bool")
+MAX_DIM = 2**40  # no tensor has a dim this long; past it, sizes overflow torch's int64 arithmetic
 BACKENDS = ("torch", "numpy")
 
 Size = Expression | int  # a shape entry: a number, or arithmetic over dims and options
@@ -121,6 +122,21 @@ class ToleranceSpec:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """A spec's ``xfail:`` or ``skip:``: a reason, maybe only for some dtypes or devices."""
+
+    reason: str
+    dtypes: tuple[str, ...] | None = None  # None: every dtype
+    devices: tuple[str, ...] | None = None  # "cuda" covers cuda:N
+
+    def applies(self, dtype: str, device: str) -> bool:
+        kind = device.partition(":")[0]
+        return (self.dtypes is None or dtype in self.dtypes) and (
+            self.devices is None or device in self.devices or kind in self.devices
+        )
+
+
+@dataclass(frozen=True)
 class Spec:
     """A layer to check, validated: see the README's "Spec format"."""
 
@@ -139,6 +155,8 @@ class Spec:
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
     constraints: tuple[Expression, ...] = ()  # comparisons over dims and options that sizes must meet
+    xfail: Expectation | None = None  # expected to fail (strict: a pass is reported)
+    skip: Expectation | None = None  # not run
 
     # -- derived views ----------------------------------------------------
     @property
@@ -164,6 +182,17 @@ class Spec:
             return str(self.path.resolve().relative_to(Path.cwd().resolve()))
         except ValueError:
             return str(self.path)
+
+    def files_read(self) -> dict[str, Path]:
+        """The files a check of this spec reads: the spec itself and its code files."""
+        found = {"spec file": self.path} if self.path is not None else {}
+        for key, source in (
+            ("implementation file", self.implementation.source),
+            ("reference file", self.reference.source),
+        ):
+            if source is not None and source.file is not None:
+                found[key] = source.file
+        return {k: v for k, v in found.items() if v is not None}
 
     def grad_names(self) -> dict[str, str]:
         """Names a call may use for an upstream gradient -> the output it belongs to."""
@@ -191,6 +220,8 @@ class Spec:
                 )
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SpecError(f"dim {name!r} must be a positive integer, got {value!r}")
+            if value > MAX_DIM:
+                raise SpecError(f"dim {name!r} is {value}: larger than any tensor can be (at most {MAX_DIM})")
             dims[name] = value
         return dims
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, CodeSource, Reference, TensorSpec, ToleranceSpec
+from .model import INPUT_DTYPES, CodeSource, Expectation, Reference, TensorSpec, ToleranceSpec
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -33,7 +33,10 @@ TOP_KEYS = (
     "tolerance",
     "formulas",
     "constraints",
+    "xfail",
+    "skip",
 )
+EXPECTATION_KEYS = ("reason", "dtype", "device")
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
 REFERENCE_KEYS = ("module", "file", "cells", "call")
 TOLERANCE_KEYS = ("atol", "rtol")
@@ -292,3 +295,30 @@ def formulas(raw: Any, tensor_names: Iterable[str], outs: Iterable[str], at: Whe
         if k not in names:
             raise at.fail(f"formulas.{k}", f"{k!r} is neither a tensor nor an output")
     return {k: v.rstrip() for k, v in found.items()}
+
+
+def expectation(raw: Any, key: str, at: Where) -> Expectation | None:
+    """``xfail:``/``skip:``: a reason, or ``{reason, dtype: [...], device: [...]}``."""
+    from ..settings import DTYPE_NAMES
+
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return Expectation(at.string(raw, key))
+    found = at.mapping(raw, key, EXPECTATION_KEYS)
+    if "reason" not in found:
+        raise at.fail(key, "give the reason: {reason: ..., dtype: [...], device: [...]}")
+    lists: dict[str, tuple[str, ...] | None] = {}
+    for sub, allowed in (("dtype", DTYPE_NAMES), ("device", ("cpu", "cuda"))):
+        value = found.get(sub)
+        if value is None:
+            lists[sub] = None
+            continue
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise at.fail(f"{key}.{sub}", f"expected a list of {sub}s, got {value!r}")
+        for v in values:
+            if v not in allowed and not (sub == "device" and v.startswith("cuda:")):
+                raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}")
+        lists[sub] = tuple(values)
+    return Expectation(at.string(found["reason"], f"{key}.reason"), lists["dtype"], lists["device"])

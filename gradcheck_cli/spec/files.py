@@ -1,0 +1,150 @@
+"""Spec files on disk: read boundedly, decoded strictly, found in folders without hanging.
+
+A spec is a small UTF-8 text file. Anything else named ``*.yaml`` (a FIFO,
+a device, a file of gigabytes, UTF-16 from PowerShell's ``>``, Latin-1) is
+a one-line error naming the file and what is wrong, never a hang and never
+silently skipped. Directory walks follow no symlink loop and stop at a
+bound.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import SpecError
+
+MAX_BYTES = 1 << 20  # 1 MiB: the largest spec we read
+MAX_WALKED = 100_000  # entries a directory search looks at before it gives up
+SUFFIXES = (".yaml", ".yml")
+# Directories a recursive search never enters (pytest's norecursedirs, plus venvs).
+SKIP_DIRS = ("build", "dist", "node_modules", "venv", "site-packages", "__pycache__")
+
+
+def read_spec_text(path: Path) -> str:
+    """The text of a spec file: a regular file of at most 1 MiB, in UTF-8 (raises SpecError)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", path) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SpecError("is a directory, not a spec file", path)
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError("not a regular file (a FIFO, a socket or a device): not read as a spec", path)
+    if info.st_size > MAX_BYTES:
+        raise SpecError(f"the file is {info.st_size} bytes, larger than a spec can be ({MAX_BYTES})", path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", path) from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(f"the file is larger than a spec can be ({MAX_BYTES} bytes)", path)
+    return decode(data, path)
+
+
+def decode(data: bytes, path: Path | None = None) -> str:
+    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16 and other encodings are one-line errors."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+        raise SpecError(
+            "the file is UTF-16, not UTF-8 (PowerShell's '>' writes UTF-16): save it as UTF-8", path
+        )
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"the file is not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded"
+            " (Latin-1 or another encoding?): save it as UTF-8",
+            path,
+            line,
+        ) from None
+
+
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
+
+
+def looks_like_spec(path: Path) -> bool:
+    """Whether a ``*.yaml`` file met in a directory search is a spec to run.
+
+    Its top-level keys include ``reference`` or ``implementation`` (or a
+    near-miss spelling, so a typo is a reported spec error, not a skipped
+    file); a file that cannot be read or decoded counts too, so that it is
+    reported instead of silently passed over.
+    """
+    try:
+        text = read_spec_text(path)
+    except SpecError:
+        return True
+    keys = set(_TOP_KEY.findall(text))
+    return any(difflib.get_close_matches(k, ("reference", "implementation"), n=1, cutoff=0.8) for k in keys)
+
+
+def _skipped(folder: Path) -> bool:
+    name = folder.name
+    return (
+        name.startswith(".")
+        or name in SKIP_DIRS
+        or name.endswith((".egg", ".egg-info"))
+        or (folder / "pyvenv.cfg").exists()
+    )
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Spec files below ``root``: each real folder once (a symlink loop ends), MAX_WALKED entries at most."""
+    seen: set[tuple[int, int]] = set()
+    budget = [MAX_WALKED]
+
+    def walk(folder: Path) -> Iterator[Path]:
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise SpecError(f"more than {MAX_WALKED} entries below it: name the spec folders", root)
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not _skipped(path):
+                    yield from walk(path)
+            elif path.suffix in SUFFIXES and looks_like_spec(path):
+                yield path
+
+    yield from walk(root)
+
+
+def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Spec files among ``paths``: files as given, directories searched recursively
+    (skipping hidden folders, virtual environments and build output); each file once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            candidates = list(_walk(p))
+        elif p.exists() or p.is_symlink():
+            candidates = [p]
+        else:
+            raise SpecError("no such file or directory", p)
+        for f in candidates:
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                found.append(f)
+    return found

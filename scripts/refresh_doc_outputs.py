@@ -1,0 +1,75 @@
+"""Run every ``$ gradcheck ...`` shown in README.md and docs/*.md again and paste its real output.
+
+    python scripts/refresh_doc_outputs.py [FILE ...]
+
+The commands run from the repository root as tests/test_readme.py runs them
+(in-process, plain output: NO_COLOR, 120 columns); a block's text after the
+command, up to the next ``$ `` line or the end of the block, is replaced by
+what the command printed. Review the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(command: str) -> str:
+    from typer.testing import CliRunner
+
+    from gradcheck_cli.cli import app
+
+    result = CliRunner().invoke(app, shlex.split(command)[1:], prog_name="gradcheck")
+    return result.stdout.rstrip("\n")
+
+
+def refresh(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    out: list[str] = []
+    in_block = False
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            in_block = not in_block
+            out.append(line)
+            i += 1
+            continue
+        if in_block and line.startswith("$ gradcheck "):
+            out.append(line)
+            out.extend(run(line[2:]).splitlines())
+            i += 1
+            while i < len(lines) and not lines[i].startswith(("$ ", "```")):
+                i += 1
+            if i < len(lines) and lines[i].startswith("$ "):
+                out.append("")
+            continue
+        out.append(line)
+        i += 1
+    new = "\n".join(out) + "\n"
+    new = re.sub(r"\n\n+(\$ gradcheck )", r"\n\n\1", new)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+        return True
+    return False
+
+
+def main(argv: list[str]) -> int:
+    os.environ.update({"NO_COLOR": "1", "TERMINAL_WIDTH": "120"})
+    os.environ.pop("FORCE_COLOR", None)
+    os.chdir(REPO)
+    targets = [Path(a) for a in argv] or [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for path in targets:
+        if refresh(path):
+            print(f"updated {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
