@@ -5,13 +5,17 @@ the values (or says why they cannot be compared), :func:`dtype_and_device`
 flags a value of the wrong kind (a float of another dtype keeps its
 comparison: ``wrong_dtype``), :func:`diagnosed` names the mistake of a
 failing gradient. Then, over all checks of a case, :func:`forward_flagged`
-marks the gradients as not meaningful when the forward is wrong and
-:func:`modified_flagged` reports what the checked code changed in place.
-Each step returns a new Check (or list) and never changes its argument.
+marks the gradients as not meaningful when the forward is wrong,
+:func:`repeat_flagged` reports an autograd.Function's backward that gives
+other values when run again, and :func:`modified_flagged` reports what the
+checked code changed in place. :func:`precision_note` says when a passing
+float64 value carries the errors of a lower precision. Each step returns a
+new Check (or list) and never changes its argument.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +23,8 @@ import torch
 
 from . import diagnose
 from .compare import NotATensor, Tolerance, as_tensor, compare, describe_dtype, excerpt
-from .conventions import MISSING
-from .result import Check
+from .conventions import MISSING, Outcome
+from .result import Check, format_pair
 from .spec import Spec, TensorSpec
 
 if TYPE_CHECKING:
@@ -176,3 +180,84 @@ def modified_flagged(checks: list[Check], modified: list[str]) -> list[Check]:
         else:  # not a checked tensor (an integer target, an upstream gradient): its own row
             result.append(Check(name, "input", None, None, "error", diagnosis="modified_input", hint=hint))
     return result
+
+
+def repeat_flagged(checks: list[Check], outcome: Outcome, tol: Tolerance, function: str) -> list[Check]:
+    """A Function's backward run a second time on the same graph: each gradient it gave
+    differently is ``not_repeatable``; a second run that raised is a row of its own."""
+    result = list(checks)
+    again = "torch.autograd.gradcheck and backward(retain_graph=True) run it again"
+    if outcome.repeat_error is not None:
+        hint = f"{outcome.repeat_error}: the backward changes a tensor it saved, in place; {again}"
+        row = Check(
+            f"{function}.backward", "backward", None, None, "error", diagnosis="not_repeatable", hint=hint
+        )
+        return [*result, row]
+    if outcome.repeated is None:
+        return result
+    for i, check in enumerate(result):
+        if check.kind == "output" or check.name not in outcome.repeated:
+            continue
+        difference = _difference(outcome.grads.get(check.name, MISSING), outcome.repeated[check.name], tol)
+        if difference is None:
+            continue
+        hint = (
+            f"a second backward on the same graph gives another {check.name} gradient ({difference}):"
+            f" {function}.backward changes what it saved, or depends on how often it runs; {again}"
+        )
+        result[i] = replace(
+            check,
+            diagnosis="not_repeatable",
+            hint=hint if check.ok else f"{hint} (first run: {check.hint or check.status})",
+            status="error" if check.ok else check.status,
+        )
+    return result
+
+
+def _difference(first: Any, again: Any, tol: Tolerance) -> str | None:
+    """How a second run's gradient differs from the first's, or None when it agrees (within ``tol``)."""
+    if first is MISSING or again is MISSING:
+        return None if first is again else ("None the first time" if first is MISSING else "None this time")
+    try:
+        a, b = as_tensor(first), as_tensor(again)
+    except NotATensor:
+        return None
+    if tuple(a.shape) != tuple(b.shape):
+        return f"shape {list(b.shape)}, the first time {list(a.shape)}"
+    check = compare("again", "input", a, b, tol)
+    if check.ok:
+        return None
+    assert check.worst_index is not None and check.expected_value is not None
+    first_value, second_value = format_pair(check.expected_value, check.actual_value)
+    text = (
+        f"{check.mismatched} of {check.numel} elements differ; at {check.worst_index}:"
+        f" {first_value}, then {second_value}"
+    )
+    if compare("twice", "input", 2 * a.to(torch.float64), b.to(torch.float64), tol).ok:
+        text += "; the second is twice the first: a saved tensor's .grad accumulating?"
+    return text
+
+
+# Lower precisions a float64 value's errors may betray, with their unit roundoff.
+PRECISIONS = (("float32", 2.0**-23), ("float16", 2.0**-10), ("bfloat16", 2.0**-7))
+
+
+def precision_note(check: Check, expected: torch.Tensor, dtype: str) -> str | None:
+    """A passing float64 value whose errors are far above float64 rounding at its scale:
+    the precision they look like (``errors ~1e-7 relative: ... in float32``)."""
+    if dtype != "float64" or not check.ok or not check.max_abs_err or not expected.numel():
+        return None
+    scale = float(expected.detach().abs().max())
+    if not scale > 0 or not math.isfinite(scale):
+        return None
+    relative = check.max_abs_err / scale
+    if relative < PRECISIONS[0][1] / 16:  # a float64 sum of many terms stays far below this
+        return None
+    name = min(PRECISIONS, key=lambda p: abs(math.log10(relative) - math.log10(p[1])))[0]
+    side = "forward" if check.kind == "output" else "backward"
+    magnitude = round(math.log10(relative))
+    return (
+        f"{check.name}: errors ~1e{magnitude} relative (max abs err {check.max_abs_err:.1e},"
+        f" largest value {scale:.2g}), far above float64 rounding (~1e-16): this {side} appears to compute"
+        f" in {name}"
+    )

@@ -61,6 +61,10 @@ Sweep = Annotated[
 Pdb = Annotated[
     bool, typer.Option("--pdb", help="Open a post-mortem debugger where the checked code raised.")
 ]
+Double = Annotated[
+    bool,
+    typer.Option("--double", help="Also check an autograd.Function's double backward (gradgradcheck)."),
+]
 ExitZero = Annotated[
     bool, typer.Option("--exit-zero", help="Exit 0 even when checks fail (report-only jobs).")
 ]
@@ -86,6 +90,7 @@ COMMON: list[tuple[str, Any, Any]] = [
     ("verbose", Verbose, False),
     ("sweep", Sweep, False),
     ("pdb", Pdb, False),
+    ("double", Double, False),
     ("exit_zero", ExitZero, False),
     ("color", Color, "auto"),
     ("quiet", Quiet, 0),

@@ -60,6 +60,9 @@ class Outcome:
     problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
     updated: list[str] = field(default_factory=list)  # params a step: is meant to change in place
     notes: list[str] = field(default_factory=list)  # said in the result (a dtype taken back, a failed import)
+    # autograd_function: the gradients of a second backward on the same graph, or what it raised.
+    repeated: dict[str, Any] | None = None
+    repeat_error: str | None = None
 
 
 @dataclass
@@ -215,7 +218,47 @@ def numpy(h: Handed) -> None:
 
 
 def autograd_function(h: Handed) -> None:
-    """``Function.apply(*args)`` on leaves that require grad, then autograd's backward."""
+    """``Function.apply(*args)`` on leaves that require grad, then autograd's backward, twice.
+
+    The backward runs a second time on the same graph (``retain_graph``), as
+    ``torch.autograd.gradcheck``, a second ``backward()`` or a double backward
+    would run it: what it gives then is ``outcome.repeated`` (or, when it raises,
+    ``outcome.repeat_error``), compared with the first run by the checks.
+    """
+    spec, impl = h.spec, h.spec.implementation
+    assert impl.args is not None
+    name, total = _apply(h)
+    try:
+        with user_code(f"backward {name}.backward()"):
+            torch.autograd.backward(total, retain_graph=True)
+    except UserCodeError as exc:
+        _name_gradient_index(exc, impl.args)
+        raise
+    leaves = [h.tensors[t.name] for t in spec.checked]
+    for t in spec.checked:
+        grad = h.tensors[t.name].grad
+        # A copy: the second run must not change what the first one gave.
+        h.outcome.grads[t.name] = MISSING if grad is None else grad.detach().clone()
+        if grad is None:
+            h.outcome.problems[t.name] = f"{name}.backward returned None for {t.name}"
+    try:
+        with user_code(f"{name}.backward(), run a second time on the same graph,"):
+            again = torch.autograd.grad(total, leaves, allow_unused=True)
+    except UserCodeError as exc:
+        # torch's advice to turn on anomaly detection is not what this finding needs
+        h.outcome.repeat_error = re.sub(r" Hint: enable anomaly detection.*?\)\.", "", str(exc))
+    else:
+        h.outcome.repeated = {t.name: MISSING if g is None else g for t, g in zip(spec.checked, again)}
+    for t in spec.checked:
+        h.tensors[t.name] = h.tensors[t.name].detach()
+
+
+def _apply(h: Handed) -> tuple[str, torch.Tensor]:
+    """``Function.apply`` on the arguments, with the checked tensors as leaves that require grad.
+
+    Returns the Function's name and ``sum(out * grad_out)`` over its differentiable
+    outputs, whose gradient is the backward's result.
+    """
     spec, impl = h.spec, h.spec.implementation
     assert impl.autograd_function is not None and impl.args is not None
     name = impl.autograd_function
@@ -251,18 +294,60 @@ def autograd_function(h: Handed) -> None:
     # check grad_tensors' shapes (~0.4 s).
     total = sum((r * g).sum() for r, g in pairs)
     assert isinstance(total, torch.Tensor)
-    try:
-        with user_code(f"backward {name}.backward()"):
-            torch.autograd.backward(total)
-    except UserCodeError as exc:
-        _name_gradient_index(exc, impl.args)
-        raise
-    for t in spec.checked:
-        grad = h.tensors[t.name].grad
-        h.outcome.grads[t.name] = MISSING if grad is None else grad
-        if grad is None:
-            h.outcome.problems[t.name] = f"{name}.backward returned None for {t.name}"
-        h.tensors[t.name] = h.tensors[t.name].detach()
+    return name, total
+
+
+@dataclass
+class DoubleOutcome:
+    """What the double backward of a Function's backward gave (``--double``)."""
+
+    grads: dict[str, Any] = field(default_factory=dict)  # by tensor name and by upstream name
+    once_differentiable: bool = False  # the backward is marked @once_differentiable
+    problem: str | None = None  # why autograd cannot differentiate the backward's result
+
+
+def double_backward(
+    spec: Spec,
+    values: Mapping[str, torch.Tensor],
+    grad_outs: Mapping[str, torch.Tensor],
+    second_grad_outs: Mapping[str, torch.Tensor],
+    dims: Mapping[str, int],
+) -> DoubleOutcome:
+    """The Function's backward differentiated once more, as ``gradgradcheck`` does.
+
+    ``Function.apply`` on copies, then its backward with ``create_graph=True`` and the
+    upstream gradients as leaves too: the gradients ``g`` it returns are a function of
+    the tensors and of ``grad_outs``, and ``d<g, second_grad_outs>`` by each of them is
+    what :func:`~gradcheck_cli.reference.double_reference` expects.
+    """
+    from .reference import second_order, upstream_names
+
+    impl = spec.implementation
+    tensors: dict[str, Any] = {name: v.detach().clone() for name, v in values.items()}
+    upstream = {o: g.detach().clone().requires_grad_(True) for o, g in grad_outs.items()}
+    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
+    h = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, dict(upstream), scope)
+    name, total = _apply(h)
+    leaves = {t.name: h.tensors[t.name] for t in spec.checked}
+    with user_code(f"backward {name}.backward() (create_graph=True)"):
+        grads = torch.autograd.grad(total, list(leaves.values()), create_graph=True, allow_unused=True)
+    first = dict(zip(leaves, grads))
+    if any(g is not None and g.grad_fn is not None and g.grad_fn.name() == _ONCE for g in first.values()):
+        return DoubleOutcome(once_differentiable=True)
+    problem = None
+    if not any(g is not None and g.requires_grad for g in first.values()):
+        problem = (
+            f"the gradients {name}.backward returns do not require grad (computed under torch.no_grad(),"
+            " detached, or outside torch): autograd cannot differentiate them, so their double backward is 0"
+        )
+    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items()}}
+    with user_code(f"double backward of {name}.backward()"):
+        second = second_order(first, second_grad_outs, wrt)
+    return DoubleOutcome(grads=dict(second), problem=problem)
+
+
+# What autograd puts behind the result of a backward marked @once_differentiable.
+_ONCE = "torch::autograd::Error"
 
 
 def step(h: Handed) -> None:

@@ -4,7 +4,14 @@
 call into a reference file) on its own clones of the case's tensors,
 differentiates it with autograd, and returns an :class:`Expected`: the one
 value object that every producer of expected results gives and that the
-comparison reads.
+comparison reads. The other producers:
+
+- :func:`written_reference`: the gradients a spec writes in ``reference_grads``
+  (surrogates: a straight-through estimator, a gradient reversal), evaluated
+  as expressions; the outputs, and any gradient not written, from the reference;
+- :func:`double_reference`: the second order (``--double``): the expected
+  gradients as a function of the tensors and the upstream gradients,
+  differentiated once more (what ``torch.autograd.gradgradcheck`` checks).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import torch
 
 from .calls import bind
 from .errors import SpecError
-from .expressions import ExpressionError, evaluate
+from .expressions import Expression, ExpressionError, evaluate
 from .spec import Spec
 from .usercode import load_namespace, lookup, user_frame
 
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from .runner import Case
 
 UPSTREAM_SEED_OFFSET = 1_000_003  # the upstream gradients' stream, apart from the tensors'
+SECOND_SEED_OFFSET = 2_000_029  # the second-order upstream gradients' stream (--double)
 
 
 @dataclass
@@ -106,34 +114,181 @@ def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[s
 def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
     """Differentiate the reference with autograd, on its own clones of ``values``."""
     spec = case.spec
-    leaves = {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
+    leaves = _leaves(spec, values)
     with torch.enable_grad():  # whatever grad mode the caller (or user code run earlier) left behind
         outputs = reference_outputs(spec, case.dims, leaves)
         grad_outs = upstream_gradients(outputs, case.seed)
-        checked = [leaves[t.name] for t in spec.checked]
-        differentiable = [(o, grad_outs[n]) for n, o in outputs.items() if o.requires_grad]
-        if not differentiable:
-            raise spec.error(
-                "the reference's output does not depend on any checked tensor through autograd"
-                " (a .detach(), an integer cast or a comparison cuts the graph)",
-                "reference",
-            )
-        # sum(out * grad_out) has exactly grad_out as its gradient w.r.t. out, so this
-        # is the same vector-Jacobian product as grad(outs, grad_outputs=...) without
-        # the sympy import torch makes to check grad_outputs' shapes (~0.3 s).
-        total = sum((o * g).sum() for o, g in differentiable)
-        assert isinstance(total, torch.Tensor)
-        grads = torch.autograd.grad(total, checked, allow_unused=True)
-    expected_grads = {
-        t.name: (g.detach() if g is not None else torch.zeros_like(leaves[t.name]).detach())
-        for t, g in zip(spec.checked, grads)
-    }
-    for what, values_by_name in (("output", outputs), ("gradient of", expected_grads)):
-        for name, value in values_by_name.items():
-            _require_finite(spec, f"{what} {name!r}", value)
+        grads = _vjp(spec, outputs, grad_outs, leaves, [t.name for t in spec.checked])
+    _all_finite(spec, outputs, grads)
     return Expected(
         outputs={n: o.detach() for n, o in outputs.items()},
-        grads=expected_grads,
+        grads={n: g.detach() for n, g in grads.items()},
         grad_outs=grad_outs,
         description=spec.reference.describe(),
     )
+
+
+def written_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+    """The gradients ``reference_grads`` writes, evaluated; the rest as :func:`run_reference` does.
+
+    The outputs (and so the upstream gradients) come from the reference, as always;
+    a written gradient is an expression over the tensors, dims, options and upstream
+    gradients, evaluated on clones of them. The reference need not be differentiable
+    when every checked gradient is written.
+    """
+    spec = case.spec
+    leaves = _leaves(spec, values)
+    by_autograd = [t.name for t in spec.checked if t.name not in spec.reference_grads]
+    with torch.enable_grad():
+        outputs = reference_outputs(spec, case.dims, leaves)
+        grad_outs = upstream_gradients(outputs, case.seed)
+        grads = _vjp(spec, outputs, grad_outs, leaves, by_autograd) if by_autograd else {}
+    scope = _scope(spec, case.dims, {n: v.detach().clone() for n, v in values.items()}, grad_outs)
+    for name, expr in spec.reference_grads.items():
+        grads[name] = _written(spec, name, expr, scope, values[name])
+    _all_finite(spec, outputs, grads)
+    return Expected(
+        outputs={n: o.detach() for n, o in outputs.items()},
+        grads={t.name: grads[t.name].detach() for t in spec.checked},
+        grad_outs=grad_outs,
+        description=describe_written(spec),
+    )
+
+
+def describe_written(spec: Spec) -> str:
+    """Where each expected value comes from, when a spec writes some gradients."""
+    outs = ", ".join(spec.outputs)
+    parts = [f"{outs} = {spec.reference.describe()} (reference)"]
+    parts += [f"{name} = {expr.text} (reference_grads)" for name, expr in spec.reference_grads.items()]
+    rest = [t.name for t in spec.checked if t.name not in spec.reference_grads]
+    if rest:
+        parts.append(f"{', '.join(rest)} by autograd of the reference")
+    return "; ".join(parts)
+
+
+def upstream_names(spec: Spec) -> dict[str, str]:
+    """The name of each output's upstream gradient: ``grad_out`` (one output), ``grad_<output>``."""
+    if len(spec.outputs) == 1:
+        return {spec.outputs[0]: "grad_out"}
+    return {o: f"grad_{o}" for o in spec.outputs}
+
+
+def double_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+    """The second order: autograd's double backward of the expected gradients.
+
+    The backward is a function of the checked tensors and of the upstream gradients
+    ``v``: its outputs are the first-order gradients ``g`` (from autograd, or written in
+    ``reference_grads``). With a second seeded upstream gradient ``u`` per tensor, the
+    expected values are ``d<g, u>/d tensor`` (by tensor name) and ``d<g, u>/d v`` (by
+    upstream name, :func:`upstream_names`), as ``torch.autograd.gradgradcheck`` computes
+    them. ``outputs`` are ``g``, ``grad_outs`` are ``u``.
+    """
+    spec = case.spec
+    leaves = _leaves(spec, values)
+    checked = [t.name for t in spec.checked]
+    with torch.enable_grad():
+        outputs = reference_outputs(spec, case.dims, leaves)
+        v = {o: g.requires_grad_(True) for o, g in upstream_gradients(outputs, case.seed).items()}
+        by_autograd = [n for n in checked if n not in spec.reference_grads]
+        first = _vjp(spec, outputs, v, leaves, by_autograd, create_graph=True) if by_autograd else {}
+        scope = _scope(spec, case.dims, leaves, v)
+        for name, expr in spec.reference_grads.items():
+            first[name] = _written(spec, name, expr, scope, values[name])
+        first = {n: first[n] for n in checked}
+        u = upstream_gradients({n: g.detach() for n, g in first.items()}, case.seed + SECOND_SEED_OFFSET)
+        wrt = {**{n: leaves[n] for n in checked}, **{upstream_names(spec)[o]: g for o, g in v.items()}}
+        second = second_order(first, u, wrt)
+    described = describe_written(spec) if spec.reference_grads else spec.reference.describe()
+    return Expected(
+        outputs={n: g.detach() for n, g in first.items()},
+        grads=second,
+        grad_outs=u,
+        description=f"double backward of {described}",
+    )
+
+
+def second_order(
+    first: Mapping[str, torch.Tensor | None], u: Mapping[str, torch.Tensor], wrt: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``d<first, u>/d w`` for each ``w`` of ``wrt``: zeros where nothing depends on it."""
+    connected = [(g, u[n]) for n, g in first.items() if g is not None and g.requires_grad]
+    found: tuple[torch.Tensor | None, ...] = (None,) * len(wrt)
+    if connected:
+        total = sum((g * w).sum() for g, w in connected)
+        assert isinstance(total, torch.Tensor)
+        found = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
+    return {
+        name: (g if g is not None else torch.zeros_like(leaf)).detach()
+        for (name, leaf), g in zip(wrt.items(), found)
+    }
+
+
+def _all_finite(spec: Spec, outputs: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> None:
+    for what, values_by_name in (("output", outputs), ("gradient of", grads)):
+        for name, value in values_by_name.items():
+            _require_finite(spec, f"{what} {name!r}", value)
+
+
+def _leaves(spec: Spec, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference's own clones of the tensors; the checked ones require grad."""
+    return {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
+
+
+def _vjp(
+    spec: Spec,
+    outputs: Mapping[str, torch.Tensor],
+    grad_outs: Mapping[str, torch.Tensor],
+    leaves: Mapping[str, torch.Tensor],
+    names: list[str],
+    create_graph: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The gradients of ``names``: autograd's vector-Jacobian product with ``grad_outs``."""
+    differentiable = [(o, grad_outs[n]) for n, o in outputs.items() if o.requires_grad]
+    if not differentiable:
+        raise spec.error(
+            "the reference's output does not depend on any checked tensor through autograd"
+            " (a .detach(), an integer cast or a comparison cuts the graph)",
+            "reference",
+        )
+    # sum(out * grad_out) has exactly grad_out as its gradient w.r.t. out, so this
+    # is the same vector-Jacobian product as grad(outs, grad_outputs=...) without
+    # the sympy import torch makes to check grad_outputs' shapes (~0.3 s).
+    total = sum((o * g).sum() for o, g in differentiable)
+    assert isinstance(total, torch.Tensor)
+    grads = torch.autograd.grad(
+        total, [leaves[n] for n in names], allow_unused=True, create_graph=create_graph
+    )
+    return {n: (g if g is not None else torch.zeros_like(leaves[n])) for n, g in zip(names, grads)}
+
+
+def _scope(
+    spec: Spec, dims: Mapping[str, int], tensors: Mapping[str, Any], grad_outs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a written gradient reads: options, dims, tensors and the upstream gradients' names."""
+    scope: dict[str, Any] = {**spec.options, **dims, **tensors}
+    for alias, out in spec.grad_names().items():
+        scope[alias] = grad_outs[out]
+    return scope
+
+
+def _written(
+    spec: Spec, name: str, expr: Expression, scope: Mapping[str, Any], like: torch.Tensor
+) -> torch.Tensor:
+    """One written gradient, in the tensor's shape and dtype (a number fills it)."""
+    key = f"reference_grads.{name}"
+    try:
+        with torch.enable_grad():
+            value = evaluate(expr, scope)
+    except ExpressionError as exc:
+        raise spec.error(f"{name}'s gradient cannot be evaluated: {exc}", key) from None
+    except Exception as exc:
+        raise spec.error(f"{name}'s gradient raised {type(exc).__name__}: {exc}", key) from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.full_like(like, float(value))
+    if not isinstance(value, torch.Tensor):
+        raise spec.error(f"{name}'s gradient is a {type(value).__name__}, not a tensor", key)
+    if tuple(value.shape) != tuple(like.shape):
+        raise spec.error(
+            f"{name}'s gradient has shape {list(value.shape)}, but {name} has shape {list(like.shape)}", key
+        )
+    return value.to(like.dtype)

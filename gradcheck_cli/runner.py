@@ -19,9 +19,9 @@ import torch
 
 from . import checks, diagnose
 from .compare import DTYPES, Tolerance, tolerance_for
-from .conventions import MISSING, ConventionError, Outcome, run_implementation
+from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
 from .errors import SpecError
-from .reference import Expected, run_reference
+from .reference import Expected, double_reference, run_reference, upstream_names, written_reference
 from .result import CaseResult, Check
 from .settings import RunSettings, check_device_name
 from .spec import Spec, TensorSpec
@@ -41,6 +41,7 @@ class Case:
     seed: int = 0
     atol: float | None = None
     rtol: float | None = None
+    double: bool = False  # also check the double backward (--double)
 
     @property
     def tolerance(self) -> Tolerance:
@@ -60,6 +61,7 @@ def make_case(
     atol: float | None = None,
     rtol: float | None = None,
     options: Mapping[str, Any] | None = None,
+    double: bool = False,
 ) -> Case:
     """Validate the run settings against the spec (raises SpecError).
 
@@ -83,7 +85,7 @@ def make_case(
         )
     resolved = spec.resolve_dims(dims)
     spec.check_constraints(resolved)
-    return Case(spec, resolved, dtype, device, seed, atol, rtol)
+    return Case(spec, resolved, dtype, device, seed, atol, rtol, double=double)
 
 
 def run(
@@ -113,6 +115,7 @@ def run(
         atol=settings.atol,
         rtol=settings.rtol,
         options=options,
+        double=settings.double,
     )
     result = (
         run_sweep(case, settings.verbose, settings.pdb)
@@ -140,15 +143,40 @@ def generate(case: Case) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(case.seed)
     values: dict[str, torch.Tensor] = {}
     for t in spec.tensors.values():
+        if t.derived is not None:
+            values[t.name] = _derive(spec, t, case, values)
+            continue
         shape = spec.shape_of(t, case.dims)
         values[t.name] = _draw(spec, t, shape, case, gen).to(case.device)
     return values
+
+
+def _derive(spec: Spec, t: TensorSpec, case: Case, earlier: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """An input computed from the tensors above it (``inverse: "perm.argsort(-1)"``)."""
+    from .expressions import ExpressionError, evaluate
+
+    assert t.derived is not None
+    scope = {**spec.options, **case.dims, **{n: v.detach().clone() for n, v in earlier.items()}}
+    try:
+        value = evaluate(t.derived, scope)
+    except ExpressionError as exc:
+        raise spec.error(f"{t.derived.text!r} cannot be evaluated: {exc}", t.key) from None
+    except Exception as exc:
+        raise spec.error(f"{t.derived.text!r} raised {type(exc).__name__}: {exc}", t.key) from None
+    if not isinstance(value, torch.Tensor):
+        raise spec.error(f"{t.derived.text!r} is a {type(value).__name__}, not a tensor", t.key)
+    if value.is_floating_point():
+        value = value.to(DTYPES[case.dtype])
+    return value.detach().clone().to(case.device)
 
 
 def _draw(
     spec: Spec, t: TensorSpec, shape: tuple[int, ...], case: Case, gen: torch.Generator
 ) -> torch.Tensor:
     low, high = spec.bound(t.low, case.dims), spec.bound(t.high, case.dims)
+    if t.permutation is not None:  # each slice along the axis: a permutation of 0..size-1
+        order = torch.rand(shape, generator=gen, dtype=torch.float64).argsort(dim=t.permutation)
+        return order.to(torch.int64 if t.dtype == "int64" else torch.int32)
     if t.dtype in ("int64", "int32"):
         assert low is not None and high is not None
         if int(high) <= int(low):
@@ -198,7 +226,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result = CaseResult(spec.name, spec.source, dict(case.dims), case.dtype, case.device, case.seed)
     try:
         values = generate(case)
-        expected = run_reference(case, values)
+        expected = (written_reference if spec.reference_grads else run_reference)(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
@@ -225,7 +253,47 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
     result.notes = [*spec.notes, *outcome.notes, *blind_spots]
     result.quiet_notes = blind_spots
+    if spec.reference_grads:
+        _quiet_note(result, f"expected values: {expected.description}")
+    wanted = {
+        c.name: (expected.outputs if c.kind == "output" else expected.grads).get(c.name)
+        for c in result.checks
+    }
+    if case.double or spec.double:
+        try:
+            first_ok = all(c.ok for c in result.checks)
+            second_wanted, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
+        except SpecError as exc:
+            return result.failed(str(exc), spec_error=True)
+        finally:
+            torch.set_grad_enabled(grad_mode)
+        result.checks += second_rows
+        if second_rows:  # what the rows are: said when they fail, or with --verbose
+            _quiet_note(result, double_note)
+        else:  # why there are none
+            result.notes.append(double_note)
+        wanted.update(second_wanted)
+    result.notes += precision_notes(result.checks, wanted, case.dtype)
     return result.finish()
+
+
+def _quiet_note(result: CaseResult, note: str) -> None:
+    """A note shown when the result fails, or with --verbose."""
+    result.notes.append(note)
+    result.quiet_notes.append(note)
+
+
+def precision_notes(
+    found: Sequence[Check], wanted: Mapping[str, torch.Tensor | None], dtype: str
+) -> list[str]:
+    """A note for each passing float64 row whose errors look like a lower precision's."""
+    notes = []
+    for check in found:
+        want = wanted.get(check.name)
+        note = checks.precision_note(check, want, dtype) if want is not None else None
+        if note:
+            notes.append(note)
+    return notes
 
 
 def check_all(
@@ -255,6 +323,8 @@ def check_all(
         ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
         check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
+    if spec.implementation.autograd_function is not None:
+        found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
 
 
@@ -263,6 +333,93 @@ def _measured(subject: checks.Subject, case: Case, line: int | None, verbose: bo
     spec, tol = case.spec, case.tolerance
     check = checks.dtype_and_device(checks.measure(subject, spec, case, tol, verbose), subject, spec, case)
     return replace(checks.mapped(check, subject, tol), line=line)
+
+
+# -- the double backward (--double) -------------------------------------------------
+
+SECOND_ORDER = "{} (2nd order)"  # how a second-order row is named: "x (2nd order)", "grad_out (2nd order)"
+
+
+def run_double(
+    case: Case, values: Mapping[str, torch.Tensor], expected: Expected, verbose: bool, first_ok: bool = False
+) -> tuple[dict[str, torch.Tensor], list[Check], str]:
+    """The Function's backward differentiated once more, against autograd's double backward.
+
+    Returns the expected value of each second-order row (by row name), the rows,
+    and the note that says what they are. ``first_ok``: every first-order row
+    passed (a wrong second order then has a likely cause). Raises SpecError for a
+    spec error.
+    """
+    spec = case.spec
+    function = spec.implementation.autograd_function
+    if function is None:
+        convention = spec.implementation.convention
+        return {}, [], (
+            "--double: only a torch.autograd.Function's backward is differentiated by autograd;"
+            f" this implementation is {convention}, so there is no double backward to check"
+        )  # fmt: skip
+    second = double_reference(case, values)
+    try:
+        outcome = double_backward(spec, values, expected.grad_outs, second.grad_outs, case.dims)
+    except (UserCodeError, ConventionError) as exc:
+        name = SECOND_ORDER.format(f"{function}.backward")
+        return {}, [Check(name, "backward", None, None, "error", hint=str(exc))], _double_note(spec, function)
+    if outcome.once_differentiable:
+        return {}, [], (
+            f"{function}.backward is marked @once_differentiable: autograd cannot differentiate it,"
+            " so there is no double backward to check (not a failure)"
+        )  # fmt: skip
+    rows = double_checks(case, values, second, outcome, verbose)
+    if first_ok:
+        rows = [_untracked(row, function) for row in rows]
+    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
+    return wanted, rows, _double_note(spec, function)
+
+
+def double_checks(
+    case: Case, values: Mapping[str, torch.Tensor], second: Expected, outcome: DoubleOutcome, verbose: bool
+) -> list[Check]:
+    """One row per second-order gradient: by each checked tensor, then by each upstream gradient."""
+    spec, tol = case.spec, case.tolerance
+    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
+    upstream = set(upstream_names(spec).values())
+    found = []
+    for key, want in second.grads.items():
+        row = SECOND_ORDER.format(key)
+        if key in upstream:
+            tensor = TensorSpec(row, "upstream", tuple(int(s) for s in want.shape))
+        else:
+            tensor = replace(spec.tensors[key], name=row)
+        subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor)
+        check = _measured(subject, case, tensor.line, verbose)
+        ctx = diagnose.Context(spec, case.dims, tensor, tol, wanted, values)
+        check = checks.diagnosed(check, subject, ctx)
+        if outcome.problem and not check.ok:
+            check = replace(check, hint=outcome.problem)
+        found.append(check)
+    return found
+
+
+def _untracked(check: Check, function: str) -> Check:
+    """A wrong second order under right first-order gradients: what autograd could not follow."""
+    if check.ok or check.diagnosis is not None or check.status != "mismatch":
+        return check
+    hint = (
+        "the first-order gradients are right but not their derivative: autograd cannot follow all of"
+        f" {function}.backward (a tensor computed in the forward and saved is a constant to it: save the"
+        " inputs and recompute it, or return it from the forward; or a .detach(), torch.no_grad() or"
+        " numpy in the backward)"
+    )
+    return replace(check, hint=hint)
+
+
+def _double_note(spec: Spec, function: str) -> str:
+    ups = ", ".join(upstream_names(spec).values())
+    return (
+        f"2nd order: the gradients {function}.backward returns, differentiated once more by each tensor"
+        f" and by {ups} (weighted by seeded random numbers), against autograd's double backward of the"
+        " reference, as torch.autograd.gradgradcheck does"
+    )
 
 
 # -- several cases --------------------------------------------------------------

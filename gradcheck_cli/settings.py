@@ -37,6 +37,7 @@ class RunSettings:
     verbose: bool = False
     sweep: bool = False
     pdb: bool = False
+    double: bool = False  # also check an autograd.Function's double backward
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_NAMES:
@@ -72,4 +73,5 @@ class RunSettings:
             verbose=bool(flags.get("verbose")),
             sweep=bool(flags.get("sweep")),
             pdb=bool(flags.get("pdb")),
+            double=bool(flags.get("double")),
         )

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GradcheckError, SpecError
+from .names import NAME_RE
 from .result import CaseResult, Report
 from .settings import RunSettings
-from .spec import Spec, find_spec_files, load_spec
+from .spec import Spec, find_spec_files, load_spec, parse_yaml, read_spec_text
 
 RunOptions = RunSettings  # the name the pytest plugin and older callers use
 
@@ -31,10 +32,24 @@ class Item:
     path: Path
     spec: Spec | None = None
     error: SpecError | None = None
+    declared_name: str | None = None  # the YAML's `name:` when the spec did not load
 
     @property
     def name(self) -> str:
-        return self.spec.name if self.spec else self.path.stem
+        """The spec's name; for a spec that did not load, its YAML's name, else the file's stem."""
+        if self.spec is not None:
+            return self.spec.name
+        return self.declared_name or self.path.stem
+
+
+def declared_name(path: Path) -> str | None:
+    """The ``name:`` a spec file gives, when its YAML can be read and the name is valid."""
+    try:
+        data, _ = parse_yaml(read_spec_text(path), path)  # no FIFO, device or huge file is read
+    except SpecError:
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and NAME_RE.match(name) else None
 
 
 def matches(expr: str, name: str, path: str = "") -> bool:
@@ -95,7 +110,7 @@ def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Ite
         try:
             item = Item(path, spec=load_spec(path))
         except SpecError as exc:
-            item = Item(path, error=exc)
+            item = Item(path, error=exc, declared_name=declared_name(path))
         if keyword is None or matches(keyword, item.name, _shown(path)):
             items.append(item)
     return items

@@ -381,6 +381,84 @@ def test_autograd_function_a_none_gradient_is_missing(gradcheck, write_layer):
     assert bias["status"] == "missing" and "ScaledLinear.backward returned None for bias" in bias["hint"]
 
 
+RECOMPUTE_SPEC = """
+name: recompute
+dims: {n: 6}
+inputs:
+  x: [n]
+reference: "F.silu(x) * 0.5"
+implementation:
+  file: layer.py
+  autograd_function: Recompute
+  args: [x, F.silu, 0.5, true, null]
+"""
+
+RECOMPUTE = """
+import torch
+
+class Recompute(torch.autograd.Function):
+    \"\"\"A checkpoint: no graph in the forward, fn(x) recomputed under autograd in the backward.\"\"\"
+
+    @staticmethod
+    def forward(ctx, x, fn, scale, keep, nothing):
+        assert keep is True and nothing is None
+        ctx.save_for_backward(x)
+        ctx.fn, ctx.scale = fn, scale
+        return fn(x) * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            (grad_x,) = torch.autograd.grad(ctx.fn(x) * ctx.scale, x, grad_out)
+        return grad_x, None, None, None, None
+"""
+
+
+def test_autograd_function_args_may_be_callables_and_yaml_literals(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(RECOMPUTE_SPEC, RECOMPUTE))
+    assert exit_code == 0, report
+    # the callable is the value itself: another one is another function
+    exit_code, report = run_json(
+        gradcheck, write_layer(RECOMPUTE_SPEC.replace("F.silu,", "F.gelu,"), RECOMPUTE)
+    )
+    assert exit_code == 1 and checks_of(report)["out"]["diagnosis"] == "forward_mismatch"
+
+
+def test_a_call_hands_an_allowlisted_callable_as_a_value(gradcheck, write_layer):
+    spec = """
+    name: act
+    dims: {n: 6}
+    inputs:
+      x: {shape: [n], min_abs: 0.05}
+    reference: "F.hardtanh(x)"
+    implementation:
+      file: layer.py
+      forward: "apply_fn(x, fn=F.hardtanh) -> out"
+      backward: "hardtanh_backward(grad_out, x) -> x"
+    """
+    code = """
+    def apply_fn(x, fn):
+        return fn(x)
+
+    def hardtanh_backward(grad_out, x):
+        return grad_out * ((x > -1) & (x < 1))
+    """
+    exit_code, report = run_json(gradcheck, write_layer(spec, code))
+    assert exit_code == 0, report
+
+
+def test_an_argument_outside_the_allowlist_is_a_spec_error(gradcheck, write_layer):
+    spec = write_layer(RECOMPUTE_SPEC.replace("F.silu,", "F.not_a_function,"), RECOMPUTE)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert (
+        "implementation.args: 'F.not_a_function': attribute 'not_a_function' is not allowed here"
+        in ran.stderr
+    )
+
+
 def test_autograd_function_that_is_not_a_function_is_a_spec_error(gradcheck, write_layer):
     spec = write_layer(FUNCTION_SPEC, "def ScaledLinear(*args):\n    pass\n")
     ran = gradcheck("run", str(spec))

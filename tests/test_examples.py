@@ -22,6 +22,8 @@ CONVENTION_DIRS = (
     "nnfs", "ipynb", "loss", "step",
 )  # fmt: skip
 EXAMPLE_SPECS = sorted(p for d in CONVENTION_DIRS for p in (EXAMPLES / d).glob("*.yaml"))
+# Engineers' autograd Functions: surrogate gradients, repeatability, double backward, permutations.
+FUNCTION_SPECS = sorted((EXAMPLES / "functions").glob("*.yaml"))
 
 
 def checks_of(stdout: str) -> dict[str, dict]:
@@ -77,6 +79,23 @@ def test_examples_conventions_are_the_ones_they_claim():
     }
 
 
+def test_the_function_examples_are_the_ones_the_docs_describe():
+    assert [p.stem for p in FUNCTION_SPECS] == [
+        "bias_norm", "gradient_reversal", "lower_bound", "reverse_sort", "softmax", "ste", "swish",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", FUNCTION_SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("flags", [(), ("--double",)], ids=["", "double"])
+def test_function_example_passes_also_with_its_double_backward(gradcheck, spec, flags):
+    ran = gradcheck("run", str(spec), "--format", "json", *flags)
+    assert ran.exit_code == 0, ran.stdout
+    checks = checks_of(ran.stdout)
+    assert all(c["status"] == "pass" for c in checks.values()), checks
+    once = spec.stem == "bias_norm"  # its backward is @once_differentiable: there is no second order
+    assert any(name.endswith("(2nd order)") for name in checks) == (bool(flags) and not once)
+
+
 @pytest.mark.parametrize("cwd", ["examples", "."])
 def test_the_notebook_example_runs_as_jupyter_runs_it_from_examples_or_the_root(cwd, monkeypatch, capsys):
     """Jupyter runs cells with no __file__, from the folder it was started in."""
@@ -108,6 +127,15 @@ class Wrong:
     flagged: dict[str, tuple[str, str | None]]  # tensor -> (status, diagnosis or None: any)
     passing: tuple[str, ...]
     hint: str | None = None  # a phrase the flagged row's hint must contain
+    flags: tuple[str, ...] = ()  # run with these (--double); without them, the bug passes unseen
+    edits: tuple[tuple[str, str], ...] = ()  # more (old, new) edits the bug needs in the same file
+
+
+# examples/functions/swish.py saving the sigmoid its forward computes, instead of recomputing it.
+SAVED_SIGMOID = (
+    ("ctx.save_for_backward(x)", "sigmoid_x = torch.sigmoid(x)\n        ctx.save_for_backward(x, sigmoid_x)"),
+    ("(x,) = ctx.saved_tensors\n        sigmoid_x = torch.sigmoid(x)", "x, sigmoid_x = ctx.saved_tensors"),
+)
 
 
 WRONGS = [
@@ -204,6 +232,49 @@ WRONGS = [
         "hidden_errors = numpy.dot(self.who.T, output_errors)  # BUG: not through the sigmoid's slope",
         {"wih": ("mismatch", None)}, ("who",),
     ),
+    Wrong(  # the clip of a clipped straight-through estimator forgotten for the input
+        "functions", "ste.yaml", "ste.py",
+        "ctx.grad_fn(grad_output.sum_to_size(ctx.in_shape)),",
+        "grad_output.sum_to_size(ctx.in_shape),  # BUG: not clipped",
+        {"x": ("mismatch", "partial")}, ("out",),
+    ),
+    Wrong(
+        "functions", "gradient_reversal.yaml", "gradient_reversal.py",
+        "return -ctx.alpha * grad_output, None", "return ctx.alpha * grad_output, None  # BUG: not reversed",
+        {"x": ("mismatch", "sign_flipped")}, ("out",),
+    ),
+    Wrong(  # autograd of torch.max: the gradient stops below the bound
+        "functions", "lower_bound.yaml", "lower_bound.py",
+        "pass_through_if = (input >= bound) | (grad_output < 0)", "pass_through_if = input >= bound  # BUG",
+        {"x": ("mismatch", "partial")}, ("out",), hint="6 of 24 elements of x (25%) are wrong",
+    ),
+    Wrong(  # icefall's own line: the saved tensors made to require grad keep their .grad
+        "functions", "bias_norm.yaml", "bias_norm.py",
+        "bias, log_scale = bias.detach().requires_grad_(), log_scale.detach().requires_grad_()",
+        "bias.requires_grad = log_scale.requires_grad = True  # BUG: .grad accumulates across calls",
+        {"bias": ("error", "not_repeatable"), "log_scale": ("error", "not_repeatable")}, ("out", "x"),
+        hint="twice the first",
+    ),
+    Wrong(  # the sigmoid saved, and updated in place to save memory: a second backward cannot run
+        "functions", "swish.yaml", "swish.py",
+        "return grad_output * (sigmoid_x * (1 + x * (1 - sigmoid_x)))",
+        "return grad_output * sigmoid_x.mul_(1 + x * (1 - sigmoid_x))  # BUG: in place on a saved tensor",
+        {"MemoryEfficientSwish.backward": ("error", "not_repeatable")}, ("out", "x"),
+        hint="modified by an inplace operation", edits=SAVED_SIGMOID,
+    ),
+    Wrong(  # the sigmoid saved from the forward: right gradients, but a constant to autograd
+        "functions", "swish.yaml", "swish.py",
+        "return x * torch.sigmoid(x)", "return x * sigmoid_x",
+        {"x (2nd order)": ("mismatch", None)}, ("out", "x", "grad_out (2nd order)"),
+        hint="a tensor computed in the forward and saved is a constant to it", flags=("--double",),
+        edits=SAVED_SIGMOID,
+    ),
+    Wrong(  # the backward gathers by the inverse permutation instead of the sort
+        "functions", "reverse_sort.yaml", "reverse_sort.py",
+        "ctx.sorted_idx = sorted_idx", "ctx.sorted_idx = undo_sorted_idx  # BUG: the inverse",
+        {"out_vectors": ("mismatch", None), "logits": ("mismatch", None)},
+        ("unsorted_vectors", "unsorted_logits"),
+    ),
 ]  # fmt: skip
 
 
@@ -213,14 +284,16 @@ def put_bug(tmp_path: Path, wrong: Wrong) -> Path:
     shutil.copytree(EXAMPLES / wrong.example, folder)
     code = folder / wrong.file
     text = code.read_text()
-    assert text.count(wrong.right) == 1, f"{wrong.right!r} is not once in {wrong.file}"
-    code.write_text(text.replace(wrong.right, wrong.wrong))
+    for old, new in ((wrong.right, wrong.wrong), *wrong.edits):
+        assert text.count(old) == 1, f"{old!r} is not once in {wrong.file}"
+        text = text.replace(old, new)
+    code.write_text(text)
     return folder / wrong.spec
 
 
 @pytest.mark.parametrize("wrong", WRONGS, ids=lambda w: f"{w.example}/{w.file}:{w.spec}")
 def test_wrong_variant_fails_with_its_row_flagged(gradcheck, tmp_path, wrong):
-    ran = gradcheck("run", str(put_bug(tmp_path, wrong)), "--format", "json")
+    ran = gradcheck("run", str(put_bug(tmp_path, wrong)), "--format", "json", *wrong.flags)
 
     assert ran.exit_code == 1
     checks = checks_of(ran.stdout)
@@ -233,6 +306,8 @@ def test_wrong_variant_fails_with_its_row_flagged(gradcheck, tmp_path, wrong):
     for name in wrong.passing:
         assert checks[name]["status"] == "pass", (name, checks[name])
     assert set(checks) == set(wrong.flagged) | set(wrong.passing)
+    if wrong.flags:  # the bug is one only those flags look for
+        assert gradcheck("run", str(tmp_path / wrong.example / wrong.spec)).exit_code == 0
 
 
 def test_a_wrong_variant_shows_its_diagnosis_in_the_table(gradcheck, tmp_path):

@@ -138,7 +138,8 @@ COMING = textwrap.dedent(
     dims: {n: 6, d: 3}
     inputs:
       x: [n, d]
-      perm: {permutation: n, inverse: "perm.argsort()", dtype: int64}
+      perm: {permutation: n, dtype: int64}
+      inverse: "perm.argsort()"
       labels: {shape: [n], dtype: int64, low: 0, high: d, grad: false}
     reference: numerical
     reference_grads: {x: "grad_out[perm.argsort()]"}
@@ -281,3 +282,19 @@ def test_the_keys_of_issue_17_as_gradcheck_reads_them_keep_the_schema():
     assert problems(SPECS, changed(constraints=["batch > 1", "in != out"])) == []
     wrong = problems(SPECS, changed(reference={"file": "ref.py", "cells": [0], "call": "dense(x, w, b)"}))
     assert any("does not match" in p for p in wrong), wrong
+
+
+def test_the_functions_second_order_and_not_repeatable_rows_keep_the_report_schema(gradcheck, monkeypatch):
+    monkeypatch.chdir(REPO)
+    report = run_json(
+        gradcheck,
+        "examples/functions",
+        "examples/mistakes/functions/swish_saved_sigmoid.yaml",
+        "examples/mistakes/functions/bias_norm_grad_accumulates.yaml",
+        "--double",
+    )
+    assert problems(REPORTS, report) == []
+    kinds = {c["kind"] for r in report["results"] for c in r["checks"]}
+    assert {"upstream", "input", "param", "output"} <= kinds
+    diagnoses = {c["diagnosis"] for r in report["results"] for c in r["checks"]}
+    assert "not_repeatable" in diagnoses

@@ -127,3 +127,24 @@ def test_a_key_given_twice_is_an_error_not_silently_the_last(write_layer):
     path = write_layer(GOOD.replace("name: my_lin\n", "name: my_lin\nname: other\n"))
     with pytest.raises(SpecError, match=r":2: name: 'name' is given twice \(the first at line 1\)"):
         load_spec(path)
+
+
+def test_a_shape_entry_of_arithmetic_is_labelled_as_written(gradcheck, write_layer):
+    spec = load_spec(write_layer(GOOD))
+    assert spec.dim_labels(spec.params["w"]) == ["in", "2*out"]
+    assert spec.dim_labels(spec.inputs["targ"]) == ["batch"]
+    gated = """
+    name: gated
+    dims: {tokens: 6, h: 4}
+    inputs:
+      x: [tokens, 2 * h]
+    reference: "F.glu(x)"
+    implementation:
+      file: layer.py
+      backward: "glu_backward(grad_out, x) -> x"
+    """
+    code = "import torch\n\ndef glu_backward(grad_out, x):\n    return torch.cat([grad_out, grad_out], -1)\n"
+    ran = gradcheck("run", str(write_layer(gated, code)))
+    assert ran.exit_code == 1
+    row = next(line for line in ran.stdout.splitlines() if line.split()[:2] == ["x", "input"])
+    assert "[tokens=6, 2*h=8]" in row

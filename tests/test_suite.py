@@ -159,6 +159,16 @@ def test_output_to_a_folder_that_does_not_exist_is_a_usage_error(gradcheck, tmp_
     assert ran.exit_code == 2 and "cannot write" in ran.stderr
 
 
+def test_a_spec_that_does_not_load_is_labelled_with_its_yaml_name(gradcheck, tmp_path):
+    (tmp_path / "file_stem.yaml").write_text("name: spec_name\nreference: x\nimplementation: {bad: 1}\n")
+    (tmp_path / "no_name.yaml").write_text("reference: x\nimplementation:\n")
+    (tmp_path / "not_yaml.yaml").write_text("name: [unclosed\nreference: x\n")
+    ran = gradcheck("run", str(tmp_path), "--format", "json")
+    assert ran.exit_code == 2
+    assert [name for name, _ in results(ran)] == ["spec_name", "no_name", "not_yaml"]
+    assert [item.name for item in collect([tmp_path])] == ["spec_name", "no_name", "not_yaml"]
+
+
 def test_k_is_case_insensitive_and_matches_paths_as_pytest_does(gradcheck, tmp_path, monkeypatch):
     write_suite(tmp_path / "layers", "dense")
     write_suite(tmp_path / "broken_ones", "raises")

@@ -253,8 +253,12 @@ def _autograd_function(
     args = impl.get("args")
     if args is None:
         args = list(tensors)
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise at.fail(f"{KEY}.args", "expected a list of names")
+    if not isinstance(args, list):
+        raise at.fail(f"{KEY}.args", "expected a list of expressions: [x, weight, F.relu, 0.5]")
+    # A YAML number, boolean or null is that literal: `args: [x, -1]`.
+    args = [repr(a) if a is None or isinstance(a, (bool, int, float)) else a for a in args]
+    if not all(isinstance(a, str) for a in args):
+        raise at.fail(f"{KEY}.args", "expected a list of expressions: [x, weight, F.relu, 0.5]")
     parsed = []
     for a in args:
         try:

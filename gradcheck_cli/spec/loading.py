@@ -16,6 +16,7 @@ from .sections import (
     TOP_KEYS,
     constraints,
     dims,
+    double,
     expectation,
     formulas,
     header,
@@ -23,6 +24,7 @@ from .sections import (
     options,
     outputs,
     reference,
+    reference_grads,
     tensors,
     tolerance,
 )
@@ -103,6 +105,10 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
     all_tensors = {**inputs, **params}
     outs = outputs(top.get("outputs"), all_tensors, at)
     names = set(all_tensors) | set(known_dims) | set(opts)
+    impl = implementation(
+        top["implementation"], all_tensors, names, outs, at, numeric_names(known_dims, opts)
+    )
+    checked = [n for n, t in all_tensors.items() if t.grad]
     return Spec(
         name=name,
         description=description,
@@ -112,12 +118,12 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         params=params,
         outputs=outs,
         reference=reference(top["reference"], names, at),
-        implementation=implementation(
-            top["implementation"], all_tensors, names, outs, at, numeric_names(known_dims, opts)
-        ),
+        implementation=impl,
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
         constraints=constraints(top.get("constraints"), known_dims, opts, at),
+        reference_grads=reference_grads(top.get("reference_grads"), checked, names, outs, at),
+        double=double(top.get("double"), impl.convention, at),
         xfail=expectation(top.get("xfail"), "xfail", at),
         skip=expectation(top.get("skip"), "skip", at),
         path=path,

@@ -41,6 +41,8 @@ class TensorSpec:
     grad: bool = True  # checked: its gradient is compared
     min_abs: float | None = None
     line: int | None = None
+    permutation: int | None = None  # the axis along which each slice is a seeded permutation of 0..n-1
+    derived: Expression | None = None  # the value of this expression over earlier tensors (its own dtype)
 
     @property
     def is_float(self) -> bool:
@@ -155,6 +157,10 @@ class Spec:
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
     constraints: tuple[Expression, ...] = ()  # comparisons over dims and options that sizes must meet
+    # Expected gradients written directly (surrogates): tensor -> an expression over the
+    # tensors, dims, options and the upstream gradients; the others come from autograd.
+    reference_grads: dict[str, Expression] = field(default_factory=dict)
+    double: bool = False  # also check the double backward (an autograd.Function's)
     xfail: Expectation | None = None  # expected to fail (strict: a pass is reported)
     skip: Expectation | None = None  # not run
 
@@ -250,11 +256,16 @@ class Spec:
         return tuple(shape)
 
     def dim_labels(self, tensor: TensorSpec) -> list[str | None]:
-        """For each axis, the dim name when the shape entry is a bare dim name."""
+        """For each axis, the dim name when the shape entry is a bare dim name, and the
+        arithmetic as written (``2*h``) when it is arithmetic on dims."""
         labels: list[str | None] = []
         for entry in tensor.shape:
-            name = entry.bare_name if isinstance(entry, Expression) else None
-            labels.append(name if name in self.dims else None)
+            if not isinstance(entry, Expression):
+                labels.append(None)
+            elif entry.bare_name is not None:
+                labels.append(entry.bare_name if entry.bare_name in self.dims else None)
+            else:
+                labels.append("".join(entry.text.split()) if entry.names & set(self.dims) else None)
         return labels
 
     def numeric_scope(self, dims: Mapping[str, int]) -> dict[str, float | int]:

@@ -17,7 +17,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, CodeSource, Expectation, Reference, TensorSpec, ToleranceSpec
+from .model import INPUT_DTYPES, CodeSource, Expectation, Reference, TensorSpec, ToleranceSpec, grad_names
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -33,11 +33,13 @@ TOP_KEYS = (
     "tolerance",
     "formulas",
     "constraints",
+    "reference_grads",
+    "double",
     "xfail",
     "skip",
 )
 EXPECTATION_KEYS = ("reason", "dtype", "device")
-INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs")
+INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
 REFERENCE_KEYS = ("module", "file", "cells", "call")
 TOLERANCE_KEYS = ("atol", "rtol")
 # Names a spec may not take: gradcheck's own commands.
@@ -115,6 +117,8 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
     """One input or param: a shape, or a mapping with shape, dtype, bounds, grad, min_abs."""
     key = f"{kind}s.{name}"
     fields = at.mapping(raw, key, INPUT_KEYS) if isinstance(raw, dict) else {"shape": raw}
+    if "shape" not in fields and isinstance(fields.get("permutation"), str):
+        fields = {**fields, "shape": [fields["permutation"]]}  # {permutation: n}: one permutation of n
     if "shape" not in fields:
         raise at.fail(key, "missing 'shape'")
     shape_raw = fields["shape"]
@@ -137,8 +141,9 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
         raise at.fail(f"{key}.grad", "params are always checked; make it an input")
     low = size(fields["low"], f"{key}.low", numeric, at) if "low" in fields else None
     high = size(fields["high"], f"{key}.high", numeric, at) if "high" in fields else None
-    if dtype in ("int64", "int32") and (low is None or high is None):
-        raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded)")
+    axis = _permutation(fields, shape, dtype, key, at) if "permutation" in fields else None
+    if dtype in ("int64", "int32") and axis is None and (low is None or high is None):
+        raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded), or 'permutation: DIM'")
     min_abs = fields.get("min_abs")
     if min_abs is not None and (
         isinstance(min_abs, bool) or not isinstance(min_abs, (int, float)) or min_abs < 0
@@ -154,6 +159,63 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
         grad=grad,
         min_abs=float(min_abs) if min_abs is not None else None,
         line=at.lines.get(key) if at.lines else None,
+        permutation=axis,
+    )
+
+
+def _permutation(
+    fields: Mapping[str, Any], shape: tuple[Expression | int | float, ...], dtype: str, key: str, at: Where
+) -> int:
+    """``permutation: DIM`` (or an axis number): the axis each slice is a permutation along."""
+    where = f"{key}.permutation"
+    if dtype not in ("int64", "int32"):
+        raise at.fail(where, f"a permutation is an int64 or int32 input, not {dtype}")
+    if "low" in fields or "high" in fields:
+        raise at.fail(where, "a permutation's values are 0..size-1: drop 'low' and 'high'")
+    raw = fields["permutation"]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if not -len(shape) <= raw < len(shape):
+            raise at.fail(where, f"axis {raw} is not an axis of a {len(shape)}-dim shape")
+        return raw % len(shape)
+    names = [e.bare_name if isinstance(e, Expression) else None for e in shape]
+    if not isinstance(raw, str) or raw not in names:
+        shown = [n for n in names if n]
+        raise at.fail(
+            where,
+            f"expected a dim of the shape{did_you_mean(str(raw), shown)} or an axis number, got {raw!r}",
+        )
+    if names.count(raw) > 1:
+        raise at.fail(where, f"{raw!r} is more than one axis of the shape: give the axis number")
+    return names.index(raw)
+
+
+def derived(name: str, raw: str, earlier: Iterable[str], names: Iterable[str], at: Where) -> TensorSpec:
+    """An input given as an expression over earlier tensors (``inverse: "perm.argsort(-1)"``).
+
+    Its value is computed from theirs when the case's tensors are drawn; it is handed to
+    the code and the reference like any input, and it is not checked (no gradient).
+    """
+    key = f"inputs.{name}"
+    known = set(earlier) | set(names)
+    try:
+        expr = parse(raw, known, known=known)
+    except ExpressionError as exc:
+        raise at.fail(
+            key, f"{raw!r}: {exc} (a derived input reads dims, options and the tensors above it)"
+        ) from None
+    if not expr.names & set(earlier):  # "batch, in": a shape written without its brackets
+        raise at.fail(
+            key,
+            f"a shape is a list like [batch, in], got {raw!r} (an input written as an expression is"
+            " derived from the tensors above it, and this one reads none)",
+        )
+    return TensorSpec(
+        name=name,
+        kind="input",
+        shape=(),
+        grad=False,
+        line=at.lines.get(key) if at.lines else None,
+        derived=expr,
     )
 
 
@@ -173,8 +235,12 @@ def tensors(
                 raise at.fail(key, f"name {name!r} is used twice")
             if name in GLOBALS:
                 raise at.fail(key, f"name {name!r} is reserved in reference expressions")
+            if isinstance(raw, str) and group == "inputs":
+                earlier = set(groups["inputs"]) | set(groups["params"])
+                groups[group][name] = derived(name, raw, earlier, set(known_dims) | set(opts), at)
+            else:
+                groups[group][name] = tensor(name, raw, kind, numeric, at)
             seen.add(name)
-            groups[group][name] = tensor(name, raw, kind, numeric, at)
     if not any(t.grad for g in groups.values() for t in g.values()):
         raise at.fail("inputs", "nothing to check: give at least one float input or param")
     return groups["inputs"], groups["params"]
@@ -274,6 +340,49 @@ def _truth(expr: Expression, scope: Mapping[str, int | float]) -> bool:
     if not isinstance(value, bool):
         raise ExpressionError(f"is {value!r}: a constraint is a comparison, such as 'h == w'")
     return value
+
+
+def reference_grads(
+    raw: Any, checked: Iterable[str], names: set[str], outs: tuple[str, ...], at: Where
+) -> dict[str, Expression]:
+    """Expected gradients written directly: ``{x: "grad_out * (x >= bound)"}``.
+
+    Each key is a checked tensor; each value an expression over the tensors, dims,
+    options and the upstream gradients (``grad_out``/``dout``, ``grad_<output>``).
+    """
+    found = at.mapping(raw, "reference_grads")
+    checked = list(checked)
+    known = names | set(grad_names(outs))
+    parsed: dict[str, Expression] = {}
+    for name, text in found.items():
+        key = f"reference_grads.{name}"
+        if name not in checked:
+            what = "a tensor with grad: false" if name in names else "not a checked tensor"
+            raise at.fail(
+                key, f"{name!r} is {what}{did_you_mean(name, checked)}; its gradient is not compared"
+            )
+        if not isinstance(text, str) or not text.strip():
+            raise at.fail(key, f'expected an expression like "grad_out * (x > 0)", got {text!r}')
+        try:
+            parsed[name] = parse(text, known, known=known)
+        except ExpressionError as exc:
+            reads = f" (it reads tensors, dims, options and {', '.join(grad_names(outs))})"
+            raise at.fail(key, f"{exc}{reads if 'unknown name' in str(exc) else ''}") from None
+    return parsed
+
+
+def double(raw: Any, convention: str, at: Where) -> bool:
+    """``double: true``: check the double backward too (an autograd.Function's)."""
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        raise at.fail("double", f"expected true or false, got {raw!r}")
+    if raw and convention != "autograd_function":
+        raise at.fail(
+            "double",
+            f"a double backward is checked for an autograd_function; this implementation is {convention}",
+        )
+    return raw
 
 
 def tolerance(raw: Any, at: Where) -> ToleranceSpec:
