@@ -37,6 +37,7 @@ def check(
     rtol: float | None = None,
     sweep: bool = False,
     verbose: bool = False,
+    double: bool = False,
     options: Mapping[str, Any] | None = None,
     reference: Callable[..., Any] | None = None,
     forward: Callable[..., Any] | str | None = None,
@@ -92,7 +93,14 @@ def check(
     from .runner import run
 
     settings = _settings(
-        dtype=dtype, device=device, seed=seed, atol=atol, rtol=rtol, sweep=sweep, verbose=verbose
+        dtype=dtype,
+        device=device,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        sweep=sweep,
+        verbose=verbose,
+        double=double,
     )
     if spec is None:
         if reference is None or shapes is None:
@@ -151,6 +159,7 @@ def _settings(**values: Any) -> RunSettings:
         "rtol": (int, float, type(None)),
         "sweep": (bool,),
         "verbose": (bool,),
+        "double": (bool,),
     }
     for key, value in values.items():
         if not isinstance(value, kinds[key]) or (isinstance(value, bool) and bool not in kinds[key]):

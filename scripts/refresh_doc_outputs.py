@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
     os.environ.update({"NO_COLOR": "1", "TERMINAL_WIDTH": "120"})
     os.environ.pop("FORCE_COLOR", None)
     os.chdir(REPO)
-    targets = [Path(a) for a in argv] or [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    targets = [Path(a).resolve() for a in argv] or [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     for path in targets:
         if refresh(path):
             print(f"updated {path.relative_to(REPO)}")

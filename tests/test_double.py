@@ -218,3 +218,12 @@ def test_a_backward_that_raises_when_differentiated_is_a_row_of_its_own(gradchec
         "backward MemoryEfficientSwish.backward() (create_graph=True) raised RuntimeError:"
     )
     assert "swish.py:" in row["hint"]
+
+
+def test_the_python_api_takes_double_as_the_cli_does():
+    from gradcheck_cli import check
+    from tests.conftest import EXAMPLES
+
+    spec = EXAMPLES / "autograd_function" / "linear_function.yaml"
+    second = [c.name for c in check(spec, double=True).results[0].checks if "2nd order" in c.name]
+    assert second and not [c for c in check(spec).results[0].checks if "2nd order" in c.name]
