@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GradcheckError, SpecError
+from .names import NAME_RE
 from .python_spec import python_spec
 from .result import CaseResult, Report
 from .settings import RunSettings
@@ -39,9 +40,10 @@ def check(
     double: bool = False,
     options: Mapping[str, Any] | None = None,
     reference: Callable[..., Any] | None = None,
-    forward: Callable[..., Any] | None = None,
-    backward: Callable[..., Any] | None = None,
+    forward: Callable[..., Any] | str | None = None,
+    backward: Callable[..., Any] | str | None = None,
     autograd_function: Any = None,
+    cls: type | None = None,
     convention: str | None = None,
     shapes: Mapping[str, Sequence[int] | Mapping[str, Any]] | None = None,
     params: Mapping[str, Sequence[int]] | None = None,
@@ -51,9 +53,10 @@ def check(
 ) -> Report:
     """Check a hand-written backward and return a :class:`Report`.
 
-    From a spec file (or a loaded :class:`Spec`), dims as keywords::
+    From a spec file (or a loaded :class:`Spec`, or a built-in layer's name), dims as keywords::
 
         check("my_lin.yaml", n=7)
+        check("linear", batch=8)
 
     Or without YAML, from the functions themselves::
 
@@ -74,7 +77,14 @@ def check(
     - ``fastai``: ``out.g`` is set to the upstream gradient, the backward sets
       each tensor's ``.g`` (the forward defaults to the reference);
     - ``numpy`` (or ``cs231n``): like functional, on numpy arrays;
-    - ``autograd_function``: ``autograd_function.apply(...)``, then autograd.
+    - ``autograd_function``: ``autograd_function.apply(...)``, then autograd;
+    - ``class`` (``cls=Lin``): one instance, built from the tensors its
+      constructor names; ``forward=`` and ``backward=`` are its methods
+      (``Lin.__call__``, ``Lin.backward``, or their names), the backward
+      setting ``.g`` (or returning the gradients of ``returns``).
+
+    The functions may be defined in a live notebook: an error in one points at
+    its cell.
 
     Raises :class:`SpecError` when the spec cannot run (a missing file, an
     unknown dim, a reference that raises), ``TypeError`` naming the argument
@@ -96,25 +106,47 @@ def check(
         if reference is None or shapes is None:
             raise GradcheckError("check() needs a spec path, or reference= and shapes=")
         loaded = python_spec(
-            reference, forward, backward, autograd_function, convention, shapes, params or {}, returns, name
+            reference,
+            forward,
+            backward,
+            autograd_function,
+            convention,
+            shapes,
+            params or {},
+            returns,
+            name,
+            cls,
         )
     else:
-        given = [
-            k for k, v in {"reference": reference, "forward": forward, "backward": backward}.items() if v
-        ]
+        functions = {"reference": reference, "forward": forward, "backward": backward, "cls": cls}
+        given = [k for k, v in functions.items() if v]
         if given or shapes is not None or autograd_function is not None:
             raise GradcheckError(
                 f"check() takes a spec or functions, not both (got a spec and {', '.join(given) or 'shapes'})"
             )
         if not isinstance(spec, (str, Path, Spec)):
             raise TypeError(f"check(): spec must be a path or a Spec, got {type(spec).__name__}")
-        loaded = spec if isinstance(spec, Spec) else load_spec(spec)
+        loaded = spec if isinstance(spec, Spec) else load_spec(_spec_path(spec))
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"check(): options must be a mapping, got {type(options).__name__}")
     result: CaseResult = run(loaded, settings, dims, options)
     if result.spec_error:
         raise SpecError(result.error or "the spec cannot run")
     return make_report([result])
+
+
+def _spec_path(spec: str | Path) -> str | Path:
+    """A spec file, or a layer's name as the CLI takes it (``"linear"``: the built-in, or one
+    of ``[tool.gradcheck] spec_paths``) when no file of that name is here."""
+    if isinstance(spec, Path) or not NAME_RE.fullmatch(spec) or Path(spec).exists():
+        return spec
+    from .catalogue import lookup
+    from .config import load_config
+
+    try:
+        return lookup(spec, load_config()).path
+    except GradcheckError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _settings(**values: Any) -> RunSettings:

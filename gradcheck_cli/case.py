@@ -68,4 +68,6 @@ def make_case(
             f"{spec.name}: numpy has no {dtype}: a numpy backend checks float64, float32 or float16",
             spec.path,
         )
-    return Case(spec, spec.resolve_dims(dims), dtype, device, seed, atol, rtol, double=double)
+    resolved = spec.resolve_dims(dims)
+    spec.check_constraints(resolved)
+    return Case(spec, resolved, dtype, device, seed, atol, rtol, double=double)

@@ -2,7 +2,8 @@
 
 For each forward output and each checked gradient: :func:`measure` compares
 the values (or says why they cannot be compared), :func:`dtype_and_device`
-flags a value of the wrong kind, :func:`diagnosed` names the mistake of a
+flags a value of the wrong kind (a float of another dtype keeps its
+comparison: ``wrong_dtype``), :func:`diagnosed` names the mistake of a
 failing gradient. Then, over all checks of a case, :func:`forward_flagged`
 marks the gradients as not meaningful when the forward is wrong,
 :func:`repeat_flagged` reports an autograd.Function's backward that gives
@@ -80,7 +81,8 @@ def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance, verbose: b
 
 
 def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> Check:
-    """An error when the value came back in another dtype or on another device."""
+    """A value in another float dtype keeps its comparison and does not pass (``wrong_dtype``);
+    a value that is not a float, or on another device, is an error."""
     if check.status not in ("pass", "mismatch"):  # compared values only
         return check
     try:
@@ -89,9 +91,7 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
         return check
     want = subject.expected
     problems = []
-    if actual.dtype != want.dtype and actual.is_floating_point():
-        problems.append(f"dtype {describe_dtype(actual)}, expected {describe_dtype(want)}")
-    elif not actual.is_floating_point() and not actual.is_complex():
+    if not actual.is_floating_point() and not actual.is_complex():
         problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
     got = subject.got
     if (
@@ -100,11 +100,17 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
         and spec.implementation.backend == "torch"
     ):
         problems.append(f"on device {got.device}, expected {case.device}")
-    if not problems:
+    if problems:
+        return replace(
+            check, status="error", hint=f"the {subject.what} for {check.name} has " + " and ".join(problems)
+        )
+    if actual.dtype == want.dtype or not actual.is_floating_point():
         return check
-    return replace(
-        check, status="error", hint=f"the {subject.what} for {check.name} has " + " and ".join(problems)
-    )
+    dtypes = f"dtype {describe_dtype(actual)}, expected {describe_dtype(want)}"
+    hint = f"the {subject.what} for {check.name} has {dtypes}"
+    if check.status == "pass":
+        return replace(check, status="error", diagnosis="wrong_dtype", hint=f"{hint}; its values match")
+    return replace(check, diagnosis="wrong_dtype", hint=hint)
 
 
 def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
@@ -112,6 +118,8 @@ def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
     if check.status not in ("mismatch", "shape_error") or subject.got is MISSING:
         return check
     diagnosis, hint = diagnose.explain(subject.expected, as_tensor(subject.got), ctx)
+    if check.diagnosis == "wrong_dtype":  # the values are wrong too: say both, the values' mistake first
+        return replace(check, diagnosis=diagnosis or "wrong_dtype", hint=f"{hint}; and {check.hint}")
     return replace(check, diagnosis=diagnosis, hint=hint)
 
 

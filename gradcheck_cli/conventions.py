@@ -7,9 +7,12 @@ chosen from ``Implementation.convention``:
 - ``fastai``: ``out.g`` is set to the upstream gradient before a backward
   without ``->``, and each tensor's ``.g`` is read after it;
 - ``class``: ``class: "Model(w1, b1)"`` builds an instance whose methods the
-  forward and backward name (gradients returned, or on ``.g``);
+  forward and backward name (gradients returned, on ``.g``, or on attributes
+  of the instance named by ``grads:``); ``set:`` puts tensors on it first;
 - ``numpy``: ``backend: numpy`` hands numpy arrays and takes numpy arrays back;
-- ``autograd_function``: ``MyFunction.apply(...)``, then autograd's backward.
+- ``autograd_function``: ``MyFunction.apply(...)``, then autograd's backward;
+- ``step``: ``step: "train(x, t)"`` runs a whole training step; each param's
+  gradient is read from its update, ``(before - after) / learning_rate``.
 
 The user's code gets clones; the pristine values are kept to detect (and
 report) any in-place modification, and to keep the reference side untouched.
@@ -26,9 +29,19 @@ from typing import Any
 import torch
 
 from .calls import Call, bind
+from .compare import NotATensor, as_tensor
+from .expressions import evaluate, evaluate_number
 from .names import did_you_mean
 from .spec import Spec
-from .usercode import UserCodeError, load_namespace, lookup, user_code, walk_attrs
+from .usercode import (
+    UserCodeError,
+    explain_name_error,
+    load_namespace,
+    lookup,
+    source_notes,
+    user_code,
+    walk_attrs,
+)
 
 MISSING = object()  # a gradient that was never given (no .g, or a None slot)
 
@@ -45,6 +58,8 @@ class Outcome:
     grads: dict[str, Any] = field(default_factory=dict)
     modified: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
+    updated: list[str] = field(default_factory=list)  # params a step: is meant to change in place
+    notes: list[str] = field(default_factory=list)  # said in the result (a dtype taken back, a failed import)
     # autograd_function: the gradients of a second backward on the same graph, or what it raised.
     repeated: dict[str, Any] | None = None
     repeat_error: str | None = None
@@ -116,11 +131,20 @@ def run_implementation(
     scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
     for alias, out in spec.grad_names().items():
         scope[alias] = upstream[out]
-    handed = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, upstream, scope)
-    CONVENTIONS[impl.convention](handed)
+    namespace = load_namespace(impl.source, spec, "implementation")
+    handed = Handed(spec, namespace, tensors, upstream, scope)
+    try:
+        CONVENTIONS[impl.convention](handed)
+    except UserCodeError as exc:
+        explain_name_error(exc, namespace)
+        raise
     outcome = handed.outcome
+    outcome.notes.extend(source_notes(impl.source))
+    if spec.reference.source is not None and spec.reference.source != impl.source:
+        outcome.notes.extend(source_notes(spec.reference.source))
+    _take_back_numpy(outcome, values)
     for name, pristine in values.items():
-        if not _same(pristine, tensors[name]):
+        if name not in outcome.updated and not _same(pristine, tensors[name]):
             outcome.modified.append(name)
     for out, pristine in grad_outs.items():
         if not _same(pristine, upstream[out]):
@@ -135,16 +159,24 @@ def functional(h: Handed) -> None:
     """``forward(...) -> out`` (optional), then ``backward(...) -> x, w`` returns the gradients."""
     _forward(h)
     _returned_gradients(h, h.invoke("backward", _backward(h), "implementation.backward"))
+    _attribute_gradients(h, _backward(h))
 
 
 def fastai(h: Handed) -> None:
-    """``out.g`` set to the upstream gradient, ``backward(...)`` sets each tensor's ``.g``."""
+    """``out.g`` set to the upstream gradient, ``backward(...)`` sets each tensor's ``.g``.
+
+    The end of the chain, a loss gradient such as ``mse_grad(inp, targ)``, needs no
+    forward: when the reference's output is a scalar its upstream gradient is 1, and
+    nothing sets ``out.g``.
+    """
     slots = _forward(h)
     backward = _backward(h)
-    if not slots:
+    on_g = [t for t in h.spec.checked if t.name not in h.spec.implementation.grad_attributes]
+    if not slots and on_g and not _scalar_outputs(h):
         raise h.spec.error(
             "a backward without '->' reads the upstream gradient from out.g, but no forward"
-            " returns the output to set it on: add 'forward: \"...(...) -> out\"'",
+            " returns the output to set it on: add 'forward: \"...(...) -> out\"'"
+            " (a loss gradient needs none: its reference returns a scalar)",
             "implementation.backward",
         )
     for out, slot in slots.items():
@@ -152,7 +184,8 @@ def fastai(h: Handed) -> None:
         if isinstance(target, torch.Tensor):
             target.g = h.grad_outs[out]  # type: ignore[attr-defined]
     returned = h.invoke("backward", backward, "implementation.backward")
-    for t in h.spec.checked:
+    _attribute_gradients(h, backward)
+    for t in on_g:
         grad = getattr(h.tensors[t.name], "g", None)
         h.outcome.grads[t.name] = MISSING if grad is None else grad
         if grad is None:
@@ -167,10 +200,9 @@ def fastai(h: Handed) -> None:
 
 
 def instance(h: Handed) -> None:
-    """``class: "Model(w1, b1)"`` builds the instance; its methods follow fastai or functional."""
-    cls_call = h.spec.implementation.cls
-    assert cls_call is not None
-    h.target = h.invoke("class", cls_call, "implementation.class")
+    """``class: "Model(w1, b1)"`` builds the instance and ``set:`` puts tensors on it; its
+    methods follow fastai or functional, and ``grads:`` reads gradients off its attributes."""
+    _construct(h)
     if _backward(h).returns is None:
         fastai(h)
     else:
@@ -318,16 +350,127 @@ def double_backward(
 _ONCE = "torch::autograd::Error"
 
 
+def step(h: Handed) -> None:
+    """``step: "train(x, t)"`` runs the forward, the backward and the update in place; each
+    param's gradient is ``(before - after) / learning_rate``, the after read where ``set:``
+    put it (else from the tensor handed over). The reference must be the loss it minimises."""
+    spec, impl = h.spec, h.spec.implementation
+    assert impl.step is not None and impl.learning_rate is not None
+    if not _scalar_outputs(h):
+        raise spec.error(
+            "a step's update is the gradient of the loss it minimises: the reference must return"
+            " that loss, a scalar",
+            "reference",
+        )
+    if impl.cls is not None:
+        _construct(h)
+    _forward(h)
+    before = {t.name: as_tensor(_param(h, t.name)).clone() for t in spec.checked}
+    h.invoke("step", impl.step, "implementation.step")
+    learning_rate = evaluate_number(impl.learning_rate, h.scope)
+    if learning_rate == 0:
+        raise spec.error("the learning rate is 0: the step updates nothing", "implementation.learning_rate")
+    for t in spec.checked:
+        h.outcome.updated.append(t.name)
+        try:
+            after = as_tensor(_param(h, t.name))
+        except NotATensor as exc:
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = f"after {impl.step.func}(), {t.name} is {exc}, not a tensor"
+            continue
+        was = before[t.name]
+        if after.shape != was.shape:
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = (
+                f"{impl.step.func}() changed the shape of {t.name}"
+                f" from {list(was.shape)} to {list(after.shape)}"
+            )
+            continue
+        if after.dtype == was.dtype and torch.equal(after, was) and not _set_as(h, t.name):
+            h.outcome.grads[t.name] = MISSING
+            h.outcome.problems[t.name] = (
+                f"{impl.step.func}() did not change {t.name}: update it in place, or put it on the"
+                f" instance with 'set: {{{t.name}: {t.name}}}' so that gradcheck reads it back from there"
+            )
+            continue
+        grad = (was.to(torch.float64) - after.to(torch.float64)) / learning_rate
+        h.outcome.grads[t.name] = grad.to(was.dtype)
+
+
 CONVENTIONS: dict[str, Callable[[Handed], None]] = {
     "functional": functional,
     "fastai": fastai,
     "class": instance,
     "numpy": numpy,
     "autograd_function": autograd_function,
+    "step": step,
 }
 
 
 # -- steps shared by the conventions --------------------------------------------------
+
+
+def _scalar_outputs(h: Handed) -> bool:
+    """Every output of the reference is a scalar (a loss): its upstream gradient is 1."""
+    return all(getattr(g, "ndim", None) == 0 for g in h.grad_outs.values())
+
+
+def _construct(h: Handed) -> None:
+    """Build the instance ``class:`` names, then ``set:`` each attribute to one of gradcheck's tensors."""
+    impl = h.spec.implementation
+    assert impl.cls is not None
+    h.target = h.invoke("class", impl.cls, "implementation.class")
+    cls = type(h.target).__name__
+    for path, expr in impl.set_attributes.items():
+        key = f"implementation.set.{path}"
+        *parents, attribute = path.split(".")
+        owner = walk_attrs(h.target, parents, path, h.spec, key)
+        if not hasattr(owner, attribute):
+            known = list(vars(owner)) if hasattr(owner, "__dict__") else []
+            raise h.spec.error(
+                f"{cls}() made no attribute {path!r} to set{did_you_mean(attribute, known)}"
+                f" (its attributes: {', '.join(known) or 'none'})",
+                key,
+            )
+        value = evaluate(expr, h.scope)
+        made = getattr(owner, attribute)
+        if hasattr(made, "shape") and hasattr(value, "shape") and tuple(made.shape) != tuple(value.shape):
+            raise h.spec.error(
+                f"{cls}() made {path} of shape {list(made.shape)}, but {expr} is {list(value.shape)}:"
+                " the layouts differ (transpose the spec's shape, or set another attribute)",
+                key,
+            )
+        setattr(owner, attribute, value)
+
+
+def _param(h: Handed, name: str) -> Any:
+    """A param as the instance holds it now: where ``set:`` put it, else the tensor handed over."""
+    path = _set_as(h, name)
+    if path is None:
+        return h.tensors[name]
+    return walk_attrs(h.target, path.split("."), path, h.spec, f"implementation.set.{path}")
+
+
+def _set_as(h: Handed, name: str) -> str | None:
+    """The attribute ``set:`` put this tensor on, if any."""
+    for path, expr in h.spec.implementation.set_attributes.items():
+        if expr.bare_name == name:
+            return path
+    return None
+
+
+def _attribute_gradients(h: Handed, backward: Call) -> None:
+    """``grads: {x: self.dinputs}``: read each gradient off the instance after the backward."""
+    for name, path in h.spec.implementation.grad_attributes.items():
+        value: Any = h.target
+        for attribute in path.split("."):
+            value = getattr(value, attribute, MISSING)
+            if value is MISSING:
+                break
+        h.outcome.grads[name] = MISSING if value is None else value
+        if value is MISSING or value is None:
+            what = "did not set" if value is MISSING else "left None in"
+            h.outcome.problems[name] = f"{h.label(backward)} {what} self.{path}"
 
 
 def _backward(h: Handed) -> Call:
@@ -345,6 +488,11 @@ def _forward(h: Handed) -> dict[str, str]:
     if fwd is None:
         return {}
     bound = _unpack(fwd, h.invoke("forward", fwd, "implementation.forward"))
+    for slot in fwd.returns or ():
+        if slot.startswith("self."):
+            bound[slot] = getattr(h.target, slot.removeprefix("self."), MISSING)
+            if bound[slot] is MISSING:
+                raise ConventionError(f"{h.label(fwd)} did not set {slot}")
     h.scope.update(bound)
     outputs = h.spec.outputs
     if any(o in bound for o in outputs):
@@ -362,15 +510,21 @@ def _returned_gradients(h: Handed, returned: Any) -> None:
         if value is None:
             h.outcome.problems[name] = f"{backward.func}() returned None for {name}"
     for t in h.spec.checked:
-        if t.name not in h.outcome.grads:
+        if t.name not in h.outcome.grads and t.name not in h.spec.implementation.grad_attributes:
             h.outcome.grads[t.name] = MISSING
             h.outcome.problems.setdefault(t.name, f"no return slot of {backward.func}() is named {t.name!r}")
 
 
 def _unpack(call: Call, returned: Any) -> dict[str, Any]:
-    """Bind return slots to names; a single slot takes the value whole."""
+    """Bind return slots to names; a single slot takes the value whole.
+
+    ``self.NAME`` slots are not positions in what is returned (they are read off the
+    instance); with no other slot, the returned value is not read.
+    """
     assert call.returns is not None
-    slots = call.returns
+    slots = tuple(s for s in call.returns if not s.startswith("self."))
+    if not slots:
+        return {}
     if len(slots) == 1:
         values = [returned]
     else:
@@ -384,6 +538,41 @@ def _unpack(call: Call, returned: Any) -> dict[str, Any]:
             )
         values = list(returned)
     return {name: value for name, value in zip(slots, values) if name != "_"}
+
+
+def _take_back_numpy(outcome: Outcome, values: Mapping[str, torch.Tensor]) -> None:
+    """numpy arrays of a wider float dtype than the check's (np.zeros is float64) are taken
+    back at the checked dtype, with a note: the values are compared, never a false alarm."""
+    import numpy as np
+
+    widened: list[str] = []
+    floats = [v.dtype for v in values.values() if v.is_floating_point()]
+    run_dtype = floats[0] if floats else torch.float64
+
+    as_numpy = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+    def narrowed(name: str, value: Any, want: torch.dtype) -> Any:
+        if isinstance(value, float):  # a loss as a Python number: a double
+            value = np.float64(value)
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f" or want not in as_numpy:
+            return value
+        target = np.dtype(as_numpy[want])
+        if value.dtype.itemsize <= target.itemsize:
+            return value
+        widened.append(f"{name} ({value.dtype})")
+        return value.astype(target)
+
+    for name, grad in outcome.grads.items():
+        if grad is not MISSING and name in values and not isinstance(grad, float):  # a number is no gradient
+            outcome.grads[name] = narrowed(name, grad, values[name].dtype)
+    for name, out in outcome.outputs.items():
+        outcome.outputs[name] = narrowed(name, out, run_dtype)
+    if widened:
+        checked = str(run_dtype).removeprefix("torch.")
+        outcome.notes.append(
+            f"the numpy code returned {', '.join(widened)}: compared at {checked}, the checked dtype"
+            f" (np.zeros and np.eye make float64; pass dtype=x.dtype to keep {checked})"
+        )
 
 
 def _kind(value: Any) -> str:

@@ -45,6 +45,8 @@ def _machinery() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def is_checked_code(path: str) -> bool:
     """Whether a frame in ``path`` is the checked code's (not torch, numpy, a package, Python, us)."""
+    if path.startswith("<ipython-input-"):  # a live notebook's cell (older IPython)
+        return True
     if path.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return False
     parts = path.split(os.sep)

@@ -21,6 +21,8 @@ from .spec import CONVENTION_ALIASES, CONVENTIONS, CodeSource, Implementation, R
 from .spec.sections import header, tensor
 from .spec.where import Where
 
+# The conventions the YAML-free form takes (step needs a spec file: set:, learning_rate:).
+API_CONVENTIONS = tuple(c for c in CONVENTIONS if c != "step")
 # Parameter names taken for the upstream gradient (the spec's grad_out).
 UPSTREAM_NAMES = ("grad_out", "dout", "grad_output", "grad_outputs", "dy", "grad_y", "dL_dout", "dl_dout")
 
@@ -91,25 +93,32 @@ def _default_name(*candidates: Any) -> str:
 
 def python_spec(
     reference: Callable[..., Any],
-    forward: Callable[..., Any] | None,
-    backward: Callable[..., Any] | None,
+    forward: Callable[..., Any] | str | None,
+    backward: Callable[..., Any] | str | None,
     autograd_function: Any,
     convention: str | None,
     shapes: Mapping[str, Sequence[int] | Mapping[str, Any]],
     params: Mapping[str, Sequence[int]],
     returns: Sequence[str] | None,
     name: str | None,
+    cls: type | None = None,
 ) -> Spec:
     """Build a :class:`Spec` from Python callables (the YAML-free form of check)."""
     if convention is None:
         convention = "autograd_function" if autograd_function is not None else "functional"
+        if cls is not None:
+            convention = "class"
     convention = CONVENTION_ALIASES.get(convention, convention)
-    if convention == "class":
+    if convention not in API_CONVENTIONS:
         raise GradcheckError(
-            "convention='class' needs a spec file with 'class:' (the YAML-free form takes functions)"
+            f"unknown convention {convention!r}; choose one of {', '.join(API_CONVENTIONS)} (or cs231n)"
         )
-    if convention not in CONVENTIONS:
-        raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    if convention == "class" and cls is None:
+        raise GradcheckError("convention='class' needs cls= (the class to build, such as cls=Lin)")
+    if cls is not None and convention not in ("class", "numpy"):
+        raise GradcheckError(f"cls= goes with convention='class' (or 'numpy'), not {convention!r}")
+    if cls is None and (isinstance(forward, str) or isinstance(backward, str)):
+        raise GradcheckError("forward= and backward= are functions (a method's name goes with cls=)")
     for arg, value in (("shapes", shapes), ("params", params)):
         if not isinstance(value, Mapping):
             raise TypeError(f"check(): {arg} must be a mapping of names to shapes, got {value!r}")
@@ -117,7 +126,7 @@ def python_spec(
     try:
         inputs = {k: tensor(k, _raw(v), "input", {}, at) for k, v in shapes.items()}
         learnable = {k: tensor(k, _raw(v), "param", {}, at) for k, v in params.items()}
-        spec_name, _ = header({"name": name or _default_name(backward, autograd_function)}, at)
+        spec_name, _ = header({"name": name or _default_name(cls, backward, autograd_function)}, at)
     except SpecError as exc:
         raise GradcheckError(f"check(): {exc}") from None
     all_tensors = {**inputs, **learnable}
@@ -125,18 +134,24 @@ def python_spec(
     source = CodeSource(namespace={"reference": reference, "forward": forward, "backward": backward,
                                    "function": autograd_function})  # fmt: skip
     guesses: list[str] = []
-    implementation = _implementation(
-        convention,
-        forward,
-        backward,
-        autograd_function,
-        reference,
-        names,
-        all_tensors,
-        returns,
-        source,
-        guesses,
-    )
+    if cls is not None:
+        implementation = _class_implementation(
+            cls, convention, forward, backward, reference, names, all_tensors, returns, guesses
+        )
+    else:
+        assert not isinstance(forward, str) and not isinstance(backward, str)
+        implementation = _implementation(
+            convention,
+            forward,
+            backward,
+            autograd_function,
+            reference,
+            names,
+            all_tensors,
+            returns,
+            source,
+            guesses,
+        )
     return Spec(
         name=spec_name,
         description="",
@@ -205,4 +220,61 @@ def _implementation(
         backward=bwd,
         backend="numpy" if convention == "numpy" else "torch",
         forward_checked=forward_checked,
+    )
+
+
+def _method(cls: type, fn: Callable[..., Any] | str | None, role: str) -> Callable[..., Any] | None:
+    """A method of ``cls``, given as the function (``Lin.backward``) or by name (``"backward"``)."""
+    if fn is None:
+        return None
+    name = fn if isinstance(fn, str) else getattr(fn, "__name__", "")
+    method = getattr(cls, name, None) if name else None
+    if method is None or not callable(method) or (not isinstance(fn, str) and method is not fn):
+        raise GradcheckError(
+            f"with cls={cls.__name__}, {role}= is one of its methods ({cls.__name__}.__call__,"
+            f" {cls.__name__}.backward, or its name as a string), got {fn!r}"
+        )
+    return method  # type: ignore[no-any-return]
+
+
+def _class_implementation(
+    cls: type,
+    convention: str,
+    forward: Callable[..., Any] | str | None,
+    backward: Callable[..., Any] | str | None,
+    reference: Callable[..., Any],
+    names: list[str],
+    all_tensors: Mapping[str, Any],
+    returns: Sequence[str] | None,
+    guesses: list[str],
+) -> Implementation:
+    """``cls=Lin``: one instance built from the tensors its constructor names; forward= and
+    backward= are its methods (the backward sets .g, or returns the gradients of ``returns``)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"check(): cls must be a class, got {cls!r}")
+    fwd_method, bwd_method = _method(cls, forward, "forward"), _method(cls, backward, "backward")
+    if bwd_method is None:
+        raise GradcheckError(f"cls={cls.__name__} needs backward= (the method that runs the backward)")
+    known = [*names, "out", "grad_out"]
+    init_args = _bind(cls, f"{cls.__name__} constructor", names, guesses=guesses)
+    cls_call = _call(cls.__name__, init_args, None, known)
+    fwd = None
+    if fwd_method is not None:
+        fwd_args = _bind(fwd_method, "forward", names, skip_first=True, guesses=guesses)
+        fwd = _call(fwd_method.__name__, fwd_args, ["out"], known)
+    bwd_args = _bind(
+        bwd_method, "backward", names, known=["out"], upstream=True, skip_first=True, guesses=guesses
+    )
+    checked = [n for n, t in all_tensors.items() if t.grad]
+    for slot in returns or ():
+        if slot not in checked:
+            raise GradcheckError(f"returns: {slot!r} is not a checked tensor ({', '.join(checked)})")
+    bwd = _call(bwd_method.__name__, bwd_args, list(returns) if returns else None, known)
+    return Implementation(
+        source=CodeSource(namespace={cls.__name__: cls, "reference": reference}),
+        convention=convention,
+        forward=fwd,
+        backward=bwd,
+        cls=cls_call,
+        backend="numpy" if convention == "numpy" else "torch",
     )

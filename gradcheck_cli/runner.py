@@ -9,6 +9,7 @@ API, the CLI, suites and the pytest plugin alike.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -225,7 +226,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result.reference = expected.description
     result.checks = check_all(case, values, expected, outcome, verbose)
     blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
-    result.notes = [*spec.notes, *blind_spots]
+    result.notes = [*spec.notes, *outcome.notes, *blind_spots]
     result.quiet_notes = blind_spots
     if spec.reference_grads:
         _quiet_note(result, f"expected values: {expected.description}")
@@ -404,28 +405,60 @@ def sweep_cases(case: Case, seeds: int = 3) -> list[Case]:
 
     Distinct sizes make every axis tell apart from every other, so no
     transposed or mis-reduced gradient can have the right shape by chance.
-    Size-1 dims stay 1 (they are usually structural).
+    Size-1 dims stay 1 (they are usually structural). A spec's ``constraints``
+    are met: when the distinct sizes break one, the sizes nearby that meet
+    them all are used (as distinct as they allow).
     """
     spec = case.spec
     cases = [case]
     for shift in (1, 2):
-        dims: dict[str, int] = {}
+        distinct: dict[str, int] = {}
         used: set[int] = set()
         for name, size in case.dims.items():
             new = size + shift if size > 1 else 1
             while new > 1 and new in used:
                 new += 1
             used.add(new)
-            dims[name] = new
-        try:
-            for t in spec.tensors.values():
-                spec.shape_of(t, dims)
-        except SpecError:
+            distinct[name] = new
+        dims: dict[str, int] | None = distinct
+        if spec.constraints and spec.broken_constraint(distinct) is not None:
+            dims = _constrained_sizes(spec, case.dims, shift)
+        if dims is None or not _shapes_evaluate(spec, dims):
             continue
         cases.append(replace(case, dims=dims, seed=case.seed + shift))
     for s in range(1, seeds):
         cases.append(replace(case, seed=case.seed + 100 * s))
     return _unique(cases)
+
+
+def _shapes_evaluate(spec: Spec, dims: Mapping[str, int]) -> bool:
+    try:
+        for t in spec.tensors.values():
+            spec.shape_of(t, dims)
+    except SpecError:
+        return False
+    return True
+
+
+MAX_SIZE_CANDIDATES = 4096  # sizes tried for a sweep case of a constrained spec
+
+
+def _constrained_sizes(spec: Spec, base: Mapping[str, int], shift: int) -> dict[str, int] | None:
+    """Sizes from ``size + shift`` up, meeting every constraint: the most distinct, then the nearest."""
+    free = [name for name, size in base.items() if size > 1]
+    width = 4
+    while width > 1 and width ** len(free) > MAX_SIZE_CANDIDATES:
+        width -= 1
+    best: tuple[tuple[int, int], dict[str, int]] | None = None
+    for sizes in itertools.product(range(width), repeat=len(free)):
+        dims = dict(base)
+        dims.update({name: base[name] + shift + k for name, k in zip(free, sizes)})
+        if spec.broken_constraint(dims) is not None:
+            continue
+        rank = (-len(set(dims[n] for n in free)), sum(sizes))
+        if best is None or rank < best[0]:
+            best = (rank, dims)
+    return best[1] if best is not None else None
 
 
 def _unique(cases: Sequence[Case]) -> list[Case]:

@@ -1,9 +1,12 @@
 """The user's code: importing their files and modules, and finding their frame in a traceback.
 
 A ``file:`` is executed as a module of its own (again whenever its text
-changes); a ``module:`` is imported the way ``python -m`` would see it from
-the current directory and the spec's folder. Whatever the code raises is a
-:class:`UserCodeError` that says where, in the user's own file.
+changes); a notebook (``file: NAME.ipynb``) gives its definitions
+(:mod:`.notebooks`); a ``module:`` is imported the way ``python -m`` would
+see it. While they are imported, the file's folder, the spec's folder and
+the current directory are importable (``from CNN.forward import *`` from the
+project's root). Whatever the code raises is a :class:`UserCodeError` that
+says where, in the user's own file (``NAME.ipynb, cell 7, line 3`` in a notebook).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import notebooks
 from .errors import SpecError, printable
 from .frames import where
 from .names import did_you_mean
@@ -67,22 +71,37 @@ def guarded_streams() -> Iterator[None]:
 
 
 def user_frame(exc: BaseException) -> str | None:
-    """``file:line`` of the deepest frame of the user's code that ``exc`` went through."""
-    return where(exc)
+    """``file:line`` (``NAME.ipynb, cell 7, line 3`` in a notebook) of the deepest frame of the
+    user's code that ``exc`` went through."""
+    place = where(exc)
+    if place is None:
+        return None
+    filename, _, line = place.rpartition(":")
+    return _place(filename, int(line)) if line.isdigit() else place
+
+
+def _place(filename: str, line: int | None) -> str:
+    """``file.py:12``, or ``NAME.ipynb, cell 7, line 3`` in a notebook."""
+    return f"{filename}, line {line}" if notebooks.is_cell_file(filename) else f"{filename}:{line}"
 
 
 def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any]:
-    """Import the user's module or file; an import failure is a spec error."""
+    """Import the user's module, file or notebook; an import failure is a spec error."""
     if source.namespace is not None:
         return source.namespace
     try:
         if source.module is not None:
             module: ModuleType = _import_module(source.module, spec)
+        elif source.is_notebook:
+            assert source.file is not None
+            module = _import_notebook(source.file, source.cells, spec)
         else:
             assert source.file is not None
-            module = _import_file(source.file)
+            module = _import_file(source.file, spec)
     except SpecError:
         raise
+    except notebooks.NotebookError as exc:
+        raise spec.error(f"cannot load {source.describe()}: {exc}", f"{key}.file") from None
     except BaseException as exc:  # noqa: BLE001 - any import failure is reported, not raised
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -96,25 +115,77 @@ def load_namespace(source: CodeSource, spec: Spec, key: str) -> Mapping[str, Any
     return vars(module)
 
 
+@contextmanager
+def importable(spec: Spec, folder: Path | None = None) -> Iterator[None]:
+    """The code's own folder, the current directory and the spec's folder on ``sys.path``, in
+    that order, while it is imported (as ``python`` run from the project's root would allow)."""
+    extra = [str(folder)] if folder is not None else []
+    extra.append(str(Path.cwd()))
+    if spec.path is not None:
+        extra.append(str(spec.path.resolve().parent))
+    added = list(dict.fromkeys(extra))  # first, even when already on the path further down
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)  # the first occurrence: the one put there
+
+
 def _import_module(name: str, spec: Spec) -> ModuleType:
     """Import a dotted module the way ``python -m`` would see it from here: the
     current directory and the spec's folder are importable during the import."""
-    extra = [str(Path.cwd())]
-    if spec.path is not None:
-        extra.append(str(spec.path.resolve().parent))
-    added = [p for p in extra if p not in sys.path]
-    sys.path[:0] = added
-    try:
+    with importable(spec):
         return importlib.import_module(name)
-    finally:
-        for p in added:
-            sys.path.remove(p)
 
 
 _FILE_MODULES: dict[Path, tuple[str, ModuleType]] = {}
+_NOTEBOOKS: dict[tuple[Path, tuple[int, ...] | None], tuple[str, ModuleType]] = {}
 
 
-def _import_file(path: Path) -> ModuleType:
+def _import_notebook(path: Path, cells: tuple[int, ...] | None, spec: Spec) -> ModuleType:
+    """A notebook's definitions as a module, loaded again whenever the notebook changes."""
+    path = path.resolve()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cached = _NOTEBOOKS.get((path, cells))
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"gradcheck_notebook_{stem}_{digest[:12]}"
+    module = ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    try:
+        with importable(spec, path.parent):
+            notebooks.load(path, module, cells)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    _NOTEBOOKS[(path, cells)] = (digest, module)
+    return module
+
+
+def source_notes(source: CodeSource) -> list[str]:
+    """What loading this source passed over (a notebook's failed imports), to say in the result."""
+    if not source.is_notebook or source.file is None:
+        return []
+    cached = _NOTEBOOKS.get((source.file.resolve(), source.cells))
+    info = notebooks.loaded_info(vars(cached[1])) if cached else None
+    return list(info.notes) if info else []
+
+
+def explain_name_error(exc: UserCodeError, namespace: Mapping[str, Any]) -> None:
+    """A NameError in code from a notebook: say which import failed or which statement was skipped."""
+    info = notebooks.loaded_info(namespace)
+    if info is None or not isinstance(exc.exc, NameError):
+        return
+    why = info.why_missing(getattr(exc.exc, "name", None) or "")
+    if why:
+        exc.args = (f"{exc.args[0]} ({why})",)
+
+
+def _import_file(path: Path, spec: Spec) -> ModuleType:
     """Execute a .py file as a module, again whenever its text has changed.
 
     Re-running after an edit (in a notebook, or after filling in a template)
@@ -132,16 +203,13 @@ def _import_file(path: Path) -> ModuleType:
     module = ModuleType(name)
     module.__file__ = str(path)
     code = compile(source, str(path), "exec", dont_inherit=True)
-    # Let the file import its neighbours (a helper module next to it).
-    sys.path.insert(0, str(path.parent))
     sys.modules[name] = module  # dataclasses and pickling look a class's module up here
     try:
-        exec(code, module.__dict__)
+        with importable(spec, path.parent):  # its neighbours, the project's root, the spec's folder
+            exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    finally:
-        sys.path.remove(str(path.parent))
     _FILE_MODULES[path] = (digest, module)
     return module
 
@@ -150,7 +218,13 @@ def lookup(namespace: Mapping[str, Any], dotted: str, spec: Spec, key: str) -> A
     head, *rest = dotted.split(".")
     if head not in namespace:
         public = [k for k in namespace if not k.startswith("_")]
-        raise spec.error(f"{head!r} is not defined in the implementation{did_you_mean(head, public)}", key)
+        info = notebooks.loaded_info(namespace)
+        why = info.why_missing(head) if info is not None else None
+        where = "the notebook's definitions" if info is not None else "the implementation"
+        raise spec.error(
+            f"{head!r} is not defined in {where}{did_you_mean(head, public)}" + (f" ({why})" if why else ""),
+            key,
+        )
     return walk_attrs(namespace[head], rest, dotted, spec, key)
 
 

@@ -216,3 +216,142 @@ def test_an_exception_in_the_checked_code_is_a_result_not_a_raise():
     assert result.status == "error" and report.exit_code == 1
     assert "RuntimeError: not written yet" in result.error
     assert f"{__file__}:" in result.error
+
+
+# -- the CLI's names: a layer's name, cs231n, the class convention -------------------------
+
+
+def test_check_takes_a_built_in_layers_name_as_the_cli_does():
+    report = check("linear", batch=8)
+    assert report.ok and report.results[0].dims == {"batch": 8, "in": 3, "out": 4}
+    with pytest.raises(SpecError, match=r"unknown layer 'lnear' \(did you mean 'linear'\?\)"):
+        check("lnear")
+
+
+def test_cs231n_is_the_numpy_convention_as_in_gradcheck_new():
+    def relu_backward(dout, x):
+        return dout * (x > 0)
+
+    report = check(
+        reference=lambda x: F.relu(x), backward=relu_backward, convention="cs231n", shapes={"x": (4, 5)}
+    )
+    assert report.ok
+
+
+class Lin:
+    """The lesson's Lin as a class: __call__ keeps its input and output, backward() sets .g."""
+
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, inp):
+        self.inp = inp
+        self.out = inp @ self.w + self.b
+        return self.out
+
+    def backward(self):
+        self.inp.g = self.out.g @ self.w.t()
+        self.w.g = self.inp.t() @ self.out.g
+        self.b.g = self.out.g.sum(0)
+
+
+def test_the_class_convention_builds_an_instance_and_calls_its_methods():
+    report = check(
+        reference=lambda x, w, b: x @ w + b, cls=Lin, forward=Lin.__call__, backward=Lin.backward,
+        shapes={"x": (5, 3)}, params={"w": (3, 4), "b": (4,)},
+    )  # fmt: skip
+    assert report.ok
+    assert [c.name for c in report.results[0].checks] == ["out", "x", "w", "b"]
+    by_name = check(
+        reference=lambda x, w, b: x @ w + b, convention="class", cls=Lin,
+        forward="__call__", backward="backward", shapes={"x": (5, 3)}, params={"w": (3, 4), "b": (4,)},
+    )  # fmt: skip
+    assert by_name.ok
+
+
+def test_the_class_convention_catches_a_wrong_method():
+    class Wrong(Lin):
+        def backward(self):
+            super().backward()
+            self.b.g = self.out.g  # BUG: not summed over the batch
+
+    report = check(
+        reference=lambda x, w, b: x @ w + b, cls=Wrong, forward=Wrong.__call__, backward=Wrong.backward,
+        shapes={"x": (5, 3)}, params={"w": (3, 4), "b": (4,)},
+    )  # fmt: skip
+    assert report["b"].diagnosis == "missing_reduction"
+    assert report["x"].ok and report["w"].ok
+
+
+def test_a_class_whose_backward_returns_its_gradients():
+    class Linear:
+        def __init__(self, weight):
+            self.weight = weight
+
+        def backward(self, grad_out, x):
+            return grad_out @ self.weight, grad_out.T @ x
+
+    report = check(
+        reference=lambda x, weight: F.linear(x, weight), cls=Linear, backward=Linear.backward,
+        returns=["x", "weight"], shapes={"x": (5, 3)}, params={"weight": (4, 3)},
+    )  # fmt: skip
+    assert report.ok
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"convention": "class", "backward": lin_grad}, "convention='class' needs cls="),
+        ({"convention": "fastai", "cls": Lin, "backward": Lin.backward}, "cls= goes with convention='class'"),
+        ({"cls": Lin, "backward": lin_grad}, "with cls=Lin, backward= is one of its methods"),
+        ({"cls": Lin, "backward": "bakward"}, "with cls=Lin, backward= is one of its methods"),
+        ({"backward": "backward"}, "a method's name goes with cls="),
+        ({"convention": "step", "backward": lin_grad}, "unknown convention 'step'"),
+    ],
+    ids=[
+        "class-without-cls",
+        "cls-with-fastai",
+        "not-a-method",
+        "no-such-method",
+        "name-without-cls",
+        "step",
+    ],
+)
+def test_class_convention_mistakes_are_clear_errors(kwargs, message):
+    with pytest.raises(GradcheckError, match=message):
+        check(
+            reference=lambda x, w, b: x @ w + b,
+            shapes={"x": (5, 3)},
+            params={"w": (3, 4), "b": (4,)},
+            **kwargs,
+        )
+
+
+# -- functions defined in a live notebook ----------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", ["<ipython-input-3-5d1c4b6e2f0a>", "/tmp/ipykernel_4242/1234567890.py"])
+def test_functions_defined_in_a_live_notebook_are_checked_and_their_errors_point_at_the_cell(filename):
+    """A cell as IPython compiles it: named `<ipython-input-N-...>` (older), or ipykernel's temporary file."""
+    cell = (
+        "def lin_grad(inp, out, w, b):\n    inp.g = out.g @ w.t()\n    w.g = inp.t() @ out.g\n"
+        "    b.g = out.g.sum(2)\n"
+    )
+    namespace: dict = {}
+    exec(compile(cell, filename, "exec"), namespace)
+    report = check(
+        reference=lambda x, w, b: x @ w + b,
+        backward=namespace["lin_grad"],
+        convention="fastai",
+        shapes=SHAPES,
+    )
+    (result,) = report.results
+    assert result.status == "error" and "IndexError" in result.error
+    assert result.error.endswith(f"at {filename}:4")
+    exec(compile(cell.replace("sum(2)", "sum(0)"), filename, "exec"), namespace)
+    assert check(
+        reference=lambda x, w, b: x @ w + b,
+        backward=namespace["lin_grad"],
+        convention="fastai",
+        shapes=SHAPES,
+    ).ok

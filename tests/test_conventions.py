@@ -13,7 +13,7 @@ import json
 import pytest
 
 from gradcheck_cli import check, load_spec
-from tests.conftest import LIN_FASTAI_SPEC
+from tests.conftest import EXAMPLES, LIN_FASTAI_SPEC
 
 LIN_FASTAI = LIN_FASTAI_SPEC
 
@@ -486,3 +486,565 @@ def test_a_module_that_does_not_exist_is_a_spec_error_pointing_nowhere_inside_py
     assert ran.exit_code == 2
     assert "cannot import no_such_layer_module: ModuleNotFoundError" in ran.stderr
     assert "importlib" not in ran.stderr
+
+
+# -- the upstream gradient's name ----------------------------------------------------
+
+
+RNN_STEP = """
+name: rnn_step
+dims: {n: 3, d: 4, hd: 5}
+inputs: {x: [n, d], prev_h: [n, hd]}
+params: {wx: [d, hd], wh: [hd, hd], b: [hd]}
+reference: "torch.tanh(x @ wx + prev_h @ wh + b)"
+implementation:
+  file: layer.py
+  backend: numpy
+  forward: "step_forward(x, prev_h, wx, wh, b) -> h, cache"
+  backward: "step_backward(dh, cache) -> x, prev_h, wx, wh, b"
+"""
+
+RNN_STEP_CODE = """
+import numpy as np
+
+
+def step_forward(x, prev_h, wx, wh, b):
+    h = np.tanh(x @ wx + prev_h @ wh + b)
+    return h, (x, prev_h, wx, wh, h)
+
+
+def step_backward(dh, cache):
+    x, prev_h, wx, wh, h = cache
+    da = dh * (1 - h**2)
+    return da @ wx.T, da @ wh.T, x.T @ da, prev_h.T @ da, da.sum(0)
+"""
+
+
+def test_an_upstream_gradient_named_after_an_unnamed_output_says_the_two_fixes(gradcheck, write_layer):
+    spec = write_layer(RNN_STEP, RNN_STEP_CODE)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2
+    assert ran.stderr.rstrip().endswith(
+        "implementation.backward: step_backward() is handed 'dh', which is not a known name; if it is the"
+        " upstream gradient, call it 'dout' (or 'grad_out'), or declare 'outputs: [h]' to name it 'dh'"
+    )
+    assert "did you mean 'h'" not in ran.stderr
+    spec.write_text(RNN_STEP.replace("step_backward(dh, cache)", "step_backward(dout, cache)"))
+    assert gradcheck("run", str(spec)).exit_code == 0
+    spec.write_text(RNN_STEP.replace("inputs:", "outputs: [h]\ninputs:"))
+    assert gradcheck("run", str(spec)).exit_code == 0
+
+
+def test_with_several_outputs_each_upstream_gradient_is_named_after_its_output(write_layer):
+    from gradcheck_cli import SpecError
+
+    spec = write_layer(
+        RNN_STEP.replace("inputs:", "outputs: [next_h, next_c]\ninputs:")
+        .replace('"torch.tanh(x @ wx + prev_h @ wh + b)"', '"(x @ wx, prev_h @ wh)"')
+        .replace("-> h, cache", "-> next_h, next_c, cache")
+        .replace("step_backward(dh, cache)", "step_backward(dout, cache)"),
+        RNN_STEP_CODE,
+    )
+    with pytest.raises(
+        SpecError, match=r"each upstream gradient is named after its output \(dnext_h, dnext_c\)"
+    ):
+        load_spec(spec)
+
+
+# -- a loss gradient: the end of the chain ---------------------------------------------
+
+
+MSE_GRAD_SPEC = """
+name: layer
+dims: {n: 6}
+inputs:
+  inp: [n, 1]
+  targ: {shape: [n], grad: false}
+outputs: [loss]
+reference: "F.mse_loss(inp.squeeze(-1), targ)"
+implementation:
+  file: layer.py
+  backward: "mse_grad(inp, targ)"
+"""
+
+MSE_GRAD = """
+def mse_grad(inp, targ):
+    inp.g = 2. * (inp.squeeze() - targ).unsqueeze(-1) / inp.shape[0]
+"""
+
+
+def test_a_loss_gradient_needs_no_forward_and_reads_no_out_g(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(MSE_GRAD_SPEC, MSE_GRAD))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["inp"]  # no forward: no output row
+
+
+def test_a_loss_gradient_without_its_mean_is_caught(gradcheck, write_layer):
+    exit_code, report = run_json(
+        gradcheck, write_layer(MSE_GRAD_SPEC, MSE_GRAD.replace(" / inp.shape[0]", ""))
+    )
+    assert exit_code == 1
+    inp = checks_of(report)["inp"]
+    assert inp["diagnosis"] == "scaled" and "1/n" in inp["hint"]
+
+
+def test_without_a_forward_a_non_scalar_reference_still_needs_one(gradcheck, write_layer):
+    spec = MSE_GRAD_SPEC.replace('"F.mse_loss(inp.squeeze(-1), targ)"', '"(inp.squeeze(-1) - targ) ** 2"')
+    ran = gradcheck("run", str(write_layer(spec, MSE_GRAD)))
+    assert ran.exit_code == 2
+    assert "no forward returns the output to set it on" in ran.stderr
+    assert "(a loss gradient needs none: its reference returns a scalar)" in ran.stderr
+
+
+# -- classes that keep their results on attributes (nnfs) --------------------------------
+
+
+DENSE_SPEC = """
+name: layer
+dims: {n: 5, n_in: 3, n_out: 4}
+inputs:
+  x: [n, n_in]
+params:
+  w: [n_in, n_out]
+  b: [1, n_out]
+reference: "x @ w + b"
+implementation:
+  file: layer.py
+  backend: numpy
+  class: "Layer_Dense(n_in, n_out)"
+  set: {weights: w, biases: b}
+  forward: "forward(x) -> self.output"
+  backward: "backward(dout)"
+  grads: {x: self.dinputs, w: self.dweights, b: self.dbiases}
+"""
+
+LAYER_DENSE = """
+import numpy as np
+
+
+class Layer_Dense:
+    def __init__(self, n_inputs, n_neurons):
+        self.weights = 0.01 * np.random.randn(n_inputs, n_neurons)
+        self.biases = np.zeros((1, n_neurons))
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.dot(inputs, self.weights) + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = np.dot(self.inputs.T, dvalues)
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = np.dot(dvalues, self.weights.T)
+"""
+
+
+def test_attributes_set_on_the_instance_and_gradients_read_off_it(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, LAYER_DENSE))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x", "w", "b"]
+
+
+def test_an_attribute_the_backward_never_set_is_missing_and_named(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("self.dbiases = ", "dbiases = ")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    b = checks_of(report)["b"]
+    assert (b["status"], b["diagnosis"]) == ("missing", "missing")
+    assert b["hint"] == "Layer_Dense.backward() did not set self.dbiases"
+    assert checks_of(report)["w"]["status"] == "pass"
+
+
+def test_a_forward_that_never_sets_its_attribute_is_an_error_naming_it(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("self.output = ", "output = ")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    assert report["results"][0]["error"] == "Layer_Dense.forward() did not set self.output"
+
+
+def test_a_wrong_attribute_gradient_is_caught_as_any_other(gradcheck, write_layer):
+    code = LAYER_DENSE.replace("np.dot(self.inputs.T, dvalues)", "np.dot(dvalues.T, self.inputs)")
+    exit_code, report = run_json(gradcheck, write_layer(DENSE_SPEC, code))
+    assert exit_code == 1
+    w = checks_of(report)["w"]
+    assert (w["status"], w["diagnosis"]) == ("shape_error", "transposed")
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("{weights: w, biases: b}", "{weight: w, biases: b}",
+         "implementation.set.weight: Layer_Dense() made no attribute 'weight' to set"
+         " (did you mean 'weights'?)"),
+        ('w: [n_in, n_out]\n  b: [1, n_out]\nreference: "x @ w + b"',
+         'w: [n_out, n_in]\n  b: [1, n_out]\nreference: "x @ w.T + b"',
+         "implementation.set.weights: Layer_Dense() made weights of shape [3, 4], but w is [4, 3]"),
+    ],
+    ids=["unknown-attribute", "other-layout"],
+)  # fmt: skip
+def test_set_checks_what_the_constructor_made(gradcheck, write_layer, old, new, message):
+    assert old in DENSE_SPEC
+    ran = gradcheck("run", str(write_layer(DENSE_SPEC.replace(old, new), LAYER_DENSE)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+LIN_ATTRIBUTES = """
+class Lin:
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, inp):
+        self.inp = inp
+        self.out = inp @ self.w + self.b
+
+    def backward(self, grad):
+        self.dw = self.inp.t() @ grad
+        self.db = grad.sum(0)
+        return grad @ self.w.t()
+"""
+
+
+def test_the_class_convention_reads_returns_and_attributes_together(gradcheck, write_layer):
+    """A torch class whose backward returns dx and keeps dw, db: '-> x' and grads: for the rest."""
+    spec = CLASS_SPEC.replace('"__call__(x) -> out"', '"__call__(x) -> self.out"').replace(
+        '  backward: "backward()"', '  backward: "backward(dout) -> x"\n  grads: {w: self.dw, b: self.db}'
+    )
+    exit_code, report = run_json(gradcheck, write_layer(spec, LIN_ATTRIBUTES))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x", "w", "b"]
+    wrong = LIN_ATTRIBUTES.replace("self.db = grad.sum(0)", "self.db = grad.mean(0)")
+    exit_code, report = run_json(gradcheck, write_layer(spec, wrong))
+    assert exit_code == 1 and checks_of(report)["b"]["diagnosis"] == "scaled"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('  class: "Layer_Dense(n_in, n_out)"\n  set: {weights: w, biases: b}\n', "",
+         "implementation.forward: a 'self.NAME' slot reads an attribute of the instance 'class:' builds"),
+        ("grads: {x: self.dinputs,", "grads: {x: dinputs,",
+         "implementation.grads.x: expected an attribute of the instance, such as 'self.dx'"),
+        ("grads: {x: self.dinputs,", "grads: {xx: self.dinputs,",
+         "implementation.grads.xx: 'xx' is not a checked tensor (did you mean 'x'?)"),
+        ('backward: "backward(dout)"', 'backward: "backward(dout) -> self.dinputs"',
+         "implementation.backward: a backward's return slots are named after tensors; to read a gradient"
+         " from self.dinputs, say so in 'grads:'"),
+        ('backward: "backward(dout)"', 'backward: "backward(dout) -> x"',
+         "implementation.grads.x: 'x' is also a return slot of the backward: read it from one place"),
+        ("grads: {x: self.dinputs, ", "grads: {",
+         "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
+         " (or read them off the instance: 'grads: {x: self.dx}')"),
+    ],
+    ids=["self-slot-without-class", "grads-not-an-attribute", "grads-not-a-tensor", "self-slot-in-backward",
+         "grads-and-a-slot", "numpy-grads-incomplete"],
+)  # fmt: skip
+def test_attribute_keys_are_checked_when_the_spec_loads(gradcheck, write_layer, old, new, message):
+    assert old in DENSE_SPEC
+    ran = gradcheck("run", str(write_layer(DENSE_SPEC.replace(old, new), LAYER_DENSE)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+def test_set_and_grads_need_a_class(gradcheck, write_layer):
+    spec = LIN_FASTAI + "  set: {w: w}\n"
+    ran = gradcheck("run", str(write_layer(spec, LIN)))
+    assert ran.exit_code == 2 and "implementation.set: 'set' puts tensors on the instance" in ran.stderr
+    spec = LIN_FASTAI + "  grads: {w: self.dw}\n"
+    ran = gradcheck("run", str(write_layer(spec, LIN)))
+    assert (
+        ran.exit_code == 2 and "implementation.grads: 'grads' reads attributes of the instance" in ran.stderr
+    )
+
+
+# -- a training step instead of a backward ---------------------------------------------
+
+
+STEP_SPEC = """
+name: layer
+dims: {n: 5, n_in: 3, n_out: 4}
+options: {lr: 0.1}
+inputs:
+  x: {shape: [n, n_in], grad: false}
+  t: {shape: [n, n_out], grad: false}
+params:
+  w: [n_in, n_out]
+  b: [n_out]
+reference: "0.5 * ((x @ w + b - t) ** 2).sum()"
+implementation:
+  file: layer.py
+  class: "Net(n_in, n_out, lr)"
+  set: {w: w, b: b}
+  step: "train(x, t)"
+  learning_rate: lr
+"""
+
+NET = """
+import torch
+
+
+class Net:
+    def __init__(self, n_in, n_out, lr):
+        self.w, self.b, self.lr = torch.zeros(n_in, n_out), torch.zeros(n_out), lr
+
+    def train(self, x, t):
+        dout = x @ self.w + self.b - t
+        self.w -= self.lr * x.T @ dout
+        self.b -= self.lr * dout.sum(0)
+"""
+
+
+def test_a_step_is_checked_from_the_update_of_each_param(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, NET))
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["w", "b"]  # only the params
+    assert report["results"][0]["checks"][0]["max_abs_err"] < 1e-12
+
+
+def test_a_step_that_rebinds_its_params_is_read_back_from_the_instance(gradcheck, write_layer):
+    code = NET.replace("self.w -= self.lr * x.T @ dout", "self.w = self.w - self.lr * x.T @ dout")
+    assert run_json(gradcheck, write_layer(STEP_SPEC, code))[0] == 0
+
+
+def test_a_wrong_update_is_caught(gradcheck, write_layer):
+    code = NET.replace("self.b -= self.lr * dout.sum(0)", "self.b -= self.lr * dout.mean(0)")
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, code))
+    assert exit_code == 1
+    b = checks_of(report)["b"]
+    assert b["diagnosis"] == "scaled" and "divided by n=5" in b["hint"]
+    assert checks_of(report)["w"]["status"] == "pass"
+
+
+def test_a_step_function_updates_what_it_is_handed_in_place(gradcheck, write_layer):
+    spec = STEP_SPEC.replace('  class: "Net(n_in, n_out, lr)"\n  set: {w: w, b: b}\n', "").replace(
+        '"train(x, t)"', '"sgd_step(x, t, w, b, lr)"'
+    )
+    code = """
+def sgd_step(x, t, w, b, lr):
+    dout = x @ w + b - t
+    w -= lr * x.T @ dout
+    b = b - lr * dout.sum(0)  # BUG: a new tensor, the caller's b never changes
+"""
+    exit_code, report = run_json(gradcheck, write_layer(spec, code))
+    assert exit_code == 1
+    assert checks_of(report)["w"]["status"] == "pass"
+    b = checks_of(report)["b"]
+    assert b["status"] == "missing"
+    assert b["hint"].startswith("sgd_step() did not change b: update it in place, or put it on the instance")
+
+
+def test_a_step_must_not_change_its_inputs(gradcheck, write_layer):
+    code = NET.replace("dout = x @ self.w + self.b - t", "dout = x @ self.w + self.b - t\n        t -= 1")
+    exit_code, report = run_json(gradcheck, write_layer(STEP_SPEC, code))
+    assert exit_code == 1
+    assert checks_of(report)["t"]["diagnosis"] == "modified_input"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("x: {shape: [n, n_in], grad: false}", "x: [n, n_in]",
+         "inputs.x: a step updates only the params, so it says nothing of x's gradient:"
+         " give the input 'grad: false'"),
+        ("  learning_rate: lr\n", "",
+         "implementation.step: a step needs 'learning_rate:' (a number, a dim or an option)"),
+        ("  learning_rate: lr\n", "  learning_rate: 0\n",
+         "implementation.learning_rate: a learning rate of 0"),
+        ("  learning_rate: lr\n", "  learning_rate: lr * rate\n", "unknown dim 'rate'"),
+        ("  learning_rate: lr\n", '  learning_rate: lr\n  backward: "backward(dout)"\n',
+         "implementation.step: a step runs the backward and the update itself: drop 'backward:'"),
+        ('"train(x, t)"', '"train(x, t) -> loss"', "implementation.step: a step updates the params in place"),
+    ],
+    ids=["input-with-grad", "no-learning-rate", "zero-learning-rate", "unknown-name", "and-a-backward",
+         "returns"],
+)  # fmt: skip
+def test_step_keys_are_checked_when_the_spec_loads(gradcheck, write_layer, old, new, message):
+    assert old in STEP_SPEC
+    ran = gradcheck("run", str(write_layer(STEP_SPEC.replace(old, new), NET)))
+    assert ran.exit_code == 2
+    assert message in ran.stderr
+
+
+def test_a_step_needs_a_scalar_loss_as_its_reference(gradcheck, write_layer):
+    spec = STEP_SPEC.replace('"0.5 * ((x @ w + b - t) ** 2).sum()"', '"x @ w + b"')
+    ran = gradcheck("run", str(write_layer(spec, NET)))
+    assert ran.exit_code == 2
+    assert "reference: a step's update is the gradient of the loss it minimises" in ran.stderr
+
+
+# -- dtypes: numpy's float64 default, a torch gradient of another dtype -------------------
+
+
+NUMPY_LINEAR = FUNCTIONAL.replace(
+    "{call}", "linear_backward(grad_out, x, weight) -> x, weight, bias"
+).replace("  file: layer.py", "  file: layer.py\n  backend: numpy")
+
+# Allocates with np.zeros (float64), as most numpy code does: in a float32 check it returns float64.
+NUMPY_FLOAT64 = """
+import numpy as np
+
+
+def linear_backward(grad_out, x, weight):
+    dx = np.zeros(x.shape)
+    dw = np.zeros(weight.shape)
+    for i in range(x.shape[0]):
+        dx[i] = grad_out[i] @ weight
+        dw += np.outer(grad_out[i], x[i])
+    return dx, dw, grad_out.sum(0)
+"""
+
+
+def test_numpy_code_returning_float64_in_a_float32_check_is_no_false_alarm(gradcheck, write_layer):
+    exit_code, report = run_json(gradcheck, write_layer(NUMPY_LINEAR, NUMPY_FLOAT64), "--dtype", "float32")
+    assert exit_code == 0, report
+    assert all(c["status"] == "pass" for c in checks_of(report).values())
+    assert report["results"][0]["notes"] == [
+        "the numpy code returned x (float64), weight (float64): compared at float32, the checked dtype"
+        " (np.zeros and np.eye make float64; pass dtype=x.dtype to keep float32)"
+    ]
+
+
+def test_a_wrong_float32_gradient_from_float64_numpy_code_is_still_caught(gradcheck, write_layer):
+    code = NUMPY_FLOAT64.replace("dw += np.outer(grad_out[i], x[i])", "dw = np.outer(grad_out[i], x[i])")
+    exit_code, report = run_json(gradcheck, write_layer(NUMPY_LINEAR, code), "--dtype", "float32")
+    assert exit_code == 1
+    checks = checks_of(report)
+    assert checks["weight"]["status"] == "mismatch"
+    assert checks["x"]["status"] == checks["bias"]["status"] == "pass"
+
+
+@pytest.mark.parametrize(
+    "spec", ["cs231n/affine.yaml", "cs231n/conv.yaml", "cs231n/softmax.yaml", "lstm/lstm_step.yaml"]
+)
+def test_the_numpy_examples_pass_in_float32(gradcheck, spec):
+    """cs231n's conv allocates its output with np.zeros: a float64 forward, compared at float32."""
+    ran = gradcheck("run", str(EXAMPLES / spec), "--dtype", "float32")
+    assert ran.exit_code == 0, ran.stdout
+
+
+def test_a_numpy_loss_returned_as_a_python_float_is_compared_at_the_checked_dtype(gradcheck, write_layer):
+    spec = """
+name: layer
+dims: {n: 4}
+inputs:
+  x: [n]
+outputs: [loss]
+reference: "(x ** 2).sum()"
+implementation:
+  file: layer.py
+  backend: numpy
+  forward: "loss_forward(x) -> loss"
+  backward: "loss_backward(x) -> x"
+"""
+    code = (
+        "def loss_forward(x):\n    return float((x**2).sum())\n\n\ndef loss_backward(x):\n    return 2 * x\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(spec, code), "--dtype", "float32")
+    assert exit_code == 0, report
+    assert "the numpy code returned loss (float64): compared at float32" in report["results"][0]["notes"][0]
+
+
+TORCH_DTYPE = FUNCTIONAL.replace("{call}", "linear_backward(grad_out, x, weight) -> x, weight, bias")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_torch_gradient_of_another_dtype_keeps_its_comparison_and_is_wrong_dtype(
+    gradcheck, write_layer, dtype
+):
+    other = "torch.float64" if dtype == "float32" else "torch.float32"
+    code = (
+        "import torch\n\ndef linear_backward(grad_out, x, weight):\n"
+        f"    return grad_out @ weight, (grad_out.T @ x).to({other}), grad_out.sum(0)\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(TORCH_DTYPE, code), "--dtype", dtype)
+    assert exit_code == 1
+    weight = checks_of(report)["weight"]
+    assert (weight["status"], weight["diagnosis"], weight["mismatched"]) == ("error", "wrong_dtype", 0)
+    assert weight["hint"].endswith(f"has dtype {other[6:]}, expected {dtype}; its values match")
+
+
+def test_a_wrong_torch_gradient_of_another_dtype_says_both(gradcheck, write_layer):
+    code = (
+        "import torch\n\ndef linear_backward(grad_out, x, weight):\n"
+        "    return grad_out @ weight, grad_out.T @ x, grad_out.mean(0).double()\n"
+    )
+    exit_code, report = run_json(gradcheck, write_layer(TORCH_DTYPE, code), "--dtype", "float32")
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert (bias["status"], bias["diagnosis"], bias["mismatched"]) == ("mismatch", "scaled", 4)
+    assert bias["hint"].endswith("; and the gradient for bias has dtype float64, expected float32")
+
+
+# -- imports next to the code --------------------------------------------------------------
+
+
+def _project(root, package: str):
+    """A project whose PACKAGE/backward.py says `from PACKAGE.forward import *`; specs at its root
+    (lin.yaml) and in specs/ (lin.yaml)."""
+    (root / package).mkdir(parents=True)
+    (root / "specs").mkdir()
+    (root / package / "forward.py").write_text("def lin(x, w, b):\n    return x @ w + b\n")
+    (root / package / "backward.py").write_text(
+        f"from {package}.forward import *\n\n\ndef lin_grad(inp, out, w, b):\n"
+        "    inp.g = out.g @ w.t()\n    w.g = inp.t() @ out.g\n    b.g = out.g.sum(0)\n"
+    )
+    (root / "lin.yaml").write_text(LIN_FASTAI.replace("file: layer.py", f"file: {package}/backward.py"))
+    (root / "specs" / "lin.yaml").write_text(
+        LIN_FASTAI.replace("file: layer.py", f"file: ../{package}/backward.py")
+    )
+
+
+def test_the_code_imports_its_project_as_python_run_from_the_root_would(gradcheck, tmp_path, monkeypatch):
+    """CNN/backward.py says `from CNN.forward import *`: the project's root must be importable."""
+    _project(tmp_path / "one", "CNN_one")
+    monkeypatch.chdir(tmp_path)  # neither the spec's folder nor the current directory: what python says
+    ran = gradcheck("run", "one/specs/lin.yaml")
+    assert ran.exit_code == 2 and "No module named 'CNN_one'" in ran.stderr
+    monkeypatch.chdir(tmp_path / "one")  # the current directory is the project's root
+    assert gradcheck("run", "specs/lin.yaml").exit_code == 0
+
+    _project(tmp_path / "two", "CNN_two")
+    monkeypatch.chdir(tmp_path)  # the spec's folder is the project's root
+    assert gradcheck("run", "two/lin.yaml").exit_code == 0
+
+
+# -- arguments are expressions ---------------------------------------------------------------
+
+
+ARGUMENTS_SPEC = """
+name: layer
+dims: {n: 4, d: 3}
+options:
+  dropout_param: {p: 0.25, mode: train}
+inputs:
+  x: [n, d]
+reference:
+  file: ref.py
+  call: "scaled(x, 1 - dropout_param['p'])"
+implementation:
+  file: layer.py
+  forward: "scale_forward(x, dropout_param['p'], shape=(n, d)) -> out, cache"
+  backward: "scale_backward(dout, cache, keep=1 - dropout_param['p'], mode=dropout_param.get('mode')) -> x"
+"""
+
+ARGUMENTS_CODE = """
+def scale_forward(x, p, shape):
+    assert tuple(x.shape) == shape
+    return x * (1 - p), p
+
+
+def scale_backward(dout, p, keep, mode):
+    assert keep == 1 - p and mode == "train"
+    return dout * keep
+"""
+
+
+def test_call_arguments_are_expressions_in_the_reference_and_the_implementation(gradcheck, write_layer):
+    spec = write_layer(ARGUMENTS_SPEC, ARGUMENTS_CODE)
+    (spec.parent / "ref.py").write_text("def scaled(x, keep):\n    return x * keep\n")
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 0, report
+    assert list(checks_of(report)) == ["out", "x"]
+    bad = spec.read_text().replace("dropout_param['p'], shape", "dropout_param['q'], shape")
+    spec.write_text(bad)
+    exit_code, report = run_json(gradcheck, spec)
+    assert exit_code == 1 and "KeyError" in report["results"][0]["error"]

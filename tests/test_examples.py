@@ -17,7 +17,10 @@ import pytest
 
 from tests.conftest import EXAMPLES
 
-CONVENTION_DIRS = ("functional", "fastai", "cs231n", "autograd_function", "lstm", "composite")
+CONVENTION_DIRS = (
+    "functional", "fastai", "cs231n", "autograd_function", "lstm", "composite",
+    "nnfs", "ipynb", "loss", "step",
+)  # fmt: skip
 EXAMPLE_SPECS = sorted(p for d in CONVENTION_DIRS for p in (EXAMPLES / d).glob("*.yaml"))
 # Engineers' autograd Functions: surrogate gradients, repeatability, double backward, permutations.
 FUNCTION_SPECS = sorted((EXAMPLES / "functions").glob("*.yaml"))
@@ -31,7 +34,7 @@ def checks_of(stdout: str) -> dict[str, dict]:
 
 def test_every_convention_has_an_example():
     assert {p.parent.name for p in EXAMPLE_SPECS} == set(CONVENTION_DIRS)
-    assert len(EXAMPLE_SPECS) == 9
+    assert len(EXAMPLE_SPECS) == 16
     assert (EXAMPLES / "notebook.py").is_file()
 
 
@@ -66,6 +69,13 @@ def test_examples_conventions_are_the_ones_they_claim():
         "fastai/model.yaml": "class",
         "functional/linear.yaml": "functional",
         "lstm/lstm_step.yaml": "numpy",
+        "nnfs/dense.yaml": "numpy",  # the class convention on numpy arrays, gradients on attributes
+        "nnfs/mae.yaml": "numpy",
+        "ipynb/lin.yaml": "fastai",
+        "ipynb/relu.yaml": "fastai",
+        "loss/mse.yaml": "fastai",
+        "loss/cross_entropy.yaml": "fastai",
+        "step/train.yaml": "step",
     }
 
 
@@ -184,6 +194,43 @@ WRONGS = [
         "composite", "mlp.yaml", "mlp.py",
         "/ targ.shape[0]", "  # BUG: mse is a mean, divide by n",
         {t: ("mismatch", "scaled") for t in ("x", "w1", "b1", "w2", "b2")}, ("loss",), hint="1/n",
+    ),
+    Wrong(  # an attribute class: self.dweights transposed
+        "nnfs", "dense.yaml", "layers.py",
+        "self.dweights = np.dot(self.inputs.T, dvalues)",
+        "self.dweights = np.dot(dvalues.T, self.inputs)  # BUG: transposed",
+        {"w": ("shape_error", "transposed")}, ("out", "x", "b"),
+    ),
+    Wrong(  # the sign of |y_pred - y_true|'s slope the wrong way round
+        "nnfs", "mae.yaml", "layers.py",
+        "np.sign(dvalues - y_true) / outputs", "np.sign(y_true - dvalues) / outputs  # BUG: the sign",
+        {"y_pred": ("mismatch", "sign_flipped")}, ("loss",),
+    ),
+    Wrong(  # a notebook: the bug is in one of its cells
+        "ipynb", "lin.yaml", "backprop.ipynb",
+        "b.g = out.g.sum(0)", "b.g = out.g  # BUG: b was broadcast over the rows",
+        {"b": ("shape_error", "missing_reduction")}, ("out", "x", "w"),
+    ),
+    Wrong(
+        "ipynb", "relu.yaml", "backprop.ipynb",
+        "inp.g = (inp > 0).float() * out.g", "inp.g = out.g  # BUG: the mask is forgotten",
+        {"x": ("mismatch", "partial")}, ("out",),
+    ),
+    Wrong(  # a loss gradient: the mean's 1/n forgotten
+        "loss", "mse.yaml", "loss.py",
+        ".unsqueeze(-1) / inp.shape[0]", ".unsqueeze(-1)  # BUG: mse is a mean, divide by n",
+        {"inp": ("mismatch", "scaled")}, (), hint="1/n",
+    ),
+    Wrong(
+        "loss", "cross_entropy.yaml", "loss.py",
+        "inp.g = probs / inp.shape[0]", "inp.g = probs  # BUG: the loss is a mean over the batch",
+        {"inp": ("mismatch", "scaled")}, (), hint="1/n",
+    ),
+    Wrong(  # a training step: the hidden layer's error skips the output sigmoid's slope
+        "step", "train.yaml", "network.py",
+        "hidden_errors = numpy.dot(self.who.T, output_deltas)",
+        "hidden_errors = numpy.dot(self.who.T, output_errors)  # BUG: not through the sigmoid's slope",
+        {"wih": ("mismatch", None)}, ("who",),
     ),
     Wrong(  # the clip of a clipped straight-through estimator forgotten for the input
         "functions", "ste.yaml", "ste.py",

@@ -272,6 +272,18 @@ def test_a_spec_s_xfail_and_skip_keys_keep_the_report_schema(gradcheck, tmp_path
     assert reasons["not_on_cpu"] == ("skip", "needs cuda")
 
 
+def test_the_keys_of_issue_17_as_gradcheck_reads_them_keep_the_schema():
+    """A notebook reference with cells:, a single constraint, set:/grads:/step: as the loader takes them."""
+    spec = changed(
+        reference={"file": "ref.ipynb", "cells": [0, 2], "call": "dense(x, w, b)"},
+        constraints="batch > 1",
+    )
+    assert problems(SPECS, spec) == []
+    assert problems(SPECS, changed(constraints=["batch > 1", "in != out"])) == []
+    wrong = problems(SPECS, changed(reference={"file": "ref.py", "cells": [0], "call": "dense(x, w, b)"}))
+    assert any("does not match" in p for p in wrong), wrong
+
+
 def test_the_functions_second_order_and_not_repeatable_rows_keep_the_report_schema(gradcheck, monkeypatch):
     monkeypatch.chdir(REPO)
     report = run_json(

@@ -18,6 +18,7 @@ FILLED_IN = {
     "autograd_function": ["return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)"],
     "class": ["self.inp.g = self.out.g @ self.w.t()", "self.w.g = self.inp.t() @ self.out.g",
               "self.b.g = self.out.g.sum(0)"],
+    "step": ["self.w -= self.lr * x.T @ dout", "self.b -= self.lr * dout.sum(0)"],
 }  # fmt: skip
 # A plausible wrong fill-in: the bias gradient a mean over the batch, not a sum.
 WRONG_BIAS = {
@@ -26,8 +27,16 @@ WRONG_BIAS = {
     "cs231n": ("dout.sum(axis=0)", "dout.mean(axis=0)"),
     "autograd_function": ("grad_out.sum(0)", "grad_out.mean(0)"),
     "class": ("self.out.g.sum(0)", "self.out.g.mean(0)"),
+    "step": ("dout.sum(0)", "dout.mean(0)"),
 }
-BIAS_NAME = {"functional": "b", "fastai": "b", "cs231n": "b", "autograd_function": "bias", "class": "b"}
+BIAS_NAME = {
+    "functional": "b",
+    "fastai": "b",
+    "cs231n": "b",
+    "autograd_function": "bias",
+    "class": "b",
+    "step": "b",
+}
 TODO = re.compile(r'^( *)raise NotImplementedError\("TODO.*$', re.M)
 
 
@@ -40,7 +49,9 @@ def fill_in(path, lines: list[str]) -> None:
 
 def test_every_convention_has_a_template():
     assert (
-        set(CONVENTIONS) == set(FILLED_IN) == {"functional", "fastai", "cs231n", "autograd_function", "class"}
+        set(CONVENTIONS)
+        == set(FILLED_IN)
+        == {"functional", "fastai", "cs231n", "autograd_function", "class", "step"}
     )
 
 

@@ -1,7 +1,8 @@
 """The ``implementation:`` section: where the hand-written code is and its convention.
 
 The convention is decided here, once, from the keys given:
-``autograd_function`` (called through ``.apply``), ``numpy`` (``backend:
+``autograd_function`` (called through ``.apply``), ``step`` (a training
+step: gradients read from the update of each param), ``numpy`` (``backend:
 numpy``), ``class`` (``class:`` builds an instance), ``fastai`` (a
 backward without ``->``: gradients on ``.g``), else ``functional`` (the
 backward returns the gradients).
@@ -9,6 +10,7 @@ backward returns the gradients).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,26 +19,39 @@ from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
 from .model import BACKENDS, Implementation, TensorSpec, grad_names
+from .sections import code_source, size
 from .where import Where, check_names
 
 KEY = "implementation"
 IMPLEMENTATION_KEYS = (
     "module",
     "file",
+    "cells",
     "forward",
     "backward",
     "class",
+    "set",
+    "grads",
+    "step",
+    "learning_rate",
     "autograd_function",
     "args",
     "backend",
 )
+_ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def convention_of(
-    autograd_function: str | None, backend: str, cls: Call | None, backward: Call | None
+    autograd_function: str | None,
+    backend: str,
+    cls: Call | None,
+    backward: Call | None,
+    step: Call | None = None,
 ) -> str:
     if autograd_function:
         return "autograd_function"
+    if step is not None:
+        return "step"
     if backend == "numpy":
         return "numpy"
     if cls is not None:
@@ -47,15 +62,20 @@ def convention_of(
 
 
 def implementation(
-    raw: Any, tensors: Mapping[str, TensorSpec], names: set[str], outputs: tuple[str, ...], at: Where
+    raw: Any,
+    tensors: Mapping[str, TensorSpec],
+    names: set[str],
+    outputs: tuple[str, ...],
+    at: Where,
+    numeric: Mapping[str, int | float] | None = None,
 ) -> Implementation:
     impl = at.mapping(raw, KEY, IMPLEMENTATION_KEYS)
-    source = at.source(impl, KEY)
+    source = code_source(impl, KEY, at)
     backend = impl.get("backend", "torch")
     if backend not in BACKENDS:
         raise at.fail(f"{KEY}.backend", f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     cls = _class(impl, names, at)
-    forward = _forward(impl, tensors, names, at)
+    forward = _forward(impl, tensors, names, cls, at)
     backward = at.call(impl["backward"], f"{KEY}.backward", names) if "backward" in impl else None
     if impl.get("autograd_function") is not None:
         name, args = _autograd_function(impl, tensors, names, forward, backward, cls, backend, at)
@@ -64,11 +84,29 @@ def implementation(
         )
     if impl.get("args") is not None:
         raise at.fail(f"{KEY}.args", "'args' goes with 'autograd_function'")
+    set_attributes = _set(impl, names, cls, at)
+    if "step" in impl:
+        step, learning_rate = _step(impl, tensors, names, backward, numeric or {}, at)
+        return Implementation(
+            source=source,
+            convention="step",
+            forward=forward,
+            cls=cls,
+            backend=backend,
+            set_attributes=set_attributes,
+            step=step,
+            learning_rate=learning_rate,
+        )
+    if "learning_rate" in impl:
+        raise at.fail(f"{KEY}.learning_rate", "'learning_rate' goes with 'step'")
     if backward is None:
-        raise at.fail(KEY, "missing 'backward:' (or 'autograd_function:')")
+        raise at.fail(KEY, "missing 'backward:' (or 'step:', or 'autograd_function:')")
     bound = set(forward.named_returns) if forward is not None else set()
-    check_names(backward, names | set(grad_names(outputs)) | bound, f"{KEY}.backward", at)
-    _backward_returns(backward, tensors, backend, at)
+    known = names | set(grad_names(outputs)) | bound
+    _upstream_names(backward, known, bound, outputs, at)
+    check_names(backward, known, f"{KEY}.backward", at)
+    grad_attributes = _grads(impl, tensors, backward, cls, at)
+    _backward_returns(backward, tensors, backend, grad_attributes, cls is not None, at)
     return Implementation(
         source=source,
         convention=convention_of(None, backend, cls, backward),
@@ -76,6 +114,8 @@ def implementation(
         backward=backward,
         cls=cls,
         backend=backend,
+        set_attributes=set_attributes,
+        grad_attributes=grad_attributes,
     )
 
 
@@ -90,7 +130,7 @@ def _class(impl: Mapping[str, Any], names: set[str], at: Where) -> Call | None:
 
 
 def _forward(
-    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], names: set[str], at: Where
+    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], names: set[str], cls: Call | None, at: Where
 ) -> Call | None:
     if "forward" not in impl:
         return None
@@ -98,10 +138,98 @@ def _forward(
     check_names(forward, names, f"{KEY}.forward", at)
     if forward.returns is None:
         raise at.fail(f"{KEY}.forward", "a forward names what it returns: 'f(x) -> out'")
+    if cls is None and any(r.startswith("self.") for r in forward.returns):
+        raise at.fail(
+            f"{KEY}.forward", "a 'self.NAME' slot reads an attribute of the instance 'class:' builds"
+        )
     clash = set(forward.named_returns) & set(tensors)
     if clash:
         raise at.fail(f"{KEY}.forward", f"return name {sorted(clash)[0]!r} is already an input or param")
     return forward
+
+
+def _set(impl: Mapping[str, Any], names: set[str], cls: Call | None, at: Where) -> dict[str, Expression]:
+    """``set: {weights: w}``: attributes of the instance overwritten with gradcheck's tensors."""
+    key = f"{KEY}.set"
+    raw = at.mapping(impl.get("set"), key)
+    if raw and cls is None:
+        raise at.fail(key, "'set' puts tensors on the instance that 'class:' builds")
+    found: dict[str, Expression] = {}
+    for attribute, value in raw.items():
+        if not _ATTRIBUTE_PATH.fullmatch(attribute) or attribute.startswith("self."):
+            raise at.fail(f"{key}.{attribute}", "expected an attribute of the instance, such as 'weights'")
+        if not isinstance(value, str):
+            raise at.fail(f"{key}.{attribute}", f"expected a tensor name (or an expression), got {value!r}")
+        try:
+            found[attribute] = parse(value, names, known=names)
+        except ExpressionError as exc:
+            raise at.fail(f"{key}.{attribute}", f"{value!r}: {exc}") from None
+    return found
+
+
+def _grads(
+    impl: Mapping[str, Any], tensors: Mapping[str, TensorSpec], backward: Call, cls: Call | None, at: Where
+) -> dict[str, str]:
+    """``grads: {x: self.dinputs}``: where each gradient is read after the backward."""
+    key = f"{KEY}.grads"
+    raw = at.mapping(impl.get("grads"), key)
+    if raw and cls is None:
+        raise at.fail(key, "'grads' reads attributes of the instance that 'class:' builds")
+    checked = [t.name for t in tensors.values() if t.grad]
+    found: dict[str, str] = {}
+    for name, where in raw.items():
+        if name not in checked:
+            what = (
+                "has grad: false"
+                if name in tensors
+                else f"is not a checked tensor{did_you_mean(name, checked)}"
+            )
+            raise at.fail(f"{key}.{name}", f"{name!r} {what}")
+        if (
+            not isinstance(where, str)
+            or not where.startswith("self.")
+            or not _ATTRIBUTE_PATH.fullmatch(where)
+        ):
+            raise at.fail(f"{key}.{name}", f"expected an attribute of the instance, such as 'self.d{name}'")
+        if name in (backward.returns or ()):
+            raise at.fail(
+                f"{key}.{name}", f"{name!r} is also a return slot of the backward: read it from one place"
+            )
+        found[name] = where.removeprefix("self.")
+    return found
+
+
+def _step(
+    impl: Mapping[str, Any],
+    tensors: Mapping[str, TensorSpec],
+    names: set[str],
+    backward: Call | None,
+    numeric: Mapping[str, int | float],
+    at: Where,
+) -> tuple[Call, Expression | float]:
+    """``step: "train(x, t)"`` and ``learning_rate:``: only params are checked, from their update."""
+    key = f"{KEY}.step"
+    if backward is not None:
+        raise at.fail(key, "a step runs the backward and the update itself: drop 'backward:'")
+    if "grads" in impl:
+        raise at.fail(f"{KEY}.grads", "under 'step:' each param's gradient is read from its update")
+    step = at.call(impl["step"], key, names)
+    check_names(step, names, key, at)
+    if step.returns is not None:
+        raise at.fail(key, "a step updates the params in place; it takes no '->'")
+    for t in tensors.values():
+        if t.kind == "input" and t.grad:
+            raise at.fail(
+                t.key,
+                f"a step updates only the params, so it says nothing of {t.name}'s gradient:"
+                " give the input 'grad: false'",
+            )
+    if "learning_rate" not in impl:
+        raise at.fail(key, "a step needs 'learning_rate:' (a number, a dim or an option) to read gradients")
+    learning_rate = size(impl["learning_rate"], f"{KEY}.learning_rate", numeric, at)
+    if not isinstance(learning_rate, Expression) and learning_rate == 0:
+        raise at.fail(f"{KEY}.learning_rate", "a learning rate of 0 updates nothing")
+    return step, learning_rate
 
 
 def _autograd_function(
@@ -143,15 +271,57 @@ def _autograd_function(
     return name, tuple(parsed)
 
 
-def _backward_returns(backward: Call, tensors: Mapping[str, TensorSpec], backend: str, at: Where) -> None:
+def _upstream_names(
+    backward: Call, known: set[str], bound: set[str], outputs: tuple[str, ...], at: Where
+) -> None:
+    """An unknown ``dh``/``grad_h`` in the backward is an upstream gradient under another name: say how."""
+    for name in backward.arg_names:
+        found = re.fullmatch(r"(?:d|grad_)([A-Za-z_]\w*)", name)
+        if name in known or name in GLOBALS or name in BUILTINS or found is None:
+            continue
+        output = found.group(1)
+        if len(outputs) == 1:
+            fix = (
+                f"if it is the upstream gradient, call it 'dout' (or 'grad_out'),"
+                f" or declare 'outputs: [{output}]' to name it {name!r}"
+            )
+        else:
+            each = ", ".join(f"d{o}" for o in outputs)
+            fix = f"with several outputs each upstream gradient is named after its output ({each})"
+        near = "" if output in bound else did_you_mean(name, known)
+        raise at.fail(
+            f"{KEY}.backward", f"{backward.func}() is handed {name!r}, which is not a known name{near}; {fix}"
+        )
+
+
+def _backward_returns(
+    backward: Call,
+    tensors: Mapping[str, TensorSpec],
+    backend: str,
+    grad_attributes: Mapping[str, str],
+    has_class: bool,
+    at: Where,
+) -> None:
     key = f"{KEY}.backward"
     checked = [t.name for t in tensors.values() if t.grad]
     if backward.returns is None:
         if backend == "numpy":
-            raise at.fail(
-                key, "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
-            )
+            unread = [name for name in checked if name not in grad_attributes]
+            if unread:
+                also = f" (or read them off the instance: 'grads: {{{unread[0]}: self.d{unread[0]}}}')"
+                raise at.fail(
+                    key,
+                    "numpy arrays cannot carry a .g attribute: name the gradients with '-> x, w, ...'"
+                    + (also if has_class else ""),
+                )
         return
+    for r in backward.returns:
+        if r.startswith("self."):
+            raise at.fail(
+                key,
+                f"a backward's return slots are named after tensors; to read a gradient from {r},"
+                f" say so in 'grads:' (grads: {{x: {r}}})",
+            )
     for r in backward.named_returns:
         if r not in tensors:
             raise at.fail(

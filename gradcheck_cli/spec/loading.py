@@ -14,11 +14,13 @@ from .implementation import implementation
 from .model import Spec
 from .sections import (
     TOP_KEYS,
+    constraints,
     dims,
     double,
     expectation,
     formulas,
     header,
+    numeric_names,
     options,
     outputs,
     reference,
@@ -104,7 +106,9 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
     all_tensors = {**inputs, **params}
     outs = outputs(top.get("outputs"), all_tensors, at)
     names = set(all_tensors) | set(known_dims) | set(opts)
-    impl = implementation(top["implementation"], all_tensors, names, outs, at)
+    impl = implementation(
+        top["implementation"], all_tensors, names, outs, at, numeric_names(known_dims, opts)
+    )
     checked = [n for n, t in all_tensors.items() if t.grad]
     return Spec(
         name=name,
@@ -118,6 +122,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         implementation=impl,
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),
+        constraints=constraints(top.get("constraints"), known_dims, opts, at),
         reference_grads=reference_grads(top.get("reference_grads"), checked, names, outs, at),
         double=double(top.get("double"), impl.convention, at),
         xfail=expectation(top.get("xfail"), "xfail", at),

@@ -15,11 +15,11 @@ from typing import Any
 
 from ..calls import Call
 from ..errors import SpecError
-from ..expressions import Expression, ExpressionError, evaluate_int, evaluate_number
+from ..expressions import Expression, ExpressionError, evaluate, evaluate_int, evaluate_number
 from ..names import did_you_mean
 
 # The conventions a hand-written side can be written in (README: "Check your own backward").
-CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function")
+CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function", "step")
 CONVENTION_ALIASES = {"cs231n": "numpy"}
 INPUT_DTYPES = ("float", "int64", "int32", "bool")
 MAX_DIM = 2**40  # no tensor has a dim this long; past it, sizes overflow torch's int64 arithmetic
@@ -61,6 +61,11 @@ class CodeSource:
     module: str | None = None
     file: Path | None = None
     namespace: Mapping[str, Any] | None = field(default=None, compare=False)
+    cells: tuple[int, ...] | None = None  # a notebook's cells to load (indices in the .ipynb file)
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.file is not None and self.file.suffix == ".ipynb"
 
     def describe(self) -> str:
         if self.module:
@@ -98,6 +103,12 @@ class Implementation:
     args: tuple[Expression, ...] | None = None  # what .apply is handed
     backend: str = "torch"
     forward_checked: bool = True  # False: the "forward" only computes `out` (Python API)
+    # Classes that keep their state on attributes (`class:` only):
+    set_attributes: dict[str, Expression] = field(default_factory=dict)  # `set:` attribute path -> value
+    grad_attributes: dict[str, str] = field(default_factory=dict)  # `grads:` tensor -> attribute path
+    # A training step instead of a backward: gradients read from the update of each param.
+    step: Call | None = None
+    learning_rate: Expression | float | None = None
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -145,6 +156,7 @@ class Spec:
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     notes: tuple[str, ...] = ()  # said in every result of this spec
+    constraints: tuple[Expression, ...] = ()  # comparisons over dims and options that sizes must meet
     # Expected gradients written directly (surrogates): tensor -> an expression over the
     # tensors, dims, options and the upstream gradients; the others come from autograd.
     reference_grads: dict[str, Expression] = field(default_factory=dict)
@@ -263,6 +275,29 @@ class Spec:
         }
         scope.update(dims)
         return scope
+
+    def broken_constraint(self, dims: Mapping[str, int]) -> Expression | None:
+        """The first constraint these dims do not meet (one that cannot be evaluated does not)."""
+        scope = self.numeric_scope(dims)
+        for constraint in self.constraints:
+            try:
+                met = evaluate(constraint, scope)
+            except ExpressionError:
+                met = False
+            if not met:
+                return constraint
+        return None
+
+    def check_constraints(self, dims: Mapping[str, int]) -> None:
+        """A spec error naming the constraint that these dims break, with the values it read."""
+        broken = self.broken_constraint(dims)
+        if broken is None:
+            return
+        scope = self.numeric_scope(dims)
+        values = ", ".join(
+            f"{n}={scope[n]}" for n in sorted(broken.names, key=broken.text.find) if n in scope
+        )
+        raise self.error(f"the sizes break the constraint {broken.text!r} ({values})", "constraints")
 
     def bound(self, value: Expression | float | None, dims: Mapping[str, int]) -> float | None:
         if value is None or isinstance(value, (int, float)):

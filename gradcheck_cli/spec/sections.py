@@ -11,12 +11,13 @@ or evaluates a reference.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from ..expressions import Expression, ExpressionError, evaluate_number, parse
+from ..expressions import Expression, ExpressionError, evaluate, evaluate_number, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, Expectation, Reference, TensorSpec, ToleranceSpec, grad_names
+from .model import INPUT_DTYPES, CodeSource, Expectation, Reference, TensorSpec, ToleranceSpec, grad_names
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -31,6 +32,7 @@ TOP_KEYS = (
     "implementation",
     "tolerance",
     "formulas",
+    "constraints",
     "reference_grads",
     "double",
     "xfail",
@@ -39,7 +41,7 @@ TOP_KEYS = (
 )
 EXPECTATION_KEYS = ("reason", "dtype", "device")
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
-REFERENCE_KEYS = ("module", "file", "call")
+REFERENCE_KEYS = ("module", "file", "cells", "call")
 TOLERANCE_KEYS = ("atol", "rtol")
 # Names a spec may not take: gradcheck's own commands.
 COMMANDS = ("list", "show", "run", "new")
@@ -86,7 +88,7 @@ def options(raw: Any, known_dims: Mapping[str, int], at: Where) -> dict[str, Any
     return found
 
 
-def _numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
+def numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
     """Names arithmetic may use, with values to try an expression on (dims as they are, options 1)."""
     numbers = {k: 1 for k, v in opts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {**numbers, **known_dims}
@@ -222,7 +224,7 @@ def tensors(
     top: Mapping[str, Any], known_dims: Mapping[str, int], opts: Mapping[str, Any], at: Where
 ) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
     """``inputs`` and ``params``; at least one of them is checked."""
-    numeric = _numeric_names(known_dims, opts)
+    numeric = numeric_names(known_dims, opts)
     groups: dict[str, dict[str, TensorSpec]] = {"inputs": {}, "params": {}}
     seen: set[str] = set()
     for group, kind in (("inputs", "input"), ("params", "param")):
@@ -274,7 +276,71 @@ def reference(raw: Any, names: set[str], at: Where) -> Reference:
         raise at.fail("reference", "a reference mapping needs 'call:' and 'module:' or 'file:'")
     call = at.call(ref["call"], "reference.call", names)
     check_names(call, names, "reference.call", at)
-    return Reference(call=call, source=at.source(ref, "reference"))
+    return Reference(call=call, source=code_source(ref, "reference", at))
+
+
+def code_source(raw: Mapping[str, Any], key: str, at: Where) -> CodeSource:
+    """``module:`` or ``file:`` (a .py file or a .ipynb notebook), and a notebook's ``cells:``."""
+    source = at.source(raw, key)
+    if "cells" not in raw:
+        return source
+    cells = raw["cells"]
+    if not source.is_notebook:
+        raise at.fail(f"{key}.cells", "'cells' chooses cells of a notebook: it goes with 'file: NAME.ipynb'")
+    if (
+        not isinstance(cells, list)
+        or not cells
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cells)
+    ):
+        raise at.fail(
+            f"{key}.cells", f"expected a list of cell indices (0 is the notebook's first cell), got {cells!r}"
+        )
+    return replace(source, cells=tuple(cells))
+
+
+def constraints(
+    raw: Any, known_dims: Mapping[str, int], opts: Mapping[str, Any], at: Where
+) -> tuple[Expression, ...]:
+    """Comparisons over dims and numeric options that every run's sizes must meet.
+
+    Each is checked on the spec's own dims here; other sizes are checked when a case is made.
+    """
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise at.fail("constraints", f"expected a list of comparisons like 'h == w', got {raw!r}")
+    numbers = {k: v for k, v in opts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    scope: dict[str, int | float] = {**numbers, **known_dims}
+    found = []
+    for text in raw:
+        try:
+            expr = parse(text, scope, arithmetic=True)
+        except ExpressionError as exc:
+            raise at.fail("constraints", f"{text!r}: {exc}") from None
+        for word in sorted(expr.names):
+            if word not in scope:
+                raise at.fail(
+                    "constraints",
+                    f"{text!r}: {word!r} is not a dim or a numeric option{did_you_mean(word, scope)}",
+                )
+        try:
+            met = _truth(expr, scope)
+        except ExpressionError as exc:
+            raise at.fail("constraints", f"{text!r}: {exc}") from None
+        if not met:
+            values = ", ".join(f"{n}={scope[n]}" for n in sorted(expr.names, key=text.find))
+            raise at.fail("constraints", f"the spec's own sizes break {text!r} ({values})")
+        found.append(expr)
+    return tuple(found)
+
+
+def _truth(expr: Expression, scope: Mapping[str, int | float]) -> bool:
+    value = evaluate(expr, scope)
+    if not isinstance(value, bool):
+        raise ExpressionError(f"is {value!r}: a constraint is a comparison, such as 'h == w'")
+    return value
 
 
 def reference_grads(
