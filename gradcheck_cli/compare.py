@@ -1,53 +1,34 @@
-"""Tolerances and the comparison of one tensor against its expected value."""
+"""The comparison of one tensor against its expected value (tolerances: see tolerance.py)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .result import Check
+from .tolerance import DEFAULT_TOLERANCES, Judge, Tolerance, tolerance_for
 
-# (atol, rtol) per dtype, in the spirit of torch.testing.assert_close. float32
-# is a little looser than assert_close's rtol (1.3e-6): a hand-written backward
-# sums in a different order than autograd, and that is not a bug.
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-7),
-    "float32": (1e-5, 1e-5),
-    "float16": (1e-3, 1e-3),
-    "bfloat16": (1e-2, 1.6e-2),
-}
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "DTYPES",
+    "Judge",
+    "NotATensor",
+    "Tolerance",
+    "as_tensor",
+    "compare",
+    "describe_dtype",
+    "excerpt",
+    "tolerance_for",
+]
+
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-
-    def allclose(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-        """Elementwise: |actual - expected| <= atol + rtol * |expected|.
-
-        NaN is never close to anything; an infinity only to the same infinity
-        (a finite value is not "within rtol * inf" of an infinite one).
-        """
-        within = (actual - expected).abs() <= self.atol + self.rtol * expected.abs()
-        return (within & torch.isfinite(expected)) | (actual == expected)
-
-
-def tolerance_for(dtype: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
-    default_atol, default_rtol = DEFAULT_TOLERANCES[dtype]
-    return Tolerance(
-        atol=default_atol if atol is None else atol,
-        rtol=default_rtol if rtol is None else rtol,
-    )
 
 
 class NotATensor(TypeError):
