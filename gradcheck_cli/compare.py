@@ -1,8 +1,18 @@
-"""The comparison of one tensor against its expected value (tolerances: see tolerance.py)."""
+"""The comparison of one tensor against its expected value.
+
+:func:`judge` turns a case's :class:`~gradcheck_cli.tolerance.Tolerance` into the allowance one
+tensor is judged by; :func:`compare` measures the errors and fills a
+:class:`~gradcheck_cli.result.Check`.
+
+It runs in chunks of the flattened tensors, in float64, on the device the expected tensor is on:
+a few passes over each chunk while it is in cache, a few chunk-sized temporaries and no full-size
+one, and only scalars come back from a GPU.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +30,7 @@ __all__ = [
     "compare",
     "describe_dtype",
     "excerpt",
+    "judge",
     "tolerance_for",
 ]
 
@@ -29,6 +40,14 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+# Elements per chunk: float64 temporaries of 8 MiB on a CPU (smaller ones fit the cache better
+# but mean more parallel regions, each a wait for every thread on a busy machine); a GPU wants
+# fewer, larger launches (128 MiB per temporary).
+CPU_CHUNK = 1 << 20
+CUDA_CHUNK = 1 << 24
+# Never more than a 32nd of the tensor (the chunk's five float64 buffers and two masks, 42 bytes an
+# element, stay under one copy of even a bfloat16 tensor), nor less than this.
+MIN_CHUNK = 1 << 16
 
 
 class NotATensor(TypeError):
@@ -56,16 +75,137 @@ def describe_dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    return t.reshape(-1)  # a view when contiguous; else the one copy of this tensor
+
+
+def _chunk(device: torch.device, numel: int) -> int:
+    top = CPU_CHUNK if device.type == "cpu" else CUDA_CHUNK
+    return max(1, min(top, max(MIN_CHUNK, numel // 32)))
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """The index of element ``flat`` of a C-contiguous tensor of ``shape``.
+
+    By hand: ``torch.unravel_index`` imports sympy on first use (0.35-0.65 s).
+    """
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return index[::-1]
+
+
+# -- the allowance ----------------------------------------------------------------------
+
+
+def judge(tol: Tolerance | Judge) -> Judge:
+    """The allowance a tensor is judged by: the tolerance's atol and rtol."""
+    if isinstance(tol, Judge):
+        return tol
+    if tol.calibrated:
+        raise ValueError("compare() does not judge calibrated tolerances yet")
+    return Judge(tol.atol, tol.rtol)
+
+
+# -- the comparison ------------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """What one pass over the chunks measures."""
+
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mismatched: int = 0
+    worst: int | None = None  # flat index of the worst mismatched element
+    worst_excess: float = float("-inf")
+
+
+def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
+    e = _flat(expected)
+    a = _flat(actual)
+    device, numel = e.device, e.numel()
+    step = _chunk(device, numel)
+    out = _Scan()
+    # The chunks' float64 values, errors, sizes and allowances, and two masks: allocated once.
+    width = min(step, numel)
+
+    def buffer(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return torch.empty(width, dtype=dtype, device=device)
+
+    e_buf = None if e.dtype == torch.float64 else buffer()
+    a_buf = None if a.dtype == torch.float64 and a.device == device else buffer()
+    diff_buf, size_buf, allow_buf = buffer(), buffer(), buffer()
+    ok_buf, zero_buf = buffer(torch.bool), buffer(torch.bool)
+    for start in range(0, numel, step):
+        stop = min(start + step, numel)
+        n = stop - start
+        ec = e[start:stop] if e_buf is None else e_buf[:n].copy_(e[start:stop])
+        ac = a[start:stop] if a_buf is None else a_buf[:n].copy_(a[start:stop])
+        diff = torch.sub(ac, ec, out=diff_buf[:n]).abs_()
+        size = torch.abs(ec, out=size_buf[:n])
+        top = float(diff.max())  # NaN or inf when an element is not finite
+        fin = None
+        if not math.isfinite(top):
+            fin = diff.isfinite()
+            diff.masked_fill_(~fin, 0.0)  # the error columns measure the finite elements
+            top = float(diff.max())
+        out.max_abs = max(out.max_abs, top)
+        allow: torch.Tensor | float = (
+            torch.mul(size, j.rtol, out=allow_buf[:n]).add_(j.atol) if j.rtol else j.atol
+        )
+        ok = torch.le(diff, allow, out=ok_buf[:n])
+        if fin is not None:
+            # A non-finite value is close only to the same infinity, whatever the tolerance.
+            ok &= fin
+            ok |= ac == ec
+        bad = n - int(ok.sum())
+        out.mismatched += bad
+        if bad:
+            # The worst mismatched element: a non-finite one first, else the one furthest
+            # outside its allowance. (The allowance is not needed after this.)
+            excess = torch.sub(diff, allow, out=allow_buf[:n])
+            if fin is not None:
+                excess.masked_fill_(~fin, math.inf)
+            excess.masked_fill_(ok, -math.inf)
+            i = int(excess.argmax())
+            value = float(excess[i])
+            if out.worst is None or value > out.worst_excess:
+                out.worst, out.worst_excess = start + i, value
+        # Relative to |expected|; an error where zero was expected is infinitely relative
+        # (JSON shows it as null), never hidden as 0.
+        zero = torch.eq(size, 0, out=zero_buf[:n])
+        missed = bool((zero & (diff > 0)).any())
+        rel = diff.div_(size).masked_fill_(zero, 0.0)  # diff is not used after this
+        out.max_rel = max(out.max_rel, math.inf if missed else float(rel.max()))
+    return out
+
+
 def compare(
     name: str,
     kind: str,
     expected: torch.Tensor,
     actual: torch.Tensor,
-    tol: Tolerance,
+    tol: Tolerance | Judge,
     expected_labels: list[str | None] | None = None,
     actual_labels: list[str | None] | None = None,
 ) -> Check:
-    """Compare values elementwise (in float64 on the CPU) and fill a :class:`Check`."""
+    """Compare ``actual`` with ``expected`` elementwise and fill a :class:`Check`.
+
+    ``tol`` is a :class:`Judge` (see :func:`judge`) or an absolute Tolerance. Values are compared
+    in float64 on ``expected``'s device.
+
+    - An element is mismatched when ``|actual - expected|`` exceeds its allowance, or when it is
+      NaN or infinite (unless the expected value is the same infinity), whatever the tolerance.
+      The worst mismatched element is a non-finite one if any, else the one furthest outside its
+      allowance.
+    - ``max_abs_err``: over the elements where both are finite.
+    - ``max_rel_err``: relative to ``|expected|``; infinite where an expected 0 is missed.
+    """
     check = Check(
         name=name,
         kind=kind,
@@ -79,30 +219,25 @@ def compare(
     if tuple(expected.shape) != tuple(actual.shape):
         check.status = "shape_error"
         return check
-    e = expected.detach().to("cpu", torch.float64)
-    a = actual.detach().to("cpu", torch.float64)
-    close = tol.allclose(a, e)
-    finite = torch.isfinite(a) & torch.isfinite(e)
-    diff = torch.where(finite, (a - e).abs(), torch.zeros_like(e))
-    # Relative to |expected|; an error where zero was expected is infinitely relative
-    # (JSON shows it as null), never hidden as 0.
-    rel = torch.where(e != 0, diff / e.abs().clamp_min(1e-300), torch.where(diff > 0, math.inf, 0.0))
-    check.max_abs_err = float(diff.max()) if diff.numel() else 0.0
-    check.max_rel_err = float(rel.max()) if rel.numel() else 0.0
-    check.mismatched = int((~close).sum())
-    if check.mismatched:
+    j = judge(tol)
+    scan = _scan(expected, actual, j)
+    check.max_abs_err = scan.max_abs
+    check.max_rel_err = scan.max_rel
+    check.mismatched = scan.mismatched
+    if scan.mismatched:
         check.status = "mismatch"
-        # The worst element, among the mismatched ones: a non-finite one first,
-        # else the largest excess over the tolerance.
-        excess = diff - (tol.atol + tol.rtol * e.abs())
-        excess = torch.where(finite, excess, torch.full_like(e, float("inf")))
-        excess = torch.where(close, torch.full_like(e, float("-inf")), excess)
-        flat = int(excess.reshape(-1).argmax())
-        index = torch.unravel_index(torch.tensor(flat), e.shape) if e.dim() else ()
-        check.worst_index = [int(i) for i in index]
-        check.expected_value = float(e.reshape(-1)[flat])
-        check.actual_value = float(a.reshape(-1)[flat])
+        assert scan.worst is not None
+        check.worst_index = _unravel(scan.worst, tuple(expected.shape))
+        at = tuple(check.worst_index)
+        check.expected_value = float(_host(expected[at]))
+        check.actual_value = float(_host(actual[at]))
     return check
+
+
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A small tensor's real values in float64 on the CPU."""
+    t = t.detach()
+    return (t.real if t.is_complex() else t).to("cpu", torch.float64)
 
 
 def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radius: int = 2) -> str:
@@ -111,31 +246,31 @@ def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radi
     The window is up to three rows (the second-to-last axis) by ``2 * radius
     + 1`` columns (the last axis) of the slice that holds ``index``; other
     axes stay at ``index``. The element at ``index`` is marked with ``<``.
+    Only the window is copied (to the CPU, in float64).
     """
-    e = expected.detach().to("cpu", torch.float64)
-    a = actual.detach().to("cpu")
-    a = (a.real if a.is_complex() else a).to(torch.float64)
-    if e.shape != a.shape or len(index) != e.dim() or e.dim() == 0:
-        return (
-            f"expected {float(e.flatten()[0]):.6g}  got {float(a.flatten()[0]):.6g}"
-            if e.numel() and a.numel()
-            else ""
-        )
+    if expected.shape != actual.shape or len(index) != expected.dim() or expected.dim() == 0:
+        if not (expected.numel() and actual.numel()):
+            return ""
+        first_e = float(_host(expected[(0,) * expected.dim()]))
+        first_a = float(_host(actual[(0,) * actual.dim()]))
+        return f"expected {first_e:.6g}  got {first_a:.6g}"
     lead = tuple(index[:-2])
-    if e.dim() == 1:
-        e2, a2, row, col = e[None], a[None], 0, index[0]
+    if expected.dim() == 1:
+        e2, a2, row, col = expected[None], actual[None], 0, index[0]
     else:
-        e2, a2, row, col = e[lead], a[lead], index[-2], index[-1]
+        e2, a2, row, col = expected[lead], actual[lead], index[-2], index[-1]
     r0, r1 = max(0, row - 1), min(e2.shape[0], row + 2)
     c0, c1 = max(0, col - radius), min(e2.shape[1], col + radius + 1)
+    e_win, a_win = _host(e2[r0:r1, c0:c1]), _host(a2[r0:r1, c0:c1])
 
     def label(r: int) -> str:
-        head = [str(i) for i in lead] + ([str(r)] if e.dim() > 1 else [])
+        head = [str(i) for i in lead] + ([str(r)] if expected.dim() > 1 else [])
         return "[" + ", ".join(head + [f"{c0}:{c1}"]) + "]"
 
     def cells(t: torch.Tensor, r: int) -> str:
         return "".join(
-            f"{float(t[r, c]):>10.4g}" + ("<" if (r, c) == (row, col) else " ") for c in range(c0, c1)
+            f"{float(t[r - r0, c - c0]):>10.4g}" + ("<" if (r, c) == (row, col) else " ")
+            for c in range(c0, c1)
         )
 
     labels = [label(r) for r in range(r0, r1)]
@@ -143,5 +278,5 @@ def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radi
     block = 11 * (c1 - c0)
     lines = [" " * width + "expected".rjust(block) + " |" + "got".rjust(block)]
     for r, text in zip(range(r0, r1), labels):
-        lines.append(f"{text.ljust(width)}{cells(e2, r)} |{cells(a2, r)}".rstrip())
+        lines.append(f"{text.ljust(width)}{cells(e_win, r)} |{cells(a_win, r)}".rstrip())
     return "\n".join(lines)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 
-from gradcheck_cli.compare import NotATensor, Tolerance, as_tensor, compare, excerpt, tolerance_for
+from gradcheck_cli.compare import (
+    NotATensor,
+    Tolerance,
+    as_tensor,
+    compare,
+    excerpt,
+    tolerance_for,
+)
+from gradcheck_cli.result import Check
 
 TOL = tolerance_for("float64")
 
@@ -189,3 +200,80 @@ def test_the_excerpt_of_a_higher_rank_tensor_keeps_the_leading_index() -> None:
 
 def test_the_excerpt_of_a_scalar_is_one_line() -> None:
     assert excerpt(torch.tensor(1.5), torch.tensor(2.0), []) == "expected 1.5  got 2"
+
+
+# -- scale: chunks, views, devices ---------------------------------------------------------------
+
+
+def messy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An expected and an actual float32 tensor with NaN, infinities, zeros and mismatches."""
+    gen = torch.Generator().manual_seed(seed)
+    expected = torch.randn(n, generator=gen)
+    actual = expected + 1e-6 * torch.randn(n, generator=gen)
+    picks = torch.randperm(n, generator=gen)[:12]
+    expected[picks[:2]], actual[picks[:2]] = 0.0, 1e-9
+    actual[picks[2:5]] += torch.tensor([0.5, -3.0, 0.01])
+    actual[picks[5]] = float("nan")
+    actual[picks[6]] = float("inf")
+    expected[picks[7]] = actual[picks[7]] = float("-inf")
+    return expected, actual
+
+
+def same(a: Check, b: Check) -> bool:
+    """Equal checks, NaN equal to NaN."""
+    left, right = asdict(a), asdict(b)
+    nan = [k for k, v in left.items() if isinstance(v, float) and math.isnan(v)]
+    return all(isinstance(right[k], float) and math.isnan(right[k]) for k in nan) and {
+        k: v for k, v in left.items() if k not in nan
+    } == {k: v for k, v in right.items() if k not in nan}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_the_result_does_not_depend_on_the_chunk_size(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    import gradcheck_cli.compare as compare_module
+
+    expected, actual = messy(5000, seed=chunk)
+    expected, actual = expected.reshape(50, 100), actual.reshape(50, 100)
+    whole = compare("x", "input", expected, actual, tolerance_for("float32"))
+    monkeypatch.setattr(compare_module, "CPU_CHUNK", chunk)
+    chunked = compare("x", "input", expected, actual, tolerance_for("float32"))
+
+    assert same(chunked, whole)
+    assert whole.mismatched == 5 and whole.worst_index is not None
+    assert np.isnan(whole.actual_value) or np.isinf(whole.actual_value)  # type: ignore[arg-type]
+
+
+def test_a_view_is_compared_element_by_element_in_its_own_layout() -> None:
+    base = torch.zeros(6, 4, dtype=torch.float64)
+    expected = base.T  # [4, 6], not contiguous
+    actual = expected.clone()
+    actual[3, 5] = 1.0
+
+    check = compare("w", "param", expected, actual, TOL)
+
+    assert (check.worst_index, check.actual_value) == ([3, 5], 1.0)
+
+
+def test_a_mismatch_does_not_import_sympy() -> None:
+    # torch.unravel_index imports sympy on first use (0.35-0.65 s).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from gradcheck_cli.compare import compare, tolerance_for\n"
+        "c = compare('x', 'input', torch.zeros(3, 4, dtype=torch.float64), torch.ones(3, 4),"
+        " tolerance_for('float64'))\n"
+        "assert c.worst_index == [0, 0], c.worst_index\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_tensors_on_the_gpu_are_compared_there_with_the_same_result() -> None:
+    expected, actual = messy(3_000_000, seed=5)
+    on_cpu = compare("x", "input", expected, actual, tolerance_for("float32"))
+    on_gpu = compare("x", "input", expected.cuda(), actual.cuda(), tolerance_for("float32"))
+    assert same(on_gpu, on_cpu)
