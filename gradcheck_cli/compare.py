@@ -54,10 +54,16 @@ class NotATensor(TypeError):
     """The checked code handed back something that is not a tensor or array."""
 
 
-def as_tensor(value: Any) -> torch.Tensor:
-    """A torch tensor from a tensor, a numpy array or a Python number."""
+def as_tensor(value: Any, *, gradient: bool = False) -> torch.Tensor:
+    """A torch tensor from a tensor, a numpy array or (unless ``gradient``) a Python number.
+
+    Raises :class:`NotATensor` for anything else: a list, a numpy array of objects or strings,
+    and, for a gradient, a Python number (a gradient has its tensor's shape; a loss output may
+    be a float).
+    """
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        tensor = value.detach()
+        return tensor if tensor.layout == torch.strided else tensor.to_dense()
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy is a dependency
@@ -65,8 +71,12 @@ def as_tensor(value: Any) -> torch.Tensor:
     if np is not None and isinstance(value, (np.ndarray, np.generic)):
         if value.dtype == object:
             raise NotATensor("a numpy array of Python objects")
+        if value.dtype.kind not in "biufc":
+            raise NotATensor(f"a numpy array of {value.dtype}")
         return torch.from_numpy(np.array(value, copy=True))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if gradient:
+            raise NotATensor(f"a Python {type(value).__name__}")
         return torch.tensor(value, dtype=torch.float64)
     raise NotATensor(f"a {type(value).__name__}")
 
@@ -123,11 +133,16 @@ class _Scan:
     mismatched: int = 0
     worst: int | None = None  # flat index of the worst mismatched element
     worst_excess: float = float("-inf")
+    imaginary: int = 0  # elements with a nonzero imaginary part
+    max_imag: float = 0.0
 
 
 def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
     e = _flat(expected)
     a = _flat(actual)
+    imag = None
+    if a.is_complex():
+        a, imag = a.real, a.imag
     device, numel = e.device, e.numel()
     step = _chunk(device, numel)
     out = _Scan()
@@ -163,14 +178,25 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
             # A non-finite value is close only to the same infinity, whatever the tolerance.
             ok &= fin
             ok |= ac == ec
+        nonzero = None
+        if imag is not None:
+            im = imag[start:stop].to(device)
+            nonzero = im != 0
+            count = int(nonzero.sum())
+            if count:
+                ok &= ~nonzero
+                out.imaginary += count
+                out.max_imag = max(out.max_imag, float(im.abs().max()))
         bad = n - int(ok.sum())
         out.mismatched += bad
         if bad:
-            # The worst mismatched element: a non-finite one first, else the one furthest
-            # outside its allowance. (The allowance is not needed after this.)
+            # The worst mismatched element: a non-finite (or imaginary) one first, else the one
+            # furthest outside its allowance. (The allowance is not needed after this.)
             excess = torch.sub(diff, allow, out=allow_buf[:n])
             if fin is not None:
                 excess.masked_fill_(~fin, math.inf)
+            if nonzero is not None:
+                excess.masked_fill_(nonzero, math.inf)
             excess.masked_fill_(ok, -math.inf)
             i = int(excess.argmax())
             value = float(excess[i])
@@ -199,12 +225,14 @@ def compare(
     ``tol`` is a :class:`Judge` (see :func:`judge`) or an absolute Tolerance. Values are compared
     in float64 on ``expected``'s device.
 
-    - An element is mismatched when ``|actual - expected|`` exceeds its allowance, or when it is
-      NaN or infinite (unless the expected value is the same infinity), whatever the tolerance.
-      The worst mismatched element is a non-finite one if any, else the one furthest outside its
-      allowance.
+    - An element is mismatched when ``|actual - expected|`` exceeds its allowance, when it is
+      NaN or infinite (unless the expected value is the same infinity), whatever the tolerance,
+      or when it has a nonzero imaginary part. The worst mismatched element is a non-finite or
+      imaginary one if any, else the one furthest outside its allowance.
     - ``max_abs_err``: over the elements where both are finite.
     - ``max_rel_err``: relative to ``|expected|``; infinite where an expected 0 is missed.
+    - A gradient with a nonzero imaginary part is an ``error`` whatever its real part, with a
+      hint that says so.
     """
     check = Check(
         name=name,
@@ -231,6 +259,14 @@ def compare(
         at = tuple(check.worst_index)
         check.expected_value = float(_host(expected[at]))
         check.actual_value = float(_host(actual[at]))
+    if scan.imaginary:
+        what = "output" if kind == "output" else "gradient"
+        check.status = "error"
+        check.hint = (
+            f"the {what} for {name} is complex with a nonzero imaginary part ({scan.imaginary} of"
+            f" {check.numel} elements, largest |imag| {scan.max_imag:.3g}): the {what} of a real"
+            " tensor is real"
+        )
     return check
 
 

@@ -202,6 +202,43 @@ def test_the_excerpt_of_a_scalar_is_one_line() -> None:
     assert excerpt(torch.tensor(1.5), torch.tensor(2.0), []) == "expected 1.5  got 2"
 
 
+# -- verdicts that cannot be fooled --------------------------------------------------------------
+
+
+def test_an_infinite_or_nan_gradient_fails_even_with_an_infinite_tolerance() -> None:
+    inf = float("inf")
+    expected = torch.tensor([1.0, 2.0, 3.0, inf], dtype=torch.float64)
+    actual = torch.tensor([1.0, inf, float("nan"), inf], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, Tolerance(atol=inf, rtol=inf))
+
+    assert (check.status, check.mismatched) == ("mismatch", 2)  # the matching infinity is fine
+    assert check.worst_index == [1]
+
+
+def test_a_complex_gradient_with_an_imaginary_part_fails_and_says_why() -> None:
+    expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    actual = torch.tensor([1.0, 2.0 + 1000j, 3.0], dtype=torch.complex128)
+    check = compare("x", "input", expected, actual, TOL)
+
+    assert check.status == "error"
+    assert check.mismatched == 1 and check.worst_index == [1]
+    assert check.hint is not None
+    assert "complex with a nonzero imaginary part (1 of 3 elements, largest |imag| 1e+03)" in check.hint
+
+
+def test_a_complex_gradient_with_a_zero_imaginary_part_is_judged_by_its_real_part() -> None:
+    expected = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert compare("x", "input", expected, expected.to(torch.complex64), tolerance_for("float32")).ok
+
+
+def test_a_python_number_is_not_a_gradient_nor_a_numpy_array_of_strings() -> None:
+    assert as_tensor(2.5).item() == 2.5  # a loss output may be a float
+    with pytest.raises(NotATensor, match="a Python float"):
+        as_tensor(2.5, gradient=True)
+    with pytest.raises(NotATensor, match="a numpy array of <U1"):
+        as_tensor(np.array(["a"]))
+
+
 # -- scale: chunks, views, devices ---------------------------------------------------------------
 
 
