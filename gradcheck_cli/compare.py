@@ -129,7 +129,7 @@ class _Scan:
     """What one pass over the chunks measures."""
 
     max_abs: float = 0.0
-    max_rel: float = 0.0
+    max_rel: float | None = None
     mismatched: int = 0
     worst: int | None = None  # flat index of the worst mismatched element
     worst_excess: float = float("-inf")
@@ -145,6 +145,7 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
         a, imag = a.real, a.imag
     device, numel = e.device, e.numel()
     step = _chunk(device, numel)
+    near_zero = j.near_zero()
     out = _Scan()
     # The chunks' float64 values, errors, sizes and allowances, and two masks: allocated once.
     width = min(step, numel)
@@ -189,6 +190,13 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
                 out.max_imag = max(out.max_imag, float(im.abs().max()))
         bad = n - int(ok.sum())
         out.mismatched += bad
+        # Relative error where the expected value is not ~0 (the tolerance alone accepts 0 there);
+        # a mismatched element where ~0 is expected is infinitely relative (never on a pass).
+        zero = torch.le(size, near_zero, out=zero_buf[:n])
+        if fin is not None:
+            zero |= ~fin
+        if bad and bool((zero & ~ok).any()):
+            out.max_rel = math.inf
         if bad:
             # The worst mismatched element: a non-finite (or imaginary) one first, else the one
             # furthest outside its allowance. (The allowance is not needed after this.)
@@ -202,12 +210,9 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
             value = float(excess[i])
             if out.worst is None or value > out.worst_excess:
                 out.worst, out.worst_excess = start + i, value
-        # Relative to |expected|; an error where zero was expected is infinitely relative
-        # (JSON shows it as null), never hidden as 0.
-        zero = torch.eq(size, 0, out=zero_buf[:n])
-        missed = bool((zero & (diff > 0)).any())
-        rel = diff.div_(size).masked_fill_(zero, 0.0)  # diff is not used after this
-        out.max_rel = max(out.max_rel, math.inf if missed else float(rel.max()))
+        if not bool(zero.all()):
+            rel = float(diff.div_(size).masked_fill_(zero, 0.0).max())  # diff is not used after this
+            out.max_rel = rel if out.max_rel is None else max(out.max_rel, rel)
     return out
 
 
@@ -230,7 +235,9 @@ def compare(
       or when it has a nonzero imaginary part. The worst mismatched element is a non-finite or
       imaginary one if any, else the one furthest outside its allowance.
     - ``max_abs_err``: over the elements where both are finite.
-    - ``max_rel_err``: relative to ``|expected|``; infinite where an expected 0 is missed.
+    - ``max_rel_err``: over the elements whose expected value is not ~0, that is above the
+      allowance's atol (a 0 there would pass); None when no element is; infinite when an
+      element where ~0 is expected is mismatched (so never on a passing check).
     - A gradient with a nonzero imaginary part is an ``error`` whatever its real part, with a
       hint that says so.
     """

@@ -239,6 +239,47 @@ def test_a_python_number_is_not_a_gradient_nor_a_numpy_array_of_strings() -> Non
         as_tensor(np.array(["a"]))
 
 
+# -- max rel err ---------------------------------------------------------------------------------
+
+
+def test_max_rel_err_skips_expected_values_the_tolerance_counts_as_zero() -> None:
+    # Within atol of 0 a relative error means nothing: before, this passing row showed inf.
+    expected = torch.tensor([0.0, 5e-8, 2.0], dtype=torch.float64)
+    actual = torch.tensor([5e-8, 0.0, 2.0 + 2e-7], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, TOL)
+
+    assert check.ok
+    assert check.max_rel_err == pytest.approx(1e-7)
+
+
+def test_max_rel_err_is_none_when_every_expected_value_is_about_zero() -> None:
+    check = compare("x", "input", torch.zeros(4, dtype=torch.float64), torch.full((4,), 1e-9), TOL)
+
+    assert check.ok and check.max_rel_err is None
+
+
+def test_a_mismatch_where_zero_is_expected_is_infinitely_relative() -> None:
+    # A missing ReLU mask: the wrong elements are where 0 was expected, the others exact.
+    expected = torch.tensor([0.0, 0.0, 2.0, 3.0], dtype=torch.float64)
+    actual = torch.tensor([0.5, 0.0, 2.0, 3.0], dtype=torch.float64)
+    check = compare("x", "input", expected, actual, TOL)
+
+    assert check.status == "mismatch"
+    assert check.max_rel_err == float("inf")  # not 0.0: that would read "no relative error"
+
+
+def test_max_rel_err_is_never_inf_on_a_passing_row() -> None:
+    gen = torch.Generator().manual_seed(3)
+    for atol in (0.0, 1e-7, 1e-3):
+        tol = Tolerance(atol, 1e-3)
+        expected = torch.randn(200, generator=gen, dtype=torch.float64)
+        expected[::7] = 0.0
+        actual = expected + (torch.rand(200, generator=gen, dtype=torch.float64) - 0.5) * atol
+        check = compare("x", "input", expected, actual, tol)
+        assert check.ok
+        assert check.max_rel_err is not None and check.max_rel_err < 1.0
+
+
 # -- scale: chunks, views, devices ---------------------------------------------------------------
 
 
