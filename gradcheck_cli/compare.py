@@ -1,10 +1,10 @@
 """The comparison of one tensor against its expected value.
 
 :func:`judge` turns a case's :class:`~gradcheck_cli.tolerance.Tolerance` into the allowance one
-tensor is judged by; :func:`compare` measures the errors and fills a
-:class:`~gradcheck_cli.result.Check`.
+tensor is judged by (in calibrated mode that needs PyTorch's own result); :func:`compare` measures
+the errors and fills a :class:`~gradcheck_cli.result.Check`.
 
-It runs in chunks of the flattened tensors, in float64, on the device the expected tensor is on:
+Both run in chunks of the flattened tensors, in float64, on the device the expected tensor is on:
 a few passes over each chunk while it is in cache, a few chunk-sized temporaries and no full-size
 one, and only scalars come back from a GPU.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .result import Check
-from .tolerance import DEFAULT_TOLERANCES, Judge, Tolerance, tolerance_for
+from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, tolerance_for
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -112,13 +112,67 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
 # -- the allowance ----------------------------------------------------------------------
 
 
-def judge(tol: Tolerance | Judge) -> Judge:
-    """The allowance a tensor is judged by: the tolerance's atol and rtol."""
+def judge(tol: Tolerance | Judge, truth: torch.Tensor, reference: torch.Tensor | None = None) -> Judge:
+    """The allowance ``truth``'s tensor is judged by.
+
+    Absolute mode: the tolerance's atol and rtol. Calibrated mode: ``reference`` is PyTorch's own
+    result in the checked dtype (``truth`` the float64 one, from the same inputs); with
+    ``E = max|reference - truth|`` and ``T = max|truth|`` (over the elements where both are
+    finite) the allowance, one number for the whole tensor, is ``ratio * E + atol + rtol * T``,
+    or ``NOISE_FACTOR * ratio * E + atol + rtol * T`` when ``E >= T`` (see
+    :data:`~gradcheck_cli.tolerance.NOISE_FACTOR`).
+    """
     if isinstance(tol, Judge):
         return tol
-    if tol.calibrated:
-        raise ValueError("compare() does not judge calibrated tolerances yet")
-    return Judge(tol.atol, tol.rtol)
+    if not tol.calibrated:
+        return Judge(tol.atol, tol.rtol)
+    if reference is None:
+        raise ValueError("a calibrated tolerance needs reference=: PyTorch's own result in the checked dtype")
+    if tuple(reference.shape) != tuple(truth.shape):
+        raise ValueError(
+            f"reference shape {list(reference.shape)} differs from the truth's {list(truth.shape)}"
+        )
+    assert tol.ratio is not None
+    reference_error, scale = _reference_error(truth, reference)
+    floor = tol.atol + tol.rtol * scale
+    noise = reference_error > 0 and reference_error >= scale
+    multiple = tol.ratio * (NOISE_FACTOR if noise else 1.0)
+    return Judge(
+        atol=multiple * reference_error + floor,
+        rtol=0.0,
+        reference_error=reference_error,
+        ratio=tol.ratio,
+        floor=floor,
+        scale=scale,
+        noise=noise,
+    )
+
+
+def _reference_error(truth: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(max|reference - truth|, max|truth|) over the elements where both are finite."""
+    t, r = _flat(truth), _flat(reference)
+    if r.is_complex():
+        r = r.real
+    device, numel = t.device, t.numel()
+    step = _chunk(device, numel)
+    width = min(step, numel)
+    t_buf = None if t.dtype == torch.float64 else torch.empty(width, dtype=torch.float64, device=device)
+    r_buf, d_buf = (torch.empty(width, dtype=torch.float64, device=device) for _ in range(2))
+    error = scale = 0.0
+    for start in range(0, numel, step):
+        stop = min(start + step, numel)
+        n = stop - start
+        tc = t[start:stop] if t_buf is None else t_buf[:n].copy_(t[start:stop])
+        rc = r_buf[:n].copy_(r[start:stop])
+        d = torch.sub(rc, tc, out=d_buf[:n]).abs_()
+        size = torch.abs(tc, out=r_buf[:n])  # rc is not needed any more
+        top, largest = float(d.max()), float(size.max())
+        if not math.isfinite(top):
+            top = float(d.nan_to_num_(0.0, 0.0, 0.0).max())
+        if not math.isfinite(largest):
+            largest = float(size.nan_to_num_(0.0, 0.0, 0.0).max())
+        error, scale = max(error, top), max(scale, largest)
+    return error, scale
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -224,17 +278,22 @@ def compare(
     tol: Tolerance | Judge,
     expected_labels: list[str | None] | None = None,
     actual_labels: list[str | None] | None = None,
+    *,
+    reference: torch.Tensor | None = None,
 ) -> Check:
     """Compare ``actual`` with ``expected`` elementwise and fill a :class:`Check`.
 
-    ``tol`` is a :class:`Judge` (see :func:`judge`) or an absolute Tolerance. Values are compared
-    in float64 on ``expected``'s device.
+    ``tol`` is a :class:`Judge` (see :func:`judge`), or a Tolerance to make one from: a calibrated
+    one with ``reference``, PyTorch's own result in the checked dtype (``expected`` is then the
+    float64 truth). Values are compared in float64 on ``expected``'s device.
 
     - An element is mismatched when ``|actual - expected|`` exceeds its allowance, when it is
       NaN or infinite (unless the expected value is the same infinity), whatever the tolerance,
       or when it has a nonzero imaginary part. The worst mismatched element is a non-finite or
       imaginary one if any, else the one furthest outside its allowance.
-    - ``max_abs_err``: over the elements where both are finite.
+    - ``max_abs_err``: over the elements where both are finite (in calibrated mode, the error
+      against the truth, also ``truth_error``; ``reference_error`` is PyTorch's own and
+      ``error_ratio`` the one over the other, None when PyTorch's own error is 0).
     - ``max_rel_err``: over the elements whose expected value is not ~0, that is above the
       allowance's atol (a 0 there would pass); None when no element is; infinite when an
       element where ~0 is expected is mismatched (so never on a passing check).
@@ -254,11 +313,16 @@ def compare(
     if tuple(expected.shape) != tuple(actual.shape):
         check.status = "shape_error"
         return check
-    j = judge(tol)
+    j = judge(tol, expected, reference)
     scan = _scan(expected, actual, j)
     check.max_abs_err = scan.max_abs
     check.max_rel_err = scan.max_rel
     check.mismatched = scan.mismatched
+    if j.calibrated:
+        assert j.reference_error is not None
+        check.truth_error = scan.max_abs
+        check.reference_error = j.reference_error
+        check.error_ratio = scan.max_abs / j.reference_error if j.reference_error > 0 else None
     if scan.mismatched:
         check.status = "mismatch"
         assert scan.worst is not None

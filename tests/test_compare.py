@@ -10,14 +10,17 @@ import pytest
 import torch
 
 from gradcheck_cli.compare import (
+    Judge,
     NotATensor,
     Tolerance,
     as_tensor,
     compare,
     excerpt,
+    judge,
     tolerance_for,
 )
 from gradcheck_cli.result import Check
+from gradcheck_cli.tolerance import decide_tolerance
 
 TOL = tolerance_for("float64")
 
@@ -280,6 +283,116 @@ def test_max_rel_err_is_never_inf_on_a_passing_row() -> None:
         assert check.max_rel_err is not None and check.max_rel_err < 1.0
 
 
+# -- calibrated: judged against a float64 truth and PyTorch's own error ---------------------------
+
+BF16 = decide_tolerance("bfloat16")
+
+
+def low_precision_matmul(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, g, truth, torch's own) for a weight gradient g.T @ x in bfloat16, batch 64."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 32, generator=gen, dtype=torch.float64).bfloat16()
+    g = torch.randn(64, 16, generator=gen, dtype=torch.float64).bfloat16()
+    return x, g, g.double().T @ x.double(), g.T @ x
+
+
+def test_a_correct_low_precision_result_passes_and_reports_the_three_errors() -> None:
+    x, g, truth, own = low_precision_matmul()
+    # A correct kernel that adds bfloat16 partial sums of 16 rows: off more than PyTorch, not much.
+    got = sum((g[i : i + 16].T @ x[i : i + 16] for i in range(0, 64, 16)), torch.zeros(16, 32).bfloat16())
+    check = compare("weight", "param", truth, got, BF16, reference=own)
+
+    assert check.ok
+    assert check.truth_error == check.max_abs_err == pytest.approx(float((got.double() - truth).abs().max()))
+    assert check.reference_error == pytest.approx(float((own.double() - truth).abs().max()))
+    assert check.error_ratio == pytest.approx(check.truth_error / check.reference_error)
+    assert check.error_ratio > 1  # it is worse than PyTorch's, within the allowance
+
+
+def test_an_error_of_the_gradients_own_scale_fails() -> None:
+    x, g, truth, own = low_precision_matmul()
+    wrong = (g.T @ x) * 1.25  # a factor off: what a missing 1/n or a wrong mask looks like
+
+    check = compare("weight", "param", truth, wrong, BF16, reference=own)
+
+    assert check.status == "mismatch"
+    assert check.error_ratio is not None and check.error_ratio > 20
+    # One allowance for the tensor: elements far below its scale may still be within it.
+    assert check.mismatched is not None and check.mismatched > check.numel // 4  # type: ignore[operator]
+
+
+def test_an_element_is_mismatched_when_it_exceeds_the_one_allowance_of_its_tensor() -> None:
+    x, g, truth, own = low_precision_matmul()
+    j = judge(BF16, truth, own)
+    got = own.clone()
+    got[3, 4] = float(truth[3, 4]) + 3 * j.atol  # one element far out, the rest PyTorch's own
+
+    check = compare("weight", "param", truth, got, j)
+
+    assert (check.status, check.mismatched, check.worst_index) == ("mismatch", 1, [3, 4])
+    assert j.rtol == 0.0 and j.reference_error == check.reference_error
+
+
+def test_the_floor_lets_an_exact_case_pass_where_pytorch_itself_has_no_error() -> None:
+    # PyTorch's own result is exact (as a bias sum of a batch of 1, a ReLU mask): without a floor
+    # any rounding at all in the checked code would fail it.
+    truth = torch.tensor([1.0, -2.5, 0.375], dtype=torch.float64)
+    own = truth.bfloat16()
+    got = own.clone()
+    got[1] += 2**-6  # one bfloat16 unit off at 2.5
+    no_floor = Tolerance(0.0, 0.0, "calibrated", 2.0)
+
+    assert compare("b", "param", truth, got, no_floor, reference=own).status == "mismatch"
+    assert compare("b", "param", truth, got, BF16, reference=own).ok
+
+
+def test_a_bias_summed_row_by_row_in_bfloat16_passes() -> None:
+    gen = torch.Generator().manual_seed(1)
+    grad_out = torch.randn(64, 4, generator=gen, dtype=torch.float64).bfloat16()
+    truth, own = grad_out.double().sum(0), grad_out.sum(0)
+    got = torch.zeros(4).bfloat16()
+    for row in grad_out:  # one bfloat16 rounding per row: correct, and several times PyTorch's error
+        got = got + row
+
+    check = compare("bias", "param", truth, got, BF16, reference=own)
+
+    assert check.ok
+    assert check.error_ratio is not None and check.error_ratio > 2  # the floor is what passes it
+
+
+def test_a_gradient_that_is_zero_in_exact_arithmetic_is_judged_against_pytorchs_noise() -> None:
+    # An attention key bias: the exact gradient is 0, and both results are rounding noise.
+    truth = torch.zeros(8, dtype=torch.float64)
+    own = torch.tensor([1, -2, 0, 1, 2, 0, -1, 1], dtype=torch.float64).bfloat16() * 2**-9
+    noise = own * 5  # five times PyTorch's noise: still noise
+    j = judge(BF16, truth, own)
+
+    assert j.noise
+    assert compare("bk", "param", truth, noise, j).ok
+    assert compare("bk", "param", truth, torch.full((8,), 0.25).bfloat16(), j).status == "mismatch"
+
+
+def test_a_calibrated_tolerance_needs_pytorchs_own_result() -> None:
+    with pytest.raises(ValueError, match="reference="):
+        compare("x", "input", torch.zeros(2, dtype=torch.float64), torch.zeros(2), BF16)
+    with pytest.raises(TypeError, match="judge"):
+        BF16.allclose(torch.zeros(2), torch.zeros(2))
+
+
+def test_the_judge_is_what_diagnoses_use_as_a_tolerance() -> None:
+    x, g, truth, own = low_precision_matmul()
+    j = judge(BF16, truth, own)
+    got = own.clone()
+    got[0, :5] += 1.0
+
+    check = compare("weight", "param", truth, got, j)
+    close = j.allclose(got.double(), truth)
+
+    assert check.mismatched == int((~close).sum())
+    assert j.loosened(8.0).atol == 8.0 * j.atol
+    assert judge(TOL, truth) == Judge(TOL.atol, TOL.rtol)  # absolute: the tolerance's own numbers
+
+
 # -- scale: chunks, views, devices ---------------------------------------------------------------
 
 
@@ -355,3 +468,9 @@ def test_tensors_on_the_gpu_are_compared_there_with_the_same_result() -> None:
     on_cpu = compare("x", "input", expected, actual, tolerance_for("float32"))
     on_gpu = compare("x", "input", expected.cuda(), actual.cuda(), tolerance_for("float32"))
     assert same(on_gpu, on_cpu)
+
+    x, g, truth, own = low_precision_matmul()
+    got = own * (1 + 2**-8)
+    cpu = compare("w", "param", truth, got, BF16, reference=own)
+    gpu = compare("w", "param", truth.cuda(), got.cuda(), BF16, reference=own.cuda())
+    assert gpu == cpu
