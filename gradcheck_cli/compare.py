@@ -1,4 +1,13 @@
-"""Tolerances and the comparison of one tensor against its expected value."""
+"""The comparison of one tensor against its expected value.
+
+:func:`judge` turns a case's :class:`~gradcheck_cli.tolerance.Tolerance` into the allowance one
+tensor is judged by (in calibrated mode that needs PyTorch's own result); :func:`compare` measures
+the errors and fills a :class:`~gradcheck_cli.result.Check`.
+
+Both run in chunks of the flattened tensors, in float64, on the device the expected tensor is on:
+a few passes over each chunk while it is in cache, a few chunk-sized temporaries and no full-size
+one, and only scalars come back from a GPU.
+"""
 
 from __future__ import annotations
 
@@ -9,55 +18,52 @@ from typing import Any
 import torch
 
 from .result import Check
+from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, tolerance_for
 
-# (atol, rtol) per dtype, in the spirit of torch.testing.assert_close. float32
-# is a little looser than assert_close's rtol (1.3e-6): a hand-written backward
-# sums in a different order than autograd, and that is not a bug.
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-7),
-    "float32": (1e-5, 1e-5),
-    "float16": (1e-3, 1e-3),
-    "bfloat16": (1e-2, 1.6e-2),
-}
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "DTYPES",
+    "Judge",
+    "NotATensor",
+    "Tolerance",
+    "as_tensor",
+    "compare",
+    "describe_dtype",
+    "excerpt",
+    "judge",
+    "tolerance_for",
+]
+
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-
-    def allclose(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-        """Elementwise: |actual - expected| <= atol + rtol * |expected|.
-
-        NaN is never close to anything; an infinity only to the same infinity
-        (a finite value is not "within rtol * inf" of an infinite one).
-        """
-        within = (actual - expected).abs() <= self.atol + self.rtol * expected.abs()
-        return (within & torch.isfinite(expected)) | (actual == expected)
-
-
-def tolerance_for(dtype: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
-    default_atol, default_rtol = DEFAULT_TOLERANCES[dtype]
-    return Tolerance(
-        atol=default_atol if atol is None else atol,
-        rtol=default_rtol if rtol is None else rtol,
-    )
+# Elements per chunk: float64 temporaries of 8 MiB on a CPU (smaller ones fit the cache better
+# but mean more parallel regions, each a wait for every thread on a busy machine); a GPU wants
+# fewer, larger launches (128 MiB per temporary).
+CPU_CHUNK = 1 << 20
+CUDA_CHUNK = 1 << 24
+# Never more than a 32nd of the tensor (the chunk's five float64 buffers and two masks, 42 bytes an
+# element, stay under one copy of even a bfloat16 tensor), nor less than this.
+MIN_CHUNK = 1 << 16
 
 
 class NotATensor(TypeError):
     """The checked code handed back something that is not a tensor or array."""
 
 
-def as_tensor(value: Any) -> torch.Tensor:
-    """A torch tensor from a tensor, a numpy array or a Python number."""
+def as_tensor(value: Any, *, gradient: bool = False) -> torch.Tensor:
+    """A torch tensor from a tensor, a numpy array or (unless ``gradient``) a Python number.
+
+    Raises :class:`NotATensor` for anything else: a list, a numpy array of objects or strings,
+    and, for a gradient, a Python number (a gradient has its tensor's shape; a loss output may
+    be a float).
+    """
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        tensor = value.detach()
+        return tensor if tensor.layout == torch.strided else tensor.to_dense()
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy is a dependency
@@ -65,8 +71,12 @@ def as_tensor(value: Any) -> torch.Tensor:
     if np is not None and isinstance(value, (np.ndarray, np.generic)):
         if value.dtype == object:
             raise NotATensor("a numpy array of Python objects")
+        if value.dtype.kind not in "biufc":
+            raise NotATensor(f"a numpy array of {value.dtype}")
         return torch.from_numpy(np.array(value, copy=True))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if gradient:
+            raise NotATensor(f"a Python {type(value).__name__}")
         return torch.tensor(value, dtype=torch.float64)
     raise NotATensor(f"a {type(value).__name__}")
 
@@ -75,16 +85,221 @@ def describe_dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    return t.reshape(-1)  # a view when contiguous; else the one copy of this tensor
+
+
+def _chunk(device: torch.device, numel: int) -> int:
+    top = CPU_CHUNK if device.type == "cpu" else CUDA_CHUNK
+    return max(1, min(top, max(MIN_CHUNK, numel // 32)))
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """The index of element ``flat`` of a C-contiguous tensor of ``shape``.
+
+    By hand: ``torch.unravel_index`` imports sympy on first use (0.35-0.65 s).
+    """
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return index[::-1]
+
+
+# -- the allowance ----------------------------------------------------------------------
+
+
+def judge(tol: Tolerance | Judge, truth: torch.Tensor, reference: torch.Tensor | None = None) -> Judge:
+    """The allowance ``truth``'s tensor is judged by.
+
+    Absolute mode: the tolerance's atol and rtol. Calibrated mode: ``reference`` is PyTorch's own
+    result in the checked dtype (``truth`` the float64 one, from the same inputs); with
+    ``E = max|reference - truth|`` and ``T = max|truth|`` (over the elements where both are
+    finite) the allowance, one number for the whole tensor, is ``ratio * E + atol + rtol * T``,
+    or ``NOISE_FACTOR * ratio * E + atol + rtol * T`` when ``E >= T`` (see
+    :data:`~gradcheck_cli.tolerance.NOISE_FACTOR`).
+    """
+    if isinstance(tol, Judge):
+        return tol
+    if not tol.calibrated:
+        return Judge(tol.atol, tol.rtol)
+    if reference is None:
+        raise ValueError("a calibrated tolerance needs reference=: PyTorch's own result in the checked dtype")
+    if tuple(reference.shape) != tuple(truth.shape):
+        raise ValueError(
+            f"reference shape {list(reference.shape)} differs from the truth's {list(truth.shape)}"
+        )
+    assert tol.ratio is not None
+    reference_error, scale = _reference_error(truth, reference)
+    floor = tol.atol + tol.rtol * scale
+    noise = reference_error > 0 and reference_error >= scale
+    multiple = tol.ratio * (NOISE_FACTOR if noise else 1.0)
+    return Judge(
+        atol=multiple * reference_error + floor,
+        rtol=0.0,
+        reference_error=reference_error,
+        ratio=tol.ratio,
+        floor=floor,
+        scale=scale,
+        noise=noise,
+    )
+
+
+def _reference_error(truth: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(max|reference - truth|, max|truth|) over the elements where both are finite."""
+    t, r = _flat(truth), _flat(reference)
+    if r.is_complex():
+        r = r.real
+    device, numel = t.device, t.numel()
+    step = _chunk(device, numel)
+    width = min(step, numel)
+    t_buf = None if t.dtype == torch.float64 else torch.empty(width, dtype=torch.float64, device=device)
+    r_buf, d_buf = (torch.empty(width, dtype=torch.float64, device=device) for _ in range(2))
+    error = scale = 0.0
+    for start in range(0, numel, step):
+        stop = min(start + step, numel)
+        n = stop - start
+        tc = t[start:stop] if t_buf is None else t_buf[:n].copy_(t[start:stop])
+        rc = r_buf[:n].copy_(r[start:stop])
+        d = torch.sub(rc, tc, out=d_buf[:n]).abs_()
+        size = torch.abs(tc, out=r_buf[:n])  # rc is not needed any more
+        top, largest = float(d.max()), float(size.max())
+        if not math.isfinite(top):
+            top = float(d.nan_to_num_(0.0, 0.0, 0.0).max())
+        if not math.isfinite(largest):
+            largest = float(size.nan_to_num_(0.0, 0.0, 0.0).max())
+        error, scale = max(error, top), max(scale, largest)
+    return error, scale
+
+
+# -- the comparison ------------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """What one pass over the chunks measures."""
+
+    max_abs: float = 0.0
+    max_rel: float | None = None
+    mismatched: int = 0
+    worst: int | None = None  # flat index of the worst mismatched element
+    worst_excess: float = float("-inf")
+    imaginary: int = 0  # elements with a nonzero imaginary part
+    max_imag: float = 0.0
+
+
+def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
+    e = _flat(expected)
+    a = _flat(actual)
+    imag = None
+    if a.is_complex():
+        a, imag = a.real, a.imag
+    device, numel = e.device, e.numel()
+    step = _chunk(device, numel)
+    near_zero = j.near_zero()
+    out = _Scan()
+    # The chunks' float64 values, errors, sizes and allowances, and two masks: allocated once.
+    width = min(step, numel)
+
+    def buffer(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return torch.empty(width, dtype=dtype, device=device)
+
+    e_buf = None if e.dtype == torch.float64 else buffer()
+    a_buf = None if a.dtype == torch.float64 and a.device == device else buffer()
+    diff_buf, size_buf, allow_buf = buffer(), buffer(), buffer()
+    ok_buf, zero_buf = buffer(torch.bool), buffer(torch.bool)
+    for start in range(0, numel, step):
+        stop = min(start + step, numel)
+        n = stop - start
+        ec = e[start:stop] if e_buf is None else e_buf[:n].copy_(e[start:stop])
+        ac = a[start:stop] if a_buf is None else a_buf[:n].copy_(a[start:stop])
+        diff = torch.sub(ac, ec, out=diff_buf[:n]).abs_()
+        size = torch.abs(ec, out=size_buf[:n])
+        top = float(diff.max())  # NaN or inf when an element is not finite
+        fin = None
+        if not math.isfinite(top):
+            fin = diff.isfinite()
+            diff.masked_fill_(~fin, 0.0)  # the error columns measure the finite elements
+            top = float(diff.max())
+        out.max_abs = max(out.max_abs, top)
+        allow: torch.Tensor | float = (
+            torch.mul(size, j.rtol, out=allow_buf[:n]).add_(j.atol) if j.rtol else j.atol
+        )
+        ok = torch.le(diff, allow, out=ok_buf[:n])
+        if fin is not None:
+            # A non-finite value is close only to the same infinity, whatever the tolerance.
+            ok &= fin
+            ok |= ac == ec
+        nonzero = None
+        if imag is not None:
+            im = imag[start:stop].to(device)
+            nonzero = im != 0
+            count = int(nonzero.sum())
+            if count:
+                ok &= ~nonzero
+                out.imaginary += count
+                out.max_imag = max(out.max_imag, float(im.abs().max()))
+        bad = n - int(ok.sum())
+        out.mismatched += bad
+        # Relative error where the expected value is not ~0 (the tolerance alone accepts 0 there);
+        # a mismatched element where ~0 is expected is infinitely relative (never on a pass).
+        zero = torch.le(size, near_zero, out=zero_buf[:n])
+        if fin is not None:
+            zero |= ~fin
+        if bad and bool((zero & ~ok).any()):
+            out.max_rel = math.inf
+        if bad:
+            # The worst mismatched element: a non-finite (or imaginary) one first, else the one
+            # furthest outside its allowance. (The allowance is not needed after this.)
+            excess = torch.sub(diff, allow, out=allow_buf[:n])
+            if fin is not None:
+                excess.masked_fill_(~fin, math.inf)
+            if nonzero is not None:
+                excess.masked_fill_(nonzero, math.inf)
+            excess.masked_fill_(ok, -math.inf)
+            i = int(excess.argmax())
+            value = float(excess[i])
+            if out.worst is None or value > out.worst_excess:
+                out.worst, out.worst_excess = start + i, value
+        if not bool(zero.all()):
+            rel = float(diff.div_(size).masked_fill_(zero, 0.0).max())  # diff is not used after this
+            out.max_rel = rel if out.max_rel is None else max(out.max_rel, rel)
+    return out
+
+
 def compare(
     name: str,
     kind: str,
     expected: torch.Tensor,
     actual: torch.Tensor,
-    tol: Tolerance,
+    tol: Tolerance | Judge,
     expected_labels: list[str | None] | None = None,
     actual_labels: list[str | None] | None = None,
+    *,
+    reference: torch.Tensor | None = None,
 ) -> Check:
-    """Compare values elementwise (in float64 on the CPU) and fill a :class:`Check`."""
+    """Compare ``actual`` with ``expected`` elementwise and fill a :class:`Check`.
+
+    ``tol`` is a :class:`Judge` (see :func:`judge`), or a Tolerance to make one from: a calibrated
+    one with ``reference``, PyTorch's own result in the checked dtype (``expected`` is then the
+    float64 truth). Values are compared in float64 on ``expected``'s device.
+
+    - An element is mismatched when ``|actual - expected|`` exceeds its allowance, when it is
+      NaN or infinite (unless the expected value is the same infinity), whatever the tolerance,
+      or when it has a nonzero imaginary part. The worst mismatched element is a non-finite or
+      imaginary one if any, else the one furthest outside its allowance.
+    - ``max_abs_err``: over the elements where both are finite (in calibrated mode, the error
+      against the truth, also ``truth_error``; ``reference_error`` is PyTorch's own and
+      ``error_ratio`` the one over the other, None when PyTorch's own error is 0).
+    - ``max_rel_err``: over the elements whose expected value is not ~0, that is above the
+      allowance's atol (a 0 there would pass); None when no element is; infinite when an
+      element where ~0 is expected is mismatched (so never on a passing check).
+    - A gradient with a nonzero imaginary part is an ``error`` whatever its real part, with a
+      hint that says so.
+    """
     check = Check(
         name=name,
         kind=kind,
@@ -98,30 +313,38 @@ def compare(
     if tuple(expected.shape) != tuple(actual.shape):
         check.status = "shape_error"
         return check
-    e = expected.detach().to("cpu", torch.float64)
-    a = actual.detach().to("cpu", torch.float64)
-    close = tol.allclose(a, e)
-    finite = torch.isfinite(a) & torch.isfinite(e)
-    diff = torch.where(finite, (a - e).abs(), torch.zeros_like(e))
-    # Relative to |expected|; an error where zero was expected is infinitely relative
-    # (JSON shows it as null), never hidden as 0.
-    rel = torch.where(e != 0, diff / e.abs().clamp_min(1e-300), torch.where(diff > 0, math.inf, 0.0))
-    check.max_abs_err = float(diff.max()) if diff.numel() else 0.0
-    check.max_rel_err = float(rel.max()) if rel.numel() else 0.0
-    check.mismatched = int((~close).sum())
-    if check.mismatched:
+    j = judge(tol, expected, reference)
+    scan = _scan(expected, actual, j)
+    check.max_abs_err = scan.max_abs
+    check.max_rel_err = scan.max_rel
+    check.mismatched = scan.mismatched
+    if j.calibrated:
+        assert j.reference_error is not None
+        check.truth_error = scan.max_abs
+        check.reference_error = j.reference_error
+        check.error_ratio = scan.max_abs / j.reference_error if j.reference_error > 0 else None
+    if scan.mismatched:
         check.status = "mismatch"
-        # The worst element, among the mismatched ones: a non-finite one first,
-        # else the largest excess over the tolerance.
-        excess = diff - (tol.atol + tol.rtol * e.abs())
-        excess = torch.where(finite, excess, torch.full_like(e, float("inf")))
-        excess = torch.where(close, torch.full_like(e, float("-inf")), excess)
-        flat = int(excess.reshape(-1).argmax())
-        index = torch.unravel_index(torch.tensor(flat), e.shape) if e.dim() else ()
-        check.worst_index = [int(i) for i in index]
-        check.expected_value = float(e.reshape(-1)[flat])
-        check.actual_value = float(a.reshape(-1)[flat])
+        assert scan.worst is not None
+        check.worst_index = _unravel(scan.worst, tuple(expected.shape))
+        at = tuple(check.worst_index)
+        check.expected_value = float(_host(expected[at]))
+        check.actual_value = float(_host(actual[at]))
+    if scan.imaginary:
+        what = "output" if kind == "output" else "gradient"
+        check.status = "error"
+        check.hint = (
+            f"the {what} for {name} is complex with a nonzero imaginary part ({scan.imaginary} of"
+            f" {check.numel} elements, largest |imag| {scan.max_imag:.3g}): the {what} of a real"
+            " tensor is real"
+        )
     return check
+
+
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A small tensor's real values in float64 on the CPU."""
+    t = t.detach()
+    return (t.real if t.is_complex() else t).to("cpu", torch.float64)
 
 
 def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radius: int = 2) -> str:
@@ -130,31 +353,31 @@ def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radi
     The window is up to three rows (the second-to-last axis) by ``2 * radius
     + 1`` columns (the last axis) of the slice that holds ``index``; other
     axes stay at ``index``. The element at ``index`` is marked with ``<``.
+    Only the window is copied (to the CPU, in float64).
     """
-    e = expected.detach().to("cpu", torch.float64)
-    a = actual.detach().to("cpu")
-    a = (a.real if a.is_complex() else a).to(torch.float64)
-    if e.shape != a.shape or len(index) != e.dim() or e.dim() == 0:
-        return (
-            f"expected {float(e.flatten()[0]):.6g}  got {float(a.flatten()[0]):.6g}"
-            if e.numel() and a.numel()
-            else ""
-        )
+    if expected.shape != actual.shape or len(index) != expected.dim() or expected.dim() == 0:
+        if not (expected.numel() and actual.numel()):
+            return ""
+        first_e = float(_host(expected[(0,) * expected.dim()]))
+        first_a = float(_host(actual[(0,) * actual.dim()]))
+        return f"expected {first_e:.6g}  got {first_a:.6g}"
     lead = tuple(index[:-2])
-    if e.dim() == 1:
-        e2, a2, row, col = e[None], a[None], 0, index[0]
+    if expected.dim() == 1:
+        e2, a2, row, col = expected[None], actual[None], 0, index[0]
     else:
-        e2, a2, row, col = e[lead], a[lead], index[-2], index[-1]
+        e2, a2, row, col = expected[lead], actual[lead], index[-2], index[-1]
     r0, r1 = max(0, row - 1), min(e2.shape[0], row + 2)
     c0, c1 = max(0, col - radius), min(e2.shape[1], col + radius + 1)
+    e_win, a_win = _host(e2[r0:r1, c0:c1]), _host(a2[r0:r1, c0:c1])
 
     def label(r: int) -> str:
-        head = [str(i) for i in lead] + ([str(r)] if e.dim() > 1 else [])
+        head = [str(i) for i in lead] + ([str(r)] if expected.dim() > 1 else [])
         return "[" + ", ".join(head + [f"{c0}:{c1}"]) + "]"
 
     def cells(t: torch.Tensor, r: int) -> str:
         return "".join(
-            f"{float(t[r, c]):>10.4g}" + ("<" if (r, c) == (row, col) else " ") for c in range(c0, c1)
+            f"{float(t[r - r0, c - c0]):>10.4g}" + ("<" if (r, c) == (row, col) else " ")
+            for c in range(c0, c1)
         )
 
     labels = [label(r) for r in range(r0, r1)]
@@ -162,5 +385,5 @@ def excerpt(expected: torch.Tensor, actual: torch.Tensor, index: list[int], radi
     block = 11 * (c1 - c0)
     lines = [" " * width + "expected".rjust(block) + " |" + "got".rjust(block)]
     for r, text in zip(range(r0, r1), labels):
-        lines.append(f"{text.ljust(width)}{cells(e2, r)} |{cells(a2, r)}".rstrip())
+        lines.append(f"{text.ljust(width)}{cells(e_win, r)} |{cells(a_win, r)}".rstrip())
     return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""Deciding a case's tolerance: the defaults per dtype, the levels that may say otherwise
+(the command line, the spec, [tool.gradcheck]), the mode each setting implies, bad values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradcheck_cli.errors import GradcheckError
+from gradcheck_cli.tolerance import (
+    DEFAULT_RATIO,
+    DEFAULT_TOLERANCES,
+    Tolerance,
+    ToleranceSettings,
+    decide_tolerance,
+    default_floor,
+)
+
+S = ToleranceSettings
+
+
+# -- defaults ------------------------------------------------------------------------------
+
+
+def test_float64_defaults_to_the_absolute_tolerance_of_before() -> None:
+    tol = decide_tolerance("float64")
+
+    assert tol == Tolerance(1e-7, 1e-7, "absolute", None, "default")
+    assert not tol.calibrated
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_low_precision_defaults_to_calibrated_with_ratio_2_and_the_dtypes_floor(dtype: str) -> None:
+    tol = decide_tolerance(dtype)
+
+    assert (tol.mode, tol.ratio, tol.source) == ("calibrated", DEFAULT_RATIO, "default")
+    assert DEFAULT_RATIO == 2.0
+    assert (tol.atol, tol.rtol) == default_floor(dtype)
+
+
+def test_the_floor_is_a_few_units_of_the_dtypes_rounding() -> None:
+    # rtol is the floor at the tensor's scale: coarser dtypes get a larger one.
+    rtols = {d: default_floor(d)[1] for d in ("float32", "float16", "bfloat16")}
+    assert rtols["float32"] < rtols["float16"] < rtols["bfloat16"] < 0.1
+    assert rtols["bfloat16"] / 2.0**-7 == rtols["float32"] / 2.0**-23  # the same number of units
+
+
+# -- each level, and the precedence -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["cli", "spec", "config"])
+def test_each_level_can_set_an_absolute_tolerance_and_is_named_as_the_source(level: str) -> None:
+    tol = decide_tolerance("float32", **{level: S(atol=1e-3, rtol=2e-3)})  # type: ignore[arg-type]
+
+    assert tol == Tolerance(1e-3, 2e-3, "absolute", None, level)
+
+
+def test_the_command_line_beats_the_spec_which_beats_the_config() -> None:
+    cli, spec, config = S(atol=1.0), S(atol=2.0), S(atol=3.0)
+
+    assert decide_tolerance("float64", cli=cli, spec=spec, config=config).atol == 1.0
+    assert decide_tolerance("float64", spec=spec, config=config).atol == 2.0
+    assert decide_tolerance("float64", config=config).atol == 3.0
+    assert decide_tolerance("float64", cli=S(), spec=S(), config=config).source == "config"
+
+
+def test_a_lower_level_fills_what_a_higher_one_leaves_open_in_the_same_mode() -> None:
+    tol = decide_tolerance("float64", cli=S(rtol=1e-3), config=S(atol=1e-4))
+
+    assert (tol.atol, tol.rtol, tol.source) == (1e-4, 1e-3, "cli")
+
+
+def test_absolute_in_a_low_precision_dtype_without_numbers_uses_that_dtypes_table() -> None:
+    tol = decide_tolerance("bfloat16", cli=S(mode="absolute"))
+
+    assert (tol.mode, (tol.atol, tol.rtol), tol.ratio) == ("absolute", DEFAULT_TOLERANCES["bfloat16"], None)
+
+
+# -- the mode each setting implies ----------------------------------------------------------------
+
+
+def test_atol_or_rtol_alone_imply_absolute_even_where_calibrated_is_the_default() -> None:
+    assert decide_tolerance("bfloat16", cli=S(atol=0.05)).mode == "absolute"
+    assert decide_tolerance("float16", spec=S(rtol=0.01)).mode == "absolute"
+
+
+def test_a_ratio_implies_calibrated_even_in_float64() -> None:
+    tol = decide_tolerance("float64", cli=S(ratio=3.0))
+
+    assert (tol.mode, tol.ratio) == ("calibrated", 3.0)
+    assert (tol.atol, tol.rtol) == default_floor("float64")
+
+
+def test_atol_beside_calibrated_at_the_same_level_sets_the_floor() -> None:
+    explicit = decide_tolerance("float32", cli=S(mode="calibrated", atol=1e-6))
+    with_ratio = decide_tolerance("float32", spec=S(ratio=4.0, rtol=1e-5))
+
+    assert (explicit.mode, explicit.atol, explicit.ratio) == ("calibrated", 1e-6, DEFAULT_RATIO)
+    assert (with_ratio.mode, with_ratio.rtol, with_ratio.ratio) == ("calibrated", 1e-5, 4.0)
+
+
+def test_an_absolute_atol_from_a_lower_level_never_becomes_a_floor() -> None:
+    # The spec's atol is an absolute tolerance; the command line chose calibrated.
+    tol = decide_tolerance("float32", cli=S(ratio=3.0), spec=S(atol=0.5))
+
+    assert (tol.mode, tol.ratio, tol.source) == ("calibrated", 3.0, "cli")
+    assert tol.atol == default_floor("float32")[0]
+
+
+def test_a_mode_from_the_command_line_overrides_the_mode_a_spec_implies() -> None:
+    tol = decide_tolerance("float32", cli=S(mode="calibrated"), spec=S(atol=1e-3), config=S(ratio=5.0))
+
+    assert (tol.mode, tol.ratio, tol.atol) == ("calibrated", 5.0, default_floor("float32")[0])
+
+
+# -- the JSON form and the report's line -----------------------------------------------------------
+
+
+def test_to_dict_gives_mode_atol_rtol_ratio_and_source() -> None:
+    assert decide_tolerance("float64", cli=S(atol=1e-6)).to_dict() == {
+        "mode": "absolute",
+        "atol": 1e-6,
+        "rtol": 1e-7,
+        "ratio": None,
+        "source": "cli",
+    }
+    calibrated = decide_tolerance("bfloat16").to_dict()
+    assert calibrated["mode"] == "calibrated" and calibrated["ratio"] == 2.0
+    assert (calibrated["atol"], calibrated["rtol"]) == default_floor("bfloat16")  # the floor
+
+
+def test_describe_says_which_rule_and_which_numbers() -> None:
+    assert decide_tolerance("float64").describe() == "absolute: atol 1e-07, rtol 1e-07 (default)"
+    text = decide_tolerance("bfloat16", cli=S(ratio=3)).describe()
+    assert text.startswith("calibrated: error vs float64 truth <= 3 x PyTorch's own + 0.0625 x max|truth|")
+    assert text.endswith("(cli)")
+
+
+# -- bad values ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (S(atol=-1e-3), "--atol: expected a finite number >= 0, got -0.001"),
+        (S(rtol=math.nan), "--rtol: expected a finite number >= 0, got nan"),
+        (S(atol=math.inf), "--atol: expected a finite number >= 0, got inf"),
+        (S(ratio=-2.0), "--ratio: expected a finite number >= 0, got -2.0"),
+        (S(atol="x"), "--atol: expected a number, got 'x'"),  # type: ignore[arg-type]
+        (S(atol=True), "--atol: expected a number, got True"),
+        (S(mode="relative"), "--tolerance: unknown tolerance mode 'relative'; choose absolute or calibrated"),
+        (
+            S(mode="absolute", ratio=2.0),
+            "--ratio: a ratio applies only to the calibrated mode, not to absolute",
+        ),
+    ],
+)
+def test_bad_values_are_one_line_errors_naming_the_setting(settings: ToleranceSettings, message: str) -> None:
+    with pytest.raises(GradcheckError) as caught:
+        decide_tolerance("float32", cli=settings)
+
+    assert str(caught.value) == message
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_value_is_an_error_even_at_a_level_that_loses() -> None:
+    with pytest.raises(GradcheckError, match=r"^lin.yaml:7: tolerance.rtol: expected a finite number"):
+        decide_tolerance("float64", cli=S(atol=1e-3), spec=S(rtol=-1.0, where="lin.yaml:7: "))
+    with pytest.raises(GradcheckError, match=r"^\[tool.gradcheck\] atol: expected a finite number"):
+        decide_tolerance("float64", config=S(atol=math.inf))
+
+
+def test_an_unknown_dtype_or_mode_is_refused_by_the_data_too() -> None:
+    with pytest.raises(GradcheckError, match="unknown dtype 'int8'"):
+        decide_tolerance("int8")
+    with pytest.raises(GradcheckError, match="unknown tolerance mode 'loose'"):
+        Tolerance(1e-3, 1e-3, "loose")
