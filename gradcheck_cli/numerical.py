@@ -1,0 +1,970 @@
+"""Finite differences of a forward: the numerical vector-Jacobian product, element by element.
+
+What is computed is what the analytic check compares: with a seeded upstream gradient ``g`` per
+output, the gradient of ``L = sum over outputs of sum(forward(...) * g)`` with respect to each
+checked tensor, by central differences::
+
+    dL/dx_i ~ (L(x + h_i e_i) - L(x - h_i e_i)) / (2 h_i)
+
+one pair of forwards per element (fewer, see *groups*), memory linear in the number of elements,
+never a Jacobian.
+
+Step size. ``h_i = c * max(|x_i|, 1)`` with ``c = eps ** (1/3)`` (6.1e-06 for float64). The
+error of a central difference is ``h**2 |f'''| / 6`` (truncation) plus ``eps |f| / h``
+(rounding); it is smallest at ``h = (3 eps |f| / |f'''|) ** (1/3)``, which for a function that
+varies on the scale of its argument is ``eps ** (1/3)`` times that scale (Numerical Recipes,
+section 5.7). ``max(|x_i|, 1)`` keeps the step from vanishing at ``x_i = 0``. The step actually
+taken is ``fl(x + h) - x`` (exact in floating point), not the ``h`` asked for.
+
+Rounding. ``L(x + h e_i) - L(x - h e_i)`` is formed output by output before the sum: outputs the
+element does not reach come out bitwise equal and cancel exactly, so the rounding error is that of
+the outputs the element moves, not of the whole sum. It is estimated as ``8 ulp`` of each of
+those outputs (their own dtype's ulp: a float32 output limits the finite differences to float32),
+added as independent errors add (root sum of squares), and reported per element in ``error``.
+Under vmap, batched kernels round one row of a batch and another differently (a matmul's tail
+tiles), so there outputs within ``16 ulp`` count as unmoved and what they add up to is counted as
+error instead.
+
+Kinks. The three points ``x - h, x, x + h`` also give the one-sided differences. On a smooth
+function they differ by ``h |f''|``; across a kink (ReLU at 0, a max-pool tie, abs at 0) by a
+share of the jump in slope, and for a single kink inside the stencil the central difference is
+off by exactly half their difference. An element whose one-sided differences disagree by more than
+``1e-4`` of its gradient's scale (plus rounding) is a suspect, and only suspects are evaluated
+again with a quarter of the step: on a smooth function the one-sided gap shrinks fourfold with the
+step and the central value barely moves; at a kink it does not. Suspects that fail this are
+``unstable``: reported, with their count, and left out of the verdict. A kink so close to the edge
+of the stencil that the gap stays under ``1e-4`` of the scale can go unnoticed; it costs at most
+half that gap, and is as likely as an input landing within ``1e-4 h`` of the kink.
+
+Error estimate (``error``): rounding, plus for a confirmed smooth suspect the change of the central
+value between the two steps (the truncation error measured), plus for the other elements
+``c * gap`` (``h**2 |f'''| / 6`` when ``f'''`` is ``6 |f''| / max(|x|, 1)``: a smooth model, since
+their gap says nothing about ``f'''``). The comparison widens its tolerance by it.
+
+Groups. Elements that reach disjoint sets of outputs (``weight[k, j]`` for different ``k`` of a
+linear layer, the samples of a batch, an elementwise function's elements) can be moved together:
+each output then changes because of one of them only, bitwise as if that one had moved alone.
+Which one is read off ``2 * ceil(log2 n)`` more forwards in which the group's members move up or
+down by the bits of their number (and by the complement): an output owned by member ``j`` equals
+the all-up or the all-down output exactly, as bit ``b`` of ``j`` says. An output that matches
+neither, or reads both ways (a max-pool tie moves up whichever of its two members goes up, so
+without the complement it would name a third), or moves the same way up and down (abs at 0),
+depends on more than one member. A group where few outputs do is halved and tried again; one
+where many do is moved element by element. Groups run in the plain loop, where equal inputs give
+bitwise equal outputs. The partitions tried are the whole tensor, then the fibres along each axis
+(largest groups first), each on its first group; the first that holds is kept. A group of ``n``
+costs ``2 + 2 ceil(log2 n)`` forwards instead of ``2 n``: the 1000 x 1000 weight of a linear
+layer (groups along axis 0, one per input column) takes 22,000 forwards instead of 2,000,000.
+
+Speed. Elements moved one by one (and the directions) are batched with ``torch.func.vmap`` over
+chunks of perturbations (a pure torch forward), chunk sizes bounded by a memory budget; a forward
+vmap cannot run (numpy, ``.item()``, data-dependent control flow, a non-tensor output) makes it
+fall back to the plain loop once, for good. Large tensors time one chunk each way and keep the
+faster (copying a large tensor per perturbation can cost more than the loop saves).
+
+Sampling. Above ``samples`` elements a tensor gets a seeded random subset of elements plus a few
+random directions ``u`` over the whole tensor, with their directional derivatives ``<grad, u>``
+computed the same way; the caller compares ``<analytic, u>`` against them
+(:func:`comparison`).
+
+Errors. A forward that raises on a perturbed input raises :class:`ForwardError` (the element, the
+step, the original exception as ``__cause__``); outputs that are not finite at the unperturbed
+input raise :class:`NumericalError`, and perturbed outputs that are not finite mark the element
+``nonfinite`` (never compared).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+EPS = float(torch.finfo(torch.float64).eps)
+STEP = EPS ** (1 / 3)  # 6.06e-06: the central-difference step, relative to max(|x|, 1)
+SECOND_STEP = 0.25  # the confirming step of a kink suspect, as a fraction of the first
+NOISE_ULPS = 16.0  # outputs this many eps apart are equal (vmap's batched kernels round differently)
+ROUNDING_ULPS = 8.0  # the rounding error of one output, in units of its dtype's eps
+KINK_RATIO = 1e-4  # one-sided gap, relative to the gradient's scale, that makes a suspect
+SCALE_FLOOR = 1e-2  # an element's gradient scale is at least this share of its tensor's largest
+DEFAULT_SAMPLES = 4096  # elements per tensor above which a seeded subset is checked
+DEFAULT_DIRECTIONS = 4  # random directions over the whole tensor when sampled
+MEMORY_BUDGET = 256 * 2**20  # bytes for one chunk of batched perturbed forwards
+INTERMEDIATES = 4  # a batched forward's memory per slot, in copies of its input and outputs
+MAX_CHUNK = 512  # perturbed forwards in one vmap call
+MIN_GROUP = 4  # smaller groups cost as many forwards as their elements one by one
+MIXED_FEW = 0.25  # a group whose outputs mix members in no more than this share is halved, not given up
+AUTOTUNE_NUMEL = 1 << 14  # tensors at least this large time vmap against the loop
+
+Forward = Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]]
+
+
+class NumericalError(ValueError):
+    """The finite differences cannot be taken: bad arguments, or a forward unfit for them."""
+
+
+class ForwardError(RuntimeError):
+    """The forward raised on a perturbed input. The original exception is ``__cause__``."""
+
+    def __init__(self, tensor: str | None, index: tuple[int, ...] | None, step: float | None, what: str):
+        self.tensor = tensor
+        self.index = index
+        self.step = step
+        self.what = what  # "Type: message" of the original exception
+        if tensor is None:
+            where = "on the unperturbed input"
+        elif index is None:
+            where = f"with {tensor} perturbed along a random direction"
+        else:
+            at = ", ".join(str(i) for i in index)
+            where = f"with {tensor}[{at}] perturbed by {step:+.3g}"
+        super().__init__(f"the forward raised {what} {where}")
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """``h_i = relative * max(|x_i|, 1)``; suspects of a kink again at ``second * h_i``."""
+
+    relative: float = STEP
+    second: float = SECOND_STEP
+
+    def steps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relative * x.abs().clamp_min(1.0)
+
+    def describe(self) -> str:
+        return f"central differences, eps={self.relative:.2g} relative"
+
+
+@dataclass
+class TensorNumerical:
+    """The finite differences of one checked tensor. Full-shape tensors are float64 / bool."""
+
+    name: str
+    grad: torch.Tensor  # the numerical gradient; NaN where not computed or not finite
+    computed: torch.Tensor  # which elements were computed (all of them unless sampled)
+    unstable: torch.Tensor  # computed elements at a kink: not to be compared
+    nonfinite: torch.Tensor  # computed elements whose perturbed forward was not finite
+    error: torch.Tensor  # estimated |numerical - true| per computed element; NaN elsewhere
+    directions: torch.Tensor  # (k, *shape): random directions u over the whole tensor
+    directional: torch.Tensor  # (k,): numerical <grad, u>
+    directional_error: torch.Tensor  # (k,): its estimated error
+    grouping: str  # how the elements were moved ("one by one", "groups along axis 0: ...")
+    method: str  # "vmap", "loop" or "vmap+loop"
+
+    @property
+    def numel(self) -> int:
+        return self.grad.numel()
+
+    @property
+    def elements(self) -> int:
+        return int(self.computed.sum())
+
+    @property
+    def sampled(self) -> bool:
+        return self.elements < self.numel
+
+    @property
+    def n_unstable(self) -> int:
+        return int(self.unstable.sum())
+
+    @property
+    def n_nonfinite(self) -> int:
+        return int(self.nonfinite.sum())
+
+    def sampling(self) -> dict[str, int]:
+        """``{"elements", "numel", "directions"}``, the shape of ``result.Check.sampled``."""
+        return {"elements": self.elements, "numel": self.numel, "directions": len(self.directional)}
+
+    def summary(self) -> str:
+        text = f"{self.name}: "
+        if self.sampled:
+            text += f"{self.elements:,} of {self.numel:,} elements and {len(self.directional)} directions"
+        else:
+            text += f"all {self.numel:,} elements"
+        if self.n_unstable:
+            text += f", {self.n_unstable} unstable (at a kink)"
+        if self.n_nonfinite:
+            text += f", {self.n_nonfinite} not finite"
+        return text
+
+
+@dataclass
+class Numerical:
+    """The finite differences of every checked tensor, and what they cost."""
+
+    tensors: dict[str, TensorNumerical]
+    step: StepRule
+    evaluations: int  # forward evaluations, batched ones counted one by one
+    forward_calls: int  # calls of the forward that returned (one vmap call counts once)
+    vectorized: bool  # whether any perturbed forward ran under vmap
+    fallback: str | None  # why vmap was given up, if it was
+    samples: int | None
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> TensorNumerical:
+        return self.tensors[name]
+
+    def describe(self) -> str:
+        """For a report header: ``central differences, eps=6.1e-06 relative``."""
+        return self.step.describe()
+
+
+@dataclass
+class Comparison:
+    """What to compare for one tensor: computed stable elements, and the directional checks."""
+
+    name: str
+    shape: tuple[int, ...]
+    index: torch.Tensor  # (m,) flat indices of the compared elements
+    expected: torch.Tensor  # (m,) numerical
+    actual: torch.Tensor  # (m,) analytic
+    error: torch.Tensor  # (m,) finite-difference error estimate
+    direction_expected: torch.Tensor  # (k,) numerical <grad, u>
+    direction_actual: torch.Tensor  # (k,) <analytic, u>
+    direction_error: torch.Tensor  # (k,) its finite-difference error estimate
+    direction_l1: torch.Tensor  # (k,) sum |u|
+    direction_scale: torch.Tensor  # (k,) sum |u * analytic|
+    unstable: int
+    nonfinite: int
+    not_computed: int
+
+    def close(self, atol: float, rtol: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per element ``|a - e| <= atol + rtol |e| + error``; per direction the same bound summed
+        over the direction's elements (``atol sum|u| + rtol sum|u a| + error``), which a
+        backward whose every element passes cannot fail."""
+        elem = (self.actual - self.expected).abs() <= atol + rtol * self.expected.abs() + self.error
+        bound = atol * self.direction_l1 + rtol * self.direction_scale + self.direction_error
+        dirs = (self.direction_actual - self.direction_expected).abs() <= bound
+        return elem, dirs
+
+    def worst(self, atol: float, rtol: float) -> tuple[tuple[int, ...], float, float] | None:
+        """The element furthest outside its tolerance: (index, numerical, analytic), or None."""
+        elem, _ = self.close(atol, rtol)
+        if bool(elem.all()):
+            return None
+        excess = (self.actual - self.expected).abs() - (atol + rtol * self.expected.abs() + self.error)
+        excess = torch.where(torch.isfinite(excess), excess, torch.full_like(excess, math.inf))
+        excess = torch.where(elem, torch.full_like(excess, -math.inf), excess)
+        k = int(excess.argmax())
+        flat = int(self.index[k])
+        return _unravel(flat, self.shape), float(self.expected[k]), float(self.actual[k])
+
+
+def comparison(analytic: torch.Tensor, numerical: TensorNumerical) -> Comparison:
+    """The computed, stable, finite elements of ``numerical`` beside ``analytic``, and the
+    directional derivatives beside ``<analytic, u>``. ``analytic`` must have the tensor's shape."""
+    if tuple(analytic.shape) != tuple(numerical.grad.shape):
+        raise ValueError(
+            f"{numerical.name}: the analytic gradient has shape {list(analytic.shape)}, "
+            f"the tensor {list(numerical.grad.shape)}"
+        )
+    a = analytic.detach().to("cpu", torch.float64)
+    if a.is_complex():
+        raise ValueError(f"{numerical.name}: the analytic gradient is complex")
+    use = (numerical.computed & ~numerical.unstable & ~numerical.nonfinite).reshape(-1)
+    index = use.nonzero().reshape(-1)
+    flat = a.reshape(-1)
+    k = len(numerical.directional)
+    u = numerical.directions.reshape(k, flat.numel())
+    return Comparison(
+        name=numerical.name,
+        shape=tuple(a.shape),
+        index=index,
+        expected=numerical.grad.reshape(-1)[index],
+        actual=flat[index],
+        error=numerical.error.reshape(-1)[index],
+        direction_expected=numerical.directional,
+        direction_actual=(u * flat).sum(1),
+        direction_error=numerical.directional_error,
+        direction_l1=u.abs().sum(1),
+        direction_scale=(u * flat).abs().sum(1),
+        unstable=numerical.n_unstable,
+        nonfinite=numerical.n_nonfinite,
+        not_computed=numerical.numel - numerical.elements,
+    )
+
+
+def numerical_vjp(
+    forward: Forward,
+    values: Mapping[str, torch.Tensor],
+    grad_outs: Mapping[str, torch.Tensor],
+    checked: Sequence[str],
+    *,
+    samples: int | None = DEFAULT_SAMPLES,
+    seed: int = 0,
+    vectorize: bool = True,
+    directions: int = DEFAULT_DIRECTIONS,
+    group: bool = True,
+    memory_budget: int = MEMORY_BUDGET,
+    step: StepRule | None = None,
+) -> Numerical:
+    """The numerical gradient of ``sum(forward(values)[k] * grad_outs[k])`` for each name in
+    ``checked``.
+
+    ``forward`` takes every input and parameter by name (float ones in float64; integer ones
+    passed through, never perturbed) and returns the outputs by name (tensors, numpy arrays or
+    numbers; those named in ``grad_outs`` are used). ``samples=None`` computes every element;
+    otherwise a tensor with more elements gets a seeded subset of ``samples`` of them and
+    ``directions`` random directions. ``vectorize=False`` never tries vmap; ``group=False`` moves
+    every element on its own.
+    """
+    rule = step or StepRule()
+    if samples is not None and samples < 1:
+        raise NumericalError(f"samples must be a positive number of elements or None, not {samples}")
+    names = list(dict.fromkeys(checked))
+    base: dict[str, torch.Tensor] = {}
+    for name, value in values.items():
+        if not isinstance(value, torch.Tensor):
+            raise NumericalError(f"{name}: a value must be a tensor, not a {type(value).__name__}")
+        value = value.detach()
+        if value.is_complex():
+            raise NumericalError(f"{name}: complex tensors are not supported")
+        base[name] = value.to(torch.float64).contiguous().clone() if value.is_floating_point() else value
+    for name in names:
+        if name not in base:
+            raise NumericalError(f"{name}: not among the values ({', '.join(base) or 'none'})")
+        if not base[name].is_floating_point():
+            raise NumericalError(f"{name}: an integer tensor ({base[name].dtype}) has no gradient")
+    if not grad_outs:
+        raise NumericalError("no upstream gradient: grad_outs names no output")
+    with torch.no_grad():
+        engine = _Engine(forward, base, grad_outs, vectorize, memory_budget)
+        tensors = {}
+        for i, name in enumerate(names):
+            gen = torch.Generator().manual_seed(_seed_for(seed, name))
+            tensors[name] = _Tensor(engine, name, rule, gen, i).run(
+                samples, directions, group and engine.grouping_allowed
+            )
+    return Numerical(
+        tensors=tensors,
+        step=rule,
+        evaluations=engine.evaluations,
+        forward_calls=engine.calls,
+        vectorized=engine.vectorized,
+        fallback=engine.fallback,
+        samples=samples,
+        seed=seed,
+        warnings=engine.warnings,
+    )
+
+
+# --- running the forward ---------------------------------------------------------------------
+
+
+class _NotBatchable(Exception):
+    """Raised inside vmap for an output vmap cannot carry (numpy, a Python number)."""
+
+
+@dataclass
+class _Slot:
+    """One perturbed forward: ``x.flatten()[index] = value``, the rest of x as it is."""
+
+    index: torch.Tensor
+    value: torch.Tensor
+
+
+class _Engine:
+    """Calls the forward: once plainly at the unperturbed input, then on chunks of perturbed
+    copies of one tensor, under vmap or in a loop. Outputs come back flattened and concatenated
+    in the order of ``grad_outs``."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        values: dict[str, torch.Tensor],
+        grad_outs: Mapping[str, torch.Tensor],
+        vectorize: bool,
+        memory_budget: int,
+    ) -> None:
+        self.forward = forward
+        self.values = values
+        self.out_names = list(grad_outs)
+        self.out_shapes = [tuple(grad_outs[k].shape) for k in self.out_names]
+        self.g = torch.cat(
+            [grad_outs[k].detach().to("cpu", torch.float64).reshape(-1) for k in self.out_names]
+        )
+        self.relevant = (self.g != 0) & torch.isfinite(self.g)
+        if not bool(torch.isfinite(self.g).all()):
+            raise NumericalError("the upstream gradient is not finite")
+        self.budget = memory_budget
+        self.evaluations = 0
+        self.calls = 0
+        self.vmap_ok: bool | None = None if vectorize else False
+        self.vectorized = False
+        self.fallback: str | None = None
+        self.warnings: list[str] = []
+        self.grouping_allowed = True
+        self.center, self.ulp = self._unperturbed()
+
+    @property
+    def m(self) -> int:
+        return self.g.numel()
+
+    def _call(self, values: Mapping[str, torch.Tensor], tensor: str | None, slot: _Slot | None) -> Any:
+        self.calls += 1
+        self.evaluations += 1
+        try:
+            return self.forward(values)
+        except Exception as exc:  # the user's forward: report where it raised
+            index = step = None
+            if tensor is not None and slot is not None and slot.index.numel() == 1:
+                flat = int(slot.index[0])
+                index = _unravel(flat, tuple(self.values[tensor].shape))
+                step = float(slot.value[0] - self.values[tensor].reshape(-1)[flat])
+            raise ForwardError(tensor, index, step, f"{type(exc).__name__}: {exc}") from exc
+
+    def _unperturbed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        first = self._call(dict(self.values), None, None)
+        flat, ulp = self._convert(first, check=True)
+        bad = self.relevant & ~torch.isfinite(flat)
+        if bool(bad.any()):
+            names = [k for k, part in zip(self.out_names, self._split(bad)) if bool(part.any())]
+            raise NumericalError(
+                f"the forward's output {', '.join(names)} is not finite at the unperturbed input "
+                f"({int(bad.sum())} elements): finite differences need finite outputs"
+            )
+        again, _ = self._convert(self._call({k: v.clone() for k, v in self.values.items()}, None, None))
+        same = (again == flat) | ~self.relevant
+        if not bool(same.all()):
+            raise NumericalError(
+                "the forward gives different outputs for the same input (random numbers? dropout? "
+                "state kept between calls?): finite differences need a deterministic forward"
+            )
+        return flat, ulp
+
+    def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        sizes = [math.prod(s) for s in self.out_shapes]
+        return list(torch.split(flat, sizes))
+
+    def _convert(self, result: Any, check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs as one float64 vector (copied), and each element's rounding unit."""
+        if not isinstance(result, Mapping):
+            raise NumericalError(
+                f"the forward must return its outputs by name, not a {type(result).__name__}"
+            )
+        parts, ulps = [], []
+        for name, shape in zip(self.out_names, self.out_shapes):
+            if name not in result:
+                raise NumericalError(
+                    f"the forward returned no output {name!r} (it returned {', '.join(result)})"
+                )
+            t, eps = _as_float64(result[name], name)
+            if check:
+                if tuple(t.shape) != shape:
+                    raise NumericalError(
+                        f"output {name!r} has shape {list(t.shape)}, its upstream gradient {list(shape)}"
+                    )
+                if eps > EPS:
+                    self.warnings.append(
+                        f"output {name!r} is not float64: the finite differences are limited to its precision"
+                    )
+            elif tuple(t.shape) != shape:
+                raise NumericalError(f"output {name!r} changed shape to {list(t.shape)} under a perturbation")
+            parts.append(t.reshape(-1))
+            ulps.append(torch.full((t.numel(),), eps, dtype=torch.float64))
+        return torch.cat(parts), torch.cat(ulps)
+
+    # chunks ------------------------------------------------------------------------------
+
+    def chunk_size(self, numel: int) -> int:
+        """Slots per vmap call within the memory budget (at least 2: the center and one)."""
+        per_slot = 8 * (numel + self.m) * INTERMEDIATES
+        return int(min(MAX_CHUNK, max(2, self.budget // max(per_slot, 1))))
+
+    def run(self, tensor: str, slots: list[_Slot], mode: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Outputs of each slot (len(slots), m), the unperturbed outputs they go with, and the
+        mode that ran them ("vmap" or "loop"; vmap falls back to the loop for good if it fails)."""
+        if mode == "vmap" and self.vmap_ok is not False:
+            out = self._run_vmap(tensor, slots)
+            if out is not None:
+                return out[0], out[1], "vmap"
+        return self._run_loop(tensor, slots), self.center, "loop"
+
+    def _run_loop(self, tensor: str, slots: list[_Slot]) -> torch.Tensor:
+        x = self.values[tensor]
+        rows = torch.empty(len(slots), self.m, dtype=torch.float64)
+        for r, slot in enumerate(slots):
+            xs = x.clone().reshape(-1)
+            xs[slot.index] = slot.value
+            values = dict(self.values)
+            values[tensor] = xs.reshape(x.shape)
+            rows[r] = self._convert(self._call(values, tensor, slot))[0]
+        return rows
+
+    def _run_vmap(self, tensor: str, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        x = self.values[tensor]
+        size = len(slots) + 1  # row 0: the unperturbed input, the outputs the slots go with
+        batch = x.reshape(1, -1).expand(size, -1).clone()
+        if slots:
+            rows = torch.cat(
+                [torch.full((len(s.index),), r + 1, dtype=torch.long) for r, s in enumerate(slots)]
+            )
+            cols = torch.cat([s.index for s in slots])
+            batch[rows, cols] = torch.cat([s.value for s in slots]).to(batch.dtype)
+        names, shapes, values, forward = self.out_names, self.out_shapes, self.values, self.forward
+
+        def one(xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            vals = dict(values)
+            vals[tensor] = xs
+            result = forward(vals)
+            outs = []
+            for name in names:
+                t = result[name]
+                if not isinstance(t, torch.Tensor) or t.is_complex():
+                    raise _NotBatchable(f"output {name!r} is a {type(t).__name__}")
+                outs.append(t.to(torch.float64))
+            return tuple(outs)
+
+        try:
+            outs = torch.func.vmap(one)(batch.reshape(size, *x.shape))
+            if any(tuple(o.shape) != (size, *s) for o, s in zip(outs, shapes)):
+                raise _NotBatchable("outputs of another shape under vmap")
+            flat = torch.cat([o.reshape(size, -1) for o in outs], dim=1).to("cpu")
+            center = flat[0]
+            # Batched kernels round differently from the plain one (and row by row: a matmul's
+            # tail tiles), never by more than rounding; a forward that means something else
+            # under vmap differs by more.
+            tol = 1e-9 * float(self.center.abs().max()) if self.m else 0.0
+            close = ((center - self.center).abs() <= tol + 1e-9 * self.center.abs()) | ~self.relevant
+            if not bool(close.all()):
+                raise _NotBatchable("outputs under vmap differ from the plain forward's")
+        except Exception as exc:  # vmap cannot run this forward: the loop can (or reports it)
+            self.vmap_ok = False
+            self.fallback = f"{type(exc).__name__}: {_first_line(exc)}"
+            return None
+        self.calls += 1
+        self.evaluations += size
+        self.vmap_ok = True
+        self.vectorized = True
+        return flat[1 : len(slots) + 1], center
+
+
+# --- one tensor --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stencil:
+    """Perturbed values and the steps actually taken, for the elements being computed."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    step_up: torch.Tensor  # fl(x + h) - x, exact
+    step_down: torch.Tensor  # x - fl(x - h), exact
+
+    @classmethod
+    def at(cls, x: torch.Tensor, h: torch.Tensor) -> _Stencil:
+        up, down = x + h, x - h
+        return cls(up, down, up - x, x - down)
+
+
+@dataclass
+class _Sums:
+    """Per element: L(x + h) - L(x) and L(x) - L(x - h), formed output by output, and what
+    bounds the rounding error of each: the squares of the moved outputs' rounding (they add up
+    as independent errors do) and, linearly, what moved by no more than rounding and was left
+    out."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    rounding_sq: torch.Tensor
+    left_out: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n: int) -> _Sums:
+        z = torch.zeros(n, dtype=torch.float64)
+        return cls(z.clone(), z.clone(), z.clone(), z.clone())
+
+    @property
+    def rounding(self) -> torch.Tensor:
+        return self.rounding_sq.sqrt() + self.left_out
+
+
+@dataclass
+class _Unit:
+    """A group of elements (local positions) moved together, and its slots."""
+
+    members: torch.Tensor
+    slots: list[_Slot]
+    half: bool = False  # a half of a group that failed on a few outputs
+
+
+class _Tensor:
+    def __init__(self, engine: _Engine, name: str, rule: StepRule, gen: torch.Generator, order: int) -> None:
+        self.engine = engine
+        self.name = name
+        self.rule = rule
+        self.gen = gen
+        self.x = engine.values[name]
+        self.flat = self.x.reshape(-1)
+        self.shape = tuple(self.x.shape)
+        self.modes: set[str] = set()
+        self.timing: dict[str, float] = {}
+        self.decided: str | None = None
+
+    def run(self, samples: int | None, n_directions: int, group: bool) -> TensorNumerical:
+        n = self.flat.numel()
+        if samples is None or n <= samples:
+            elements = torch.arange(n)
+        else:
+            elements = torch.randperm(n, generator=self.gen)[:samples].sort().values
+        x = self.flat[elements]
+        h = self.rule.steps(x)
+        stencil = _Stencil.at(x, h)
+        sums = _Sums.zeros(len(elements))
+        grouping = self._evaluate(elements, stencil, sums, group)
+
+        fwd, bwd = sums.up / stencil.step_up, sums.down / stencil.step_down
+        central = (sums.up + sums.down) / (stencil.step_up + stencil.step_down)
+        noise_c = 2 * sums.rounding / (stencil.step_up + stencil.step_down)
+        noise_1 = sums.rounding / torch.minimum(stencil.step_up, stencil.step_down)
+        finite = torch.isfinite(fwd) & torch.isfinite(bwd) & torch.isfinite(central)
+        top = float(central[finite].abs().max()) if bool(finite.any()) else 0.0
+        scale = torch.maximum(torch.maximum(fwd.abs(), bwd.abs()), torch.tensor(SCALE_FLOOR * top))
+        gap = fwd - bwd
+        suspect = finite & (gap.abs() > 2 * noise_1 + KINK_RATIO * scale)
+        error = noise_c + self.rule.relative * gap.abs()
+        unstable = torch.zeros(len(elements), dtype=torch.bool)
+
+        s = suspect.nonzero().reshape(-1)
+        if len(s):
+            near = _Stencil.at(x[s], h[s] * self.rule.second)
+            again = _Sums.zeros(len(s))
+            self._evaluate(elements[s], near, again, group=False)
+            fwd2, bwd2 = again.up / near.step_up, again.down / near.step_down
+            central2 = (again.up + again.down) / (near.step_up + near.step_down)
+            noise_c2 = 2 * again.rounding / (near.step_up + near.step_down)
+            noise_12 = again.rounding / torch.minimum(near.step_up, near.step_down)
+            rho = (near.step_up + near.step_down) / (stencil.step_up[s] + stencil.step_down[s])
+            gap1, gap2 = gap[s], fwd2 - bwd2
+            shrinks = (gap2 - rho * gap1).abs() <= 0.25 * rho * gap1.abs() + 2 * noise_12 + 2 * rho * noise_1[
+                s
+            ]
+            moved = (central2 - central[s]).abs()
+            steady = moved <= KINK_RATIO * scale[s] + noise_c[s] + noise_c2
+            smooth = shrinks & steady & torch.isfinite(central2)
+            error[s] = torch.where(smooth, noise_c[s] + moved * 16 / 15, gap1.abs() / 2)
+            unstable[s] = ~smooth
+
+        full = torch.full((self.flat.numel(),), math.nan, dtype=torch.float64)
+        mask = torch.zeros(self.flat.numel(), dtype=torch.bool)
+        grad, err = full.clone(), full.clone()
+        grad[elements] = torch.where(finite, central, torch.full_like(central, math.nan))
+        err[elements] = torch.where(finite, error, torch.full_like(error, math.nan))
+        computed, bad, kink = mask.clone(), mask.clone(), mask.clone()
+        computed[elements] = True
+        bad[elements] = ~finite
+        kink[elements] = unstable & finite
+
+        sampled = len(elements) < self.flat.numel()
+        dirs, dvals, derrs = self._directions(n_directions if sampled else 0)
+        return TensorNumerical(
+            name=self.name,
+            grad=grad.reshape(self.shape),
+            computed=computed.reshape(self.shape),
+            unstable=kink.reshape(self.shape),
+            nonfinite=bad.reshape(self.shape),
+            error=err.reshape(self.shape),
+            directions=dirs,
+            directional=dvals,
+            directional_error=derrs,
+            grouping=grouping,
+            method="+".join(m for m in ("vmap", "loop") if m in self.modes) or "none",
+        )
+
+    # evaluation --------------------------------------------------------------------------
+
+    def _evaluate(self, elements: torch.Tensor, stencil: _Stencil, sums: _Sums, group: bool) -> str:
+        """Fill ``sums`` for ``elements``, moving them in groups where that holds; say how."""
+        if len(elements) == 0:
+            return "none"
+        singles = torch.arange(len(elements))
+        description = "one by one"
+        if group:
+            for label, groups in self._candidates(elements):
+                left, structural = self._groups(groups[:1], elements, stencil, sums)
+                if structural:
+                    continue  # the first group's outputs mix its members: not this way
+                more, _ = self._groups(groups[1:], elements, stencil, sums, give_up=True)
+                left += more
+                singles = torch.cat(left) if left else torch.empty(0, dtype=torch.long)
+                sizes = [len(g) for g in groups]
+                plural = "s" if len(groups) > 1 else ""
+                description = f"{label}: {len(groups)} group{plural} of {sum(sizes) / len(sizes):.3g}"
+                if left:
+                    description += f", {len(singles)} elements one by one"
+                break
+        self._singles(singles, elements, stencil, sums)
+        return description
+
+    def _candidates(self, elements: torch.Tensor) -> Iterator[tuple[str, list[torch.Tensor]]]:
+        """Partitions of ``elements`` (as local positions) to try as groups, largest first: the
+        whole tensor, then the fibres along each axis (the elements that differ in that index
+        only)."""
+        n = len(elements)
+        options: list[tuple[float, str, list[torch.Tensor]]] = []
+        if n >= MIN_GROUP:
+            options.append((float(n), "the whole tensor at once", [torch.arange(n)]))
+        strides = [math.prod(self.shape[a + 1 :]) for a in range(len(self.shape))]
+        for axis, (size, stride) in enumerate(zip(self.shape, strides)):
+            if size < MIN_GROUP or len(self.shape) < 2:
+                continue
+            coord = (elements // stride) % size
+            _, inverse, counts = torch.unique(
+                elements - coord * stride, return_inverse=True, return_counts=True
+            )
+            mean = n / len(counts)
+            if mean < MIN_GROUP:
+                continue
+            order = torch.argsort(inverse, stable=True)
+            options.append((mean, f"groups along axis {axis}", list(torch.split(order, counts.tolist()))))
+        options.sort(key=lambda o: -o[0])
+        for _, label, groups in options:
+            yield label, groups
+
+    def _unit(self, members: torch.Tensor, elements: torch.Tensor, stencil: _Stencil) -> _Unit:
+        """Slots for moving ``members`` together: all up, all down, then by the bits of each
+        member's number and their complement (none for a single element)."""
+        index = elements[members]
+        up, down = stencil.up[members], stencil.down[members]
+        slots = [_Slot(index, up), _Slot(index, down)]
+        ids = torch.arange(len(members))
+        for b in range(_bits(len(members))):
+            bit = ((ids >> b) & 1).bool()
+            slots.append(_Slot(index, torch.where(bit, up, down)))
+            slots.append(_Slot(index, torch.where(bit, down, up)))
+        return _Unit(members, slots)
+
+    def _groups(
+        self,
+        groups: list[torch.Tensor],
+        elements: torch.Tensor,
+        stencil: _Stencil,
+        sums: _Sums,
+        give_up: bool = False,
+    ) -> tuple[list[torch.Tensor], int]:
+        """Move each group together and add what each member moved to ``sums``. Returns the
+        members left to be moved one by one, and how many of ``groups`` failed structurally (more
+        than a few of their outputs mix members; nothing of theirs is added then).
+
+        A group that fails on a few of its outputs (a tie, an abs at 0) is halved and tried again;
+        one that fails structurally, or is too small to halve, is left. ``give_up``: once 8 groups
+        were tried and most failed structurally, leave the rest untried.
+
+        Groups run in the loop: telling their outputs apart needs outputs that are bitwise equal
+        when their inputs are, which one call after another of the same forward gives and a
+        batched kernel does not (it rounds row by row differently: a matmul's tail tiles).
+        """
+        queue = deque(self._unit(g, elements, stencil) for g in groups)
+        left: list[torch.Tensor] = []
+        tried = structural = 0
+        room = max(8, self.engine.budget // (16 * max(self.engine.m, 1)))  # rows of outputs kept at once
+        while queue:
+            if give_up and tried >= 8 and structural * 2 > tried:
+                left.extend(u.members for u in queue)
+                break
+            chunk = [queue.popleft()]
+            used = len(chunk[0].slots)
+            while queue and used + len(queue[0].slots) <= room:
+                used += len(queue[0].slots)
+                chunk.append(queue.popleft())
+            try:
+                rows = self._run([s for u in chunk for s in u.slots], loop=True)[0]
+            except ForwardError:  # one of them raised: one by one, the element will be named
+                left.extend(u.members for u in chunk)
+                continue
+            r = 0
+            for unit in chunk:
+                k = len(unit.slots)
+                mixed = self._add(unit, rows[r : r + k], self.engine.center, True, sums)
+                r += k
+                tried += 1
+                if mixed is None:
+                    continue
+                if mixed <= MIXED_FEW and len(unit.members) >= 2 * MIN_GROUP:
+                    half = len(unit.members) // 2
+                    for part in (unit.members[:half], unit.members[half:]):
+                        queue.append(self._unit(part, elements, stencil))
+                        queue[-1].half = True
+                else:
+                    left.append(unit.members)
+                    structural += mixed > MIXED_FEW and not unit.half
+        return left, structural
+
+    def _singles(self, members: torch.Tensor, elements: torch.Tensor, stencil: _Stencil, sums: _Sums) -> None:
+        """Move each element on its own, in chunks under vmap or in the loop."""
+        per_chunk = max(1, (self.engine.chunk_size(self.flat.numel()) - 1) // 2)
+        for start in range(0, len(members), per_chunk):
+            units = [
+                self._unit(members[i : i + 1], elements, stencil)
+                for i in range(start, min(start + per_chunk, len(members)))
+            ]
+            rows, center, exact = self._run([s for u in units for s in u.slots])
+            for r, unit in enumerate(units):
+                self._add(unit, rows[2 * r : 2 * r + 2], center, exact, sums)
+
+    def _run(self, slots: list[_Slot], loop: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Run slots with the mode chosen for this tensor (``loop``: in the loop): their outputs,
+        the unperturbed outputs, and whether they are exact (the loop's: equal inputs, bitwise
+        equal outputs). Large tensors time one chunk under vmap and one in the loop, and keep the
+        faster."""
+        engine = self.engine
+        if loop:
+            rows, center, _ = engine.run(self.name, slots, "loop")
+            self.modes.add("loop")
+            return rows, center, True
+        fits = len(slots) + 1 <= engine.chunk_size(self.flat.numel())
+        if engine.vmap_ok is False or not fits:
+            mode = "loop"
+        elif self.decided is not None:
+            mode = self.decided
+        elif self.flat.numel() < AUTOTUNE_NUMEL:
+            mode = self.decided = "vmap"
+        else:
+            mode = "vmap" if "vmap" not in self.timing else "loop"
+        start = time.perf_counter()
+        rows, center, ran = engine.run(self.name, slots, mode)
+        self.modes.add(ran)
+        if self.decided is None and ran == mode and fits and slots:
+            self.timing[mode] = (time.perf_counter() - start) / len(slots)
+            if len(self.timing) == 2:
+                self.decided = min(self.timing, key=lambda m: self.timing[m])
+        return rows, center, ran == "loop"
+
+    def _add(
+        self, unit: _Unit, rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
+    ) -> float | None:
+        """Add what each member of ``unit`` moved to ``sums``: None if done, else the share of
+        the moved outputs that mix members (nothing is added then)."""
+        engine = self.engine
+        found = _owners(center, rows, engine.g, None if exact else engine.ulp, len(unit.members))
+        if isinstance(found, float):
+            return found
+        owner, rest_up, rest_down = found
+        up, down = rows[0], rows[1]
+        sel = owner >= 0
+        target = unit.members[owner[sel]]
+        g = engine.g[sel]
+        sums.up.index_add_(0, target, g * (up[sel] - center[sel]))
+        sums.down.index_add_(0, target, g * (center[sel] - down[sel]))
+        size = up[sel].abs() + center[sel].abs() + down[sel].abs()
+        sums.rounding_sq.index_add_(0, target, (ROUNDING_ULPS * engine.ulp[sel] * g * size) ** 2)
+        # What moved by rounding only is left out, and counted as error (of every member).
+        sums.left_out[unit.members] += max(abs(rest_up), abs(rest_down))
+        return None
+
+    # directions --------------------------------------------------------------------------
+
+    def _directions(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``k`` random directions u (scaled by max(|x|, 1)) and central differences of L along
+        them, with their errors (rounding plus half the one-sided gap: a kink crossed)."""
+        empty = torch.empty(0, dtype=torch.float64)
+        if k == 0:
+            return torch.empty((0, *self.shape), dtype=torch.float64), empty, empty
+        n = self.flat.numel()
+        index = torch.arange(n)
+        dirs, vals, errs = [], [], []
+        c = self.rule.relative
+        for _ in range(k):
+            v = torch.randn(n, generator=self.gen, dtype=torch.float64)
+            st = _Stencil.at(self.flat, c * self.flat.abs().clamp_min(1.0) * v)
+            rows, center, _ = self._run([_Slot(index, st.up), _Slot(index, st.down)])
+            rel, g = self.engine.relevant, self.engine.g
+            up, down = rows[0], rows[1]
+            d_up = (g * (up - center))[rel].sum()
+            d_down = (g * (center - down))[rel].sum()
+            size = (up.abs() + center.abs() + down.abs())[rel]
+            rounding = ROUNDING_ULPS * (self.engine.ulp[rel] * g[rel] * size).norm() / c
+            dirs.append((st.step_up + st.step_down) / (2 * c))
+            vals.append((d_up + d_down) / (2 * c))
+            errs.append(rounding + (d_up - d_down).abs() / (2 * c))
+        return (
+            torch.stack(dirs).reshape(k, *self.shape),
+            torch.stack(vals),
+            torch.stack(errs),
+        )
+
+
+def _owners(
+    center: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, ulp: torch.Tensor | None, n: int
+) -> tuple[torch.Tensor, float, float] | float:
+    """Which member of a group moved each output (-1: none), and what the outputs that moved by
+    rounding only add up to (up, down); if some outputs moved with two members (or the same way
+    up and down, which names no member), the share of the moved outputs that did.
+
+    ``rows``: all up, all down, then bit ``b`` up / its complement for each bit. Outputs are equal
+    when bitwise equal (``ulp=None``: the loop), or within ``NOISE_ULPS`` of their rounding unit
+    (vmap: its batched kernels round one row and another differently).
+    """
+    up, down = rows[0], rows[1]
+    if ulp is None:
+        tau = torch.zeros_like(center)
+    else:
+        tau = NOISE_ULPS * ulp * torch.maximum(center.abs(), torch.maximum(up.abs(), down.abs()))
+    moved = ((up - center).abs() > tau) | ((down - center).abs() > tau)
+    moved |= ~torch.isfinite(up) | ~torch.isfinite(down)
+    relevant = g != 0
+    changed = moved & relevant
+    rest = relevant & ~moved
+    rest_up = float((g * (up - center))[rest].sum())
+    rest_down = float((g * (center - down))[rest].sum())
+    if n == 1:
+        return torch.where(changed, 0, -1), rest_up, rest_down
+    bits, complement = rows[2::2], rows[3::2]
+
+    def near(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs() <= tau
+
+    one = near(bits, up) & near(complement, down)
+    zero = near(bits, down) & near(complement, up)
+    weights = 2 ** torch.arange(len(bits))
+    number = (one.long() * weights[:, None]).sum(0)
+    mixed = changed & (((up - down).abs() <= 2 * tau) | ~(one | zero).all(0) | (number >= n))
+    if bool(mixed.any()):
+        return float(mixed.sum()) / float(changed.sum())
+    return torch.where(changed, number, -1), rest_up, rest_down
+
+
+def _bits(n: int) -> int:
+    return 0 if n <= 1 else (n - 1).bit_length()
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat % size)
+        flat //= size
+    return tuple(reversed(index))
+
+
+def _seed_for(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _as_float64(value: Any, name: str) -> tuple[torch.Tensor, float]:
+    """A float64 CPU copy of an output, and the rounding unit of its own dtype."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise NumericalError(f"output {name!r} is complex")
+        eps = torch.finfo(value.dtype).eps if value.is_floating_point() else EPS
+        return value.detach().to("cpu", torch.float64, copy=True), max(float(eps), EPS)
+    import numpy as np
+
+    if isinstance(value, (np.ndarray, np.generic)):
+        if np.iscomplexobj(value) or value.dtype == object:
+            raise NumericalError(f"output {name!r} is a numpy array of {value.dtype}")
+        eps = float(np.finfo(value.dtype).eps) if np.issubdtype(value.dtype, np.floating) else EPS
+        return torch.from_numpy(np.array(value, dtype=np.float64)), max(eps, EPS)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64), EPS
+    raise NumericalError(f"output {name!r} is a {type(value).__name__}, not a tensor, array or number")
