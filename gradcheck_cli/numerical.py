@@ -22,8 +22,8 @@ the outputs the element moves, not of the whole sum. It is estimated as ``8 ulp`
 those outputs (their own dtype's ulp: a float32 output limits the finite differences to float32),
 added as independent errors add (root sum of squares), and reported per element in ``error``.
 Under vmap, batched kernels round one row of a batch and another differently (a matmul's tail
-tiles), so there outputs within ``16 ulp`` count as unmoved and what they add up to is counted as
-error instead.
+tiles), so there outputs within ``64 ulp`` of their tensor's largest value count as equal, and
+what moves by no more than that is counted as error instead.
 
 Kinks. The three points ``x - h, x, x + h`` also give the one-sided differences. On a smooth
 function they differ by ``h |f''|``; across a kink (ReLU at 0, a max-pool tie, abs at 0) by a
@@ -43,24 +43,28 @@ their gap says nothing about ``f'''``). The comparison widens its tolerance by i
 
 Groups. Elements that reach disjoint sets of outputs (``weight[k, j]`` for different ``k`` of a
 linear layer, the samples of a batch, an elementwise function's elements) can be moved together:
-each output then changes because of one of them only, bitwise as if that one had moved alone.
-Which one is read off ``2 * ceil(log2 n)`` more forwards in which the group's members move up or
-down by the bits of their number (and by the complement): an output owned by member ``j`` equals
-the all-up or the all-down output exactly, as bit ``b`` of ``j`` says. An output that matches
-neither, or reads both ways (a max-pool tie moves up whichever of its two members goes up, so
-without the complement it would name a third), or moves the same way up and down (abs at 0),
-depends on more than one member. A group where few outputs do is halved and tried again; one
-where many do is moved element by element. Groups run in the plain loop, where equal inputs give
-bitwise equal outputs. The partitions tried are the whole tensor, then the fibres along each axis
-(largest groups first), each on its first group; the first that holds is kept. A group of ``n``
-costs ``2 + 2 ceil(log2 n)`` forwards instead of ``2 n``: the 1000 x 1000 weight of a linear
-layer (groups along axis 0, one per input column) takes 22,000 forwards instead of 2,000,000.
+each output then changes because of one of them only, exactly as if that one had moved alone.
+Which one is read off a code: member ``j`` of ``n`` gets a codeword of ``L`` letters with
+``(L - 1) / 2`` ones (``L`` odd, the smallest with ``comb(L, (L - 1) / 2) >= n``: 11 for 143
+members, 13 for 1000), and the group takes ``L`` forwards, forward ``p`` with each member up where
+its codeword's letter ``p`` is 1 and down where it is 0. An output moved by member ``j`` alone
+then takes two values: its up value on the ``(L - 1) / 2`` forwards that spell ``j``'s codeword,
+its down value on the others. An output that takes three values, or one (it moves the same way
+up and down: abs at 0), or spells no codeword (a max-pool tie moves up with either member and
+spells the union of their codewords: too many ones), depends on more than one member. A group
+where few outputs do is halved and tried again; one where many do is moved element by element.
+The partitions tried are the whole tensor, then the fibres along each axis (largest groups
+first), each on its first group; the first that holds is kept. A group of ``n`` costs ``L``
+forwards instead of ``2 n``: the 1000 x 1000 weight of a linear layer (groups along axis 0, one
+per input column) takes 13,000 forwards instead of 2,000,000.
 
-Speed. Elements moved one by one (and the directions) are batched with ``torch.func.vmap`` over
-chunks of perturbations (a pure torch forward), chunk sizes bounded by a memory budget; a forward
-vmap cannot run (numpy, ``.item()``, data-dependent control flow, a non-tensor output) makes it
-fall back to the plain loop once, for good. Large tensors time one chunk each way and keep the
-faster (copying a large tensor per perturbation can cost more than the loop saves).
+Speed. Chunks of perturbed forwards (groups' and single elements') are batched with
+``torch.func.vmap`` (a pure torch forward), chunk sizes bounded by a memory budget; a forward vmap
+cannot run (numpy, ``.item()``, data-dependent control flow, a non-tensor output) makes it fall
+back to the plain loop once, for good. The loop perturbs one working copy in place and restores
+it (a forward that writes into its input is caught and gets fresh copies). A large tensor times
+a chunk each way and keeps the faster: copying it for every perturbation of a batch can cost more
+than the batch saves.
 
 Sampling. Above ``samples`` elements a tensor gets a seeded random subset of elements plus a few
 random directions ``u`` over the whole tensor, with their directional derivatives ``<grad, u>``
@@ -75,6 +79,7 @@ input raise :class:`NumericalError`, and perturbed outputs that are not finite m
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import zlib
@@ -88,7 +93,7 @@ import torch
 EPS = float(torch.finfo(torch.float64).eps)
 STEP = EPS ** (1 / 3)  # 6.06e-06: the central-difference step, relative to max(|x|, 1)
 SECOND_STEP = 0.25  # the confirming step of a kink suspect, as a fraction of the first
-NOISE_ULPS = 16.0  # outputs this many eps apart are equal (vmap's batched kernels round differently)
+NOISE_ULPS = 64.0  # outputs this many eps of their tensor's scale apart are equal under vmap
 ROUNDING_ULPS = 8.0  # the rounding error of one output, in units of its dtype's eps
 KINK_RATIO = 1e-4  # one-sided gap, relative to the gradient's scale, that makes a suspect
 SCALE_FLOOR = 1e-2  # an element's gradient scale is at least this share of its tensor's largest
@@ -97,7 +102,7 @@ DEFAULT_DIRECTIONS = 4  # random directions over the whole tensor when sampled
 MEMORY_BUDGET = 256 * 2**20  # bytes for one chunk of batched perturbed forwards
 INTERMEDIATES = 4  # a batched forward's memory per slot, in copies of its input and outputs
 MAX_CHUNK = 512  # perturbed forwards in one vmap call
-MIN_GROUP = 4  # smaller groups cost as many forwards as their elements one by one
+MIN_GROUP = 2  # a group of n costs the length of its codewords (3 for 2 or 3, 5 up to 10, ...), not 2 n
 MIXED_FEW = 0.25  # a group whose outputs mix members in no more than this share is halved, not given up
 AUTOTUNE_NUMEL = 1 << 14  # tensors at least this large time vmap against the loop
 
@@ -362,11 +367,41 @@ class _NotBatchable(Exception):
 
 
 @dataclass
-class _Slot:
-    """One perturbed forward: ``x.flatten()[index] = value``, the rest of x as it is."""
+class _Block:
+    """Slots that write ``index`` (n,) of the flattened tensor: one per row of ``values`` (k, n);
+    or, ``pairs``, two per element of ``index`` (k,): ``values[i, 0]`` then ``values[i, 1]``
+    (up and down of single elements)."""
 
     index: torch.Tensor
-    value: torch.Tensor
+    values: torch.Tensor
+    pairs: bool = False
+
+    @property
+    def n(self) -> int:
+        return 2 * len(self.index) if self.pairs else int(self.values.shape[0])
+
+
+@dataclass
+class _Slots:
+    """Perturbed forwards of one tensor, block after block."""
+
+    blocks: list[_Block]
+
+    @property
+    def n(self) -> int:
+        return sum(b.n for b in self.blocks)
+
+    @classmethod
+    def rows(cls, index: torch.Tensor, values: torch.Tensor) -> _Slots:
+        return cls([_Block(index, values)])
+
+    @classmethod
+    def pairs(cls, index: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> _Slots:
+        return cls([_Block(index, torch.stack([up, down], dim=1), pairs=True)])
+
+    @classmethod
+    def cat(cls, parts: Sequence[_Slots]) -> _Slots:
+        return cls([b for p in parts for b in p.blocks])
 
 
 class _Engine:
@@ -386,6 +421,8 @@ class _Engine:
         self.values = values
         self.out_names = list(grad_outs)
         self.out_shapes = [tuple(grad_outs[k].shape) for k in self.out_names]
+        self.out_sizes = [math.prod(s) for s in self.out_shapes]
+        self.single = len(self.out_names) == 1
         self.g = torch.cat(
             [grad_outs[k].detach().to("cpu", torch.float64).reshape(-1) for k in self.out_names]
         )
@@ -400,27 +437,67 @@ class _Engine:
         self.fallback: str | None = None
         self.warnings: list[str] = []
         self.grouping_allowed = True
+        self.copy_inputs = False  # give the forward fresh copies for every call (it writes into its inputs)
+        self.pristine = {k: v.clone() for k, v in values.items()}
+        self.buffers: dict[str, torch.Tensor] = {}  # per tensor, the batch of perturbed copies for vmap
         self.center, self.ulp = self._unperturbed()
+        # How far apart two batched evaluations of the same output can round: batched kernels
+        # round one row of a batch and another differently (a matmul's tail tiles), relative to
+        # the output tensor's scale, not the element's (an element near 0 by cancellation rounds
+        # like its terms).
+        finite = torch.where(torch.isfinite(self.center), self.center.abs(), torch.zeros_like(self.center))
+        scale = torch.cat([part.max().expand(len(part)) for part in self._split(finite) if len(part)])
+        self.noise = NOISE_ULPS * self.ulp * torch.maximum(scale, finite)
 
     @property
     def m(self) -> int:
         return self.g.numel()
 
-    def _call(self, values: Mapping[str, torch.Tensor], tensor: str | None, slot: _Slot | None) -> Any:
+    def _call(
+        self,
+        values: Mapping[str, torch.Tensor],
+        tensor: str | None = None,
+        where: tuple[int, float] | None = None,
+    ) -> Any:
+        """The forward on ``values``; ``where``: the one element perturbed and its new value."""
         self.calls += 1
         self.evaluations += 1
         try:
             return self.forward(values)
         except Exception as exc:  # the user's forward: report where it raised
             index = step = None
-            if tensor is not None and slot is not None and slot.index.numel() == 1:
-                flat = int(slot.index[0])
-                index = _unravel(flat, tuple(self.values[tensor].shape))
-                step = float(slot.value[0] - self.values[tensor].reshape(-1)[flat])
+            if tensor is not None and where is not None:
+                x = self.values[tensor]
+                index = _unravel(where[0], tuple(x.shape))
+                step = where[1] - float(x.reshape(-1)[where[0]])
             raise ForwardError(tensor, index, step, f"{type(exc).__name__}: {exc}") from exc
 
+    def _inputs(self, tensor: str | None = None, work: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The values to call the forward with (``tensor`` replaced by ``work``): the engine's own,
+        or fresh copies once the forward was caught writing into its inputs."""
+        if self.copy_inputs:
+            values = {k: v.clone() for k, v in self.values.items()}
+        else:
+            values = dict(self.values)
+        if tensor is not None and work is not None:
+            values[tensor] = work
+        return values
+
+    def _written(self) -> bool:
+        """Whether a forward wrote into the values it was given (they no longer equal a pristine
+        copy); if so, restore them and give the forward fresh copies from now on."""
+        if self.copy_inputs:
+            return False
+        changed = [k for k, v in self.values.items() if not _same(v, self.pristine[k])]
+        for k in changed:
+            self.values[k] = self.pristine[k].clone()
+        if changed:
+            self.copy_inputs = True
+        return bool(changed)
+
     def _unperturbed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        first = self._call(dict(self.values), None, None)
+        first = self._call(self._inputs())
+        self._written()
         flat, ulp = self._convert(first, check=True)
         bad = self.relevant & ~torch.isfinite(flat)
         if bool(bad.any()):
@@ -429,7 +506,7 @@ class _Engine:
                 f"the forward's output {', '.join(names)} is not finite at the unperturbed input "
                 f"({int(bad.sum())} elements): finite differences need finite outputs"
             )
-        again, _ = self._convert(self._call({k: v.clone() for k, v in self.values.items()}, None, None))
+        again, _ = self._convert(self._call(self._inputs()))
         same = (again == flat) | ~self.relevant
         if not bool(same.all()):
             raise NumericalError(
@@ -477,8 +554,12 @@ class _Engine:
         per_slot = 8 * (numel + self.m) * INTERMEDIATES
         return int(min(MAX_CHUNK, max(2, self.budget // max(per_slot, 1))))
 
-    def run(self, tensor: str, slots: list[_Slot], mode: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Outputs of each slot (len(slots), m), the unperturbed outputs they go with, and the
+    def loop_chunk(self) -> int:
+        """Slots per chunk in the loop: their outputs are kept until the chunk is done."""
+        return int(min(4 * MAX_CHUNK, max(8, self.budget // (4 * 8 * max(self.m, 1)))))
+
+    def run(self, tensor: str, slots: _Slots, mode: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Outputs of each slot (slots.n, m), the unperturbed outputs they go with, and the
         mode that ran them ("vmap" or "loop"; vmap falls back to the loop for good if it fails)."""
         if mode == "vmap" and self.vmap_ok is not False:
             out = self._run_vmap(tensor, slots)
@@ -486,27 +567,106 @@ class _Engine:
                 return out[0], out[1], "vmap"
         return self._run_loop(tensor, slots), self.center, "loop"
 
-    def _run_loop(self, tensor: str, slots: list[_Slot]) -> torch.Tensor:
+    def _run_loop(self, tensor: str, slots: _Slots) -> torch.Tensor:
+        """Each slot in turn, perturbing one working copy in place and restoring it after the
+        call. A forward that writes into its input (caught by comparing the copy with the input
+        after the chunk) gets a fresh copy for every call from then on."""
         x = self.values[tensor]
-        rows = torch.empty(len(slots), self.m, dtype=torch.float64)
-        for r, slot in enumerate(slots):
-            xs = x.clone().reshape(-1)
-            xs[slot.index] = slot.value
-            values = dict(self.values)
-            values[tensor] = xs.reshape(x.shape)
-            rows[r] = self._convert(self._call(values, tensor, slot))[0]
+        original = x.view(-1)
+        rows = torch.empty(slots.n, self.m, dtype=torch.float64)
+        work = x.clone()
+        flat = work.view(-1)
+        r = 0
+        for block in slots.blocks:
+            if block.pairs:  # single elements: Python numbers, no tensor per slot
+                saved = original[block.index].tolist()
+                for i, (at, pair) in enumerate(zip(block.index.tolist(), block.values.tolist())):
+                    for value in pair:
+                        if self.copy_inputs:
+                            work = x.clone()
+                            flat = work.view(-1)
+                        flat[at] = value
+                        try:
+                            self._fill(
+                                rows[r], self._call({**self.values, tensor: work}, tensor, (at, value))
+                            )
+                        finally:
+                            flat[at] = saved[i]
+                        r += 1
+                continue
+            saved_t = original[block.index]
+            one = len(block.index) == 1
+            try:  # every slot of a block writes the same elements: restore them once, after it
+                for k in range(block.n):
+                    if self.copy_inputs:
+                        work = x.clone()
+                        flat = work.view(-1)
+                    row = block.values[k]
+                    flat.index_put_((block.index,), row)
+                    where = (int(block.index[0]), float(row[0])) if one else None
+                    self._fill(rows[r], self._call(self._inputs(tensor, work), tensor, where))
+                    r += 1
+            finally:
+                flat.index_put_((block.index,), saved_t)
+        if not self.copy_inputs and (not _same(work, x) or self._written()):
+            self.copy_inputs = True  # the forward wrote into its inputs: these rows are not to be trusted
+            self.calls -= slots.n
+            self.evaluations -= slots.n
+            return self._run_loop(tensor, slots)
         return rows
 
-    def _run_vmap(self, tensor: str, slots: list[_Slot]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        x = self.values[tensor]
-        size = len(slots) + 1  # row 0: the unperturbed input, the outputs the slots go with
-        batch = x.reshape(1, -1).expand(size, -1).clone()
-        if slots:
-            rows = torch.cat(
-                [torch.full((len(s.index),), r + 1, dtype=torch.long) for r, s in enumerate(slots)]
+    def _fill(self, row: torch.Tensor, result: Any) -> None:
+        """Write a perturbed forward's outputs into ``row`` (the fast path of ``_convert``)."""
+        if type(result) is not dict and not isinstance(result, Mapping):
+            raise NumericalError(
+                f"the forward must return its outputs by name, not a {type(result).__name__}"
             )
-            cols = torch.cat([s.index for s in slots])
-            batch[rows, cols] = torch.cat([s.value for s in slots]).to(batch.dtype)
+        if self.single:  # one float64 output: no slicing
+            value = result.get(self.out_names[0])
+            if (
+                type(value) is torch.Tensor
+                and value.dtype == torch.float64
+                and value.shape == self.out_shapes[0]
+            ):
+                row.copy_(value.view(-1) if value.is_contiguous() else value.reshape(-1))
+                return
+        start = 0
+        for name, shape, size in zip(self.out_names, self.out_shapes, self.out_sizes):
+            if name not in result:
+                raise NumericalError(
+                    f"the forward returned no output {name!r} (it returned {', '.join(result)})"
+                )
+            value = result[name]
+            if isinstance(value, torch.Tensor) and not value.is_complex():
+                if tuple(value.shape) != shape:
+                    raise NumericalError(
+                        f"output {name!r} changed shape to {list(value.shape)} under a perturbation"
+                    )
+                row[start : start + size].view(shape).copy_(value.detach())
+            else:
+                t, _ = _as_float64(value, name)
+                if tuple(t.shape) != shape:
+                    raise NumericalError(
+                        f"output {name!r} changed shape to {list(t.shape)} under a perturbation"
+                    )
+                row[start : start + size] = t.reshape(-1)
+            start += size
+
+    def _run_vmap(self, tensor: str, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor] | None:
+        x = self.values[tensor]
+        size = slots.n + 1  # row 0: the unperturbed input, the outputs the slots go with
+        buffer = self.buffers.get(tensor)
+        if buffer is None or buffer.shape[0] < size:  # kept: fresh memory costs page faults
+            buffer = self.buffers[tensor] = torch.empty(self.chunk_size(x.numel()), x.numel(), dtype=x.dtype)
+        batch = buffer[:size]
+        batch.copy_(x.reshape(1, -1).expand(size, -1))
+        r = 1
+        for block in slots.blocks:
+            if block.pairs:
+                batch[r + torch.arange(block.n), block.index.repeat_interleave(2)] = block.values.reshape(-1)
+            else:
+                batch[r : r + block.n, block.index] = block.values
+            r += block.n
         names, shapes, values, forward = self.out_names, self.out_shapes, self.values, self.forward
 
         def one(xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -542,7 +702,7 @@ class _Engine:
         self.evaluations += size
         self.vmap_ok = True
         self.vectorized = True
-        return flat[1 : len(slots) + 1], center
+        return flat[1:], center
 
 
 # --- one tensor --------------------------------------------------------------------------------
@@ -590,7 +750,7 @@ class _Unit:
     """A group of elements (local positions) moved together, and its slots."""
 
     members: torch.Tensor
-    slots: list[_Slot]
+    slots: _Slots
     half: bool = False  # a half of a group that failed on a few outputs
 
 
@@ -604,8 +764,7 @@ class _Tensor:
         self.flat = self.x.reshape(-1)
         self.shape = tuple(self.x.shape)
         self.modes: set[str] = set()
-        self.timing: dict[str, float] = {}
-        self.decided: str | None = None
+        self.slot_time: dict[str, float] = {}  # seconds per perturbed forward, by mode
 
     def run(self, samples: int | None, n_directions: int, group: bool) -> TensorNumerical:
         n = self.flat.numel()
@@ -663,6 +822,7 @@ class _Tensor:
 
         sampled = len(elements) < self.flat.numel()
         dirs, dvals, derrs = self._directions(n_directions if sampled else 0)
+        self.engine.buffers.pop(self.name, None)
         return TensorNumerical(
             name=self.name,
             grad=grad.reshape(self.shape),
@@ -683,62 +843,71 @@ class _Tensor:
         """Fill ``sums`` for ``elements``, moving them in groups where that holds; say how."""
         if len(elements) == 0:
             return "none"
-        singles = torch.arange(len(elements))
+        todo = torch.arange(len(elements))
         description = "one by one"
         if group:
-            for label, groups in self._candidates(elements):
+            for label, groups in self._candidates(elements, todo):
                 left, structural = self._groups(groups[:1], elements, stencil, sums)
                 if structural:
                     continue  # the first group's outputs mix its members: not this way
                 more, _ = self._groups(groups[1:], elements, stencil, sums, give_up=True)
                 left += more
-                singles = torch.cat(left) if left else torch.empty(0, dtype=torch.long)
                 sizes = [len(g) for g in groups]
                 plural = "s" if len(groups) > 1 else ""
                 description = f"{label}: {len(groups)} group{plural} of {sum(sizes) / len(sizes):.3g}"
-                if left:
-                    description += f", {len(singles)} elements one by one"
+                todo = torch.cat(left) if left else torch.empty(0, dtype=torch.long)
+                if len(todo):
+                    description += f", {len(todo)} elements one by one"
                 break
-        self._singles(singles, elements, stencil, sums)
+        self._singles(todo, elements, stencil, sums)
         return description
 
-    def _candidates(self, elements: torch.Tensor) -> Iterator[tuple[str, list[torch.Tensor]]]:
-        """Partitions of ``elements`` (as local positions) to try as groups, largest first: the
+    def _candidates(
+        self, elements: torch.Tensor, todo: torch.Tensor
+    ) -> Iterator[tuple[str, list[torch.Tensor]]]:
+        """Partitions of ``todo`` (positions in ``elements``) to try as groups, largest first: the
         whole tensor, then the fibres along each axis (the elements that differ in that index
         only)."""
-        n = len(elements)
+        n = len(todo)
+        flat = elements[todo]
         options: list[tuple[float, str, list[torch.Tensor]]] = []
         if n >= MIN_GROUP:
-            options.append((float(n), "the whole tensor at once", [torch.arange(n)]))
+            options.append((float(n), "the whole tensor at once", [todo]))
         strides = [math.prod(self.shape[a + 1 :]) for a in range(len(self.shape))]
         for axis, (size, stride) in enumerate(zip(self.shape, strides)):
-            if size < MIN_GROUP or len(self.shape) < 2:
+            if size < MIN_GROUP or len(self.shape) < 2 or n == 0:
                 continue
-            coord = (elements // stride) % size
-            _, inverse, counts = torch.unique(
-                elements - coord * stride, return_inverse=True, return_counts=True
-            )
+            coord = (flat // stride) % size
+            _, inverse, counts = torch.unique(flat - coord * stride, return_inverse=True, return_counts=True)
             mean = n / len(counts)
             if mean < MIN_GROUP:
                 continue
-            order = torch.argsort(inverse, stable=True)
+            order = todo[torch.argsort(inverse, stable=True)]
             options.append((mean, f"groups along axis {axis}", list(torch.split(order, counts.tolist()))))
         options.sort(key=lambda o: -o[0])
         for _, label, groups in options:
             yield label, groups
 
-    def _unit(self, members: torch.Tensor, elements: torch.Tensor, stencil: _Stencil) -> _Unit:
-        """Slots for moving ``members`` together: all up, all down, then by the bits of each
-        member's number and their complement (none for a single element)."""
-        index = elements[members]
-        up, down = stencil.up[members], stencil.down[members]
-        slots = [_Slot(index, up), _Slot(index, down)]
-        ids = torch.arange(len(members))
-        for b in range(_bits(len(members))):
-            bit = ((ids >> b) & 1).bool()
-            slots.append(_Slot(index, torch.where(bit, up, down)))
-            slots.append(_Slot(index, torch.where(bit, down, up)))
-        return _Unit(members, slots)
+    def _units(self, groups: list[torch.Tensor], elements: torch.Tensor, stencil: _Stencil) -> list[_Unit]:
+        """Slots for moving each group's members together: one per letter of their codewords,
+        each member up where its codeword has a 1 and down where it has a 0 (up and down for a
+        single element). Groups of one size are built together."""
+        units: list[_Unit | None] = [None] * len(groups)
+        by_size: dict[int, list[int]] = {}
+        for i, group in enumerate(groups):
+            by_size.setdefault(len(group), []).append(i)
+        for n, which in by_size.items():
+            members = torch.stack([groups[i] for i in which])  # (U, n)
+            up, down = stencil.up[members], stencil.down[members]
+            if n == 1:
+                rows = torch.stack([up, down], dim=1)  # (U, 2, 1)
+            else:
+                code = _codebook(n)[0]
+                rows = torch.where(code.T[None], up[:, None], down[:, None])  # (U, L, n)
+            index = elements[members]
+            for j, i in enumerate(which):
+                units[i] = _Unit(members[j], _Slots.rows(index[j], rows[j]))
+        return [u for u in units if u is not None]
 
     def _groups(
         self,
@@ -756,41 +925,36 @@ class _Tensor:
         one that fails structurally, or is too small to halve, is left. ``give_up``: once 8 groups
         were tried and most failed structurally, leave the rest untried.
 
-        Groups run in the loop: telling their outputs apart needs outputs that are bitwise equal
-        when their inputs are, which one call after another of the same forward gives and a
-        batched kernel does not (it rounds row by row differently: a matmul's tail tiles).
+        Chunks of groups run under vmap or in the loop like single elements; a group too large
+        for a chunk runs in the loop.
         """
-        queue = deque(self._unit(g, elements, stencil) for g in groups)
+        queue = deque(self._units(groups, elements, stencil))
         left: list[torch.Tensor] = []
         tried = structural = 0
-        room = max(8, self.engine.budget // (16 * max(self.engine.m, 1)))  # rows of outputs kept at once
         while queue:
             if give_up and tried >= 8 and structural * 2 > tried:
                 left.extend(u.members for u in queue)
                 break
+            room = self._capacity()
             chunk = [queue.popleft()]
-            used = len(chunk[0].slots)
-            while queue and used + len(queue[0].slots) <= room:
-                used += len(queue[0].slots)
+            used = chunk[0].slots.n
+            while queue and used + queue[0].slots.n <= room:
+                used += queue[0].slots.n
                 chunk.append(queue.popleft())
             try:
-                rows = self._run([s for u in chunk for s in u.slots], loop=True)[0]
+                rows, center, exact = self._run(_Slots.cat([u.slots for u in chunk]))
             except ForwardError:  # one of them raised: one by one, the element will be named
                 left.extend(u.members for u in chunk)
                 continue
-            r = 0
-            for unit in chunk:
-                k = len(unit.slots)
-                mixed = self._add(unit, rows[r : r + k], self.engine.center, True, sums)
-                r += k
+            for unit, mixed in zip(chunk, self._add(chunk, rows, center, exact, sums)):
                 tried += 1
                 if mixed is None:
                     continue
                 if mixed <= MIXED_FEW and len(unit.members) >= 2 * MIN_GROUP:
                     half = len(unit.members) // 2
-                    for part in (unit.members[:half], unit.members[half:]):
-                        queue.append(self._unit(part, elements, stencil))
-                        queue[-1].half = True
+                    for part in self._units([unit.members[:half], unit.members[half:]], elements, stencil):
+                        part.half = True
+                        queue.append(part)
                 else:
                     left.append(unit.members)
                     structural += mixed > MIXED_FEW and not unit.half
@@ -798,65 +962,118 @@ class _Tensor:
 
     def _singles(self, members: torch.Tensor, elements: torch.Tensor, stencil: _Stencil, sums: _Sums) -> None:
         """Move each element on its own, in chunks under vmap or in the loop."""
-        per_chunk = max(1, (self.engine.chunk_size(self.flat.numel()) - 1) // 2)
-        for start in range(0, len(members), per_chunk):
-            units = [
-                self._unit(members[i : i + 1], elements, stencil)
-                for i in range(start, min(start + per_chunk, len(members)))
-            ]
-            rows, center, exact = self._run([s for u in units for s in u.slots])
-            for r, unit in enumerate(units):
-                self._add(unit, rows[2 * r : 2 * r + 2], center, exact, sums)
+        start = 0
+        while start < len(members):
+            chunk = members[start : start + max(1, self._capacity() // 2)]
+            start += len(chunk)
+            slots = _Slots.pairs(elements[chunk], stencil.up[chunk], stencil.down[chunk])
+            rows, center, exact = self._run(slots)
+            self._add_singles(chunk, rows, center, exact, sums)
 
-    def _run(self, slots: list[_Slot], loop: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Run slots with the mode chosen for this tensor (``loop``: in the loop): their outputs,
-        the unperturbed outputs, and whether they are exact (the loop's: equal inputs, bitwise
-        equal outputs). Large tensors time one chunk under vmap and one in the loop, and keep the
-        faster."""
-        engine = self.engine
-        if loop:
-            rows, center, _ = engine.run(self.name, slots, "loop")
-            self.modes.add("loop")
-            return rows, center, True
-        fits = len(slots) + 1 <= engine.chunk_size(self.flat.numel())
-        if engine.vmap_ok is False or not fits:
+    def _mode(self) -> str:
+        """Where the next chunk runs: under vmap where the forward allows it; a large tensor tries
+        both and keeps the faster (copying it for every slot of a batch can cost more than the
+        batch saves)."""
+        if self.engine.vmap_ok is False:
+            return "loop"
+        if "vmap" not in self.slot_time or self.flat.numel() < AUTOTUNE_NUMEL:
+            return "vmap"
+        if "loop" not in self.slot_time:
+            return "loop"
+        return min(self.slot_time, key=lambda m: self.slot_time[m])
+
+    def _capacity(self) -> int:
+        """Slots in the next chunk."""
+        batched = self.engine.chunk_size(self.flat.numel()) - 1
+        return batched if self._mode() == "vmap" else max(batched, self.engine.loop_chunk())
+
+    def _run(self, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Run a chunk of slots: their outputs, the unperturbed outputs, and whether they are
+        exact (the loop's: equal inputs give bitwise equal outputs). A chunk too large for vmap
+        runs in the loop. Each mode's time per slot is kept."""
+        mode = self._mode()
+        if slots.n + 1 > self.engine.chunk_size(self.flat.numel()):
             mode = "loop"
-        elif self.decided is not None:
-            mode = self.decided
-        elif self.flat.numel() < AUTOTUNE_NUMEL:
-            mode = self.decided = "vmap"
-        else:
-            mode = "vmap" if "vmap" not in self.timing else "loop"
         start = time.perf_counter()
-        rows, center, ran = engine.run(self.name, slots, mode)
+        rows, center, ran = self.engine.run(self.name, slots, mode)
         self.modes.add(ran)
-        if self.decided is None and ran == mode and fits and slots:
-            self.timing[mode] = (time.perf_counter() - start) / len(slots)
-            if len(self.timing) == 2:
-                self.decided = min(self.timing, key=lambda m: self.timing[m])
+        if slots.n:
+            per_slot = (time.perf_counter() - start) / slots.n
+            self.slot_time[ran] = (
+                per_slot if ran not in self.slot_time else (self.slot_time[ran] + per_slot) / 2
+            )
         return rows, center, ran == "loop"
 
     def _add(
-        self, unit: _Unit, rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
-    ) -> float | None:
-        """Add what each member of ``unit`` moved to ``sums``: None if done, else the share of
-        the moved outputs that mix members (nothing is added then)."""
+        self, units: list[_Unit], rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
+    ) -> list[float | None]:
+        """Add what each member of each unit moved to ``sums`` (``rows``: the units' slots one
+        after another). Per unit: None if done, else the share of its moved outputs that mix
+        members (nothing of it is added then). Units of one size are decoded together."""
         engine = self.engine
-        found = _owners(center, rows, engine.g, None if exact else engine.ulp, len(unit.members))
-        if isinstance(found, float):
-            return found
-        owner, rest_up, rest_down = found
-        up, down = rows[0], rows[1]
-        sel = owner >= 0
-        target = unit.members[owner[sel]]
-        g = engine.g[sel]
-        sums.up.index_add_(0, target, g * (up[sel] - center[sel]))
-        sums.down.index_add_(0, target, g * (center[sel] - down[sel]))
-        size = up[sel].abs() + center[sel].abs() + down[sel].abs()
-        sums.rounding_sq.index_add_(0, target, (ROUNDING_ULPS * engine.ulp[sel] * g * size) ** 2)
-        # What moved by rounding only is left out, and counted as error (of every member).
-        sums.left_out[unit.members] += max(abs(rest_up), abs(rest_down))
-        return None
+        starts, r = [], 0
+        for unit in units:
+            starts.append(r)
+            r += unit.slots.n
+        result: list[float | None] = [None] * len(units)
+        by_size: dict[int, list[int]] = {}
+        for i, unit in enumerate(units):
+            by_size.setdefault(len(unit.members), []).append(i)
+        for n, which in by_size.items():
+            k = units[which[0]].slots.n
+            picks = torch.tensor([starts[i] for i in which])[:, None] + torch.arange(k)
+            decoded = _owners(center, rows[picks], engine.g, None if exact else engine.noise, n)
+            members = torch.stack([units[i].members for i in which])
+            ok = decoded.mixed == 0
+            for i, share in zip(which, decoded.mixed.tolist()):
+                if share:
+                    result[i] = share
+            if all(result[i] is not None for i in which):
+                continue
+            owner, up, down = decoded.owner[ok], decoded.up[ok], decoded.down[ok]
+            members = members[ok]
+            sel = owner >= 0
+            target = members.gather(1, owner.clamp_min(0))[sel]
+            g = engine.g.expand_as(up)[sel]
+            sums.up.index_add_(0, target, (g * (up - center)[sel]))
+            sums.down.index_add_(0, target, (g * (center - down)[sel]))
+            rounding = ROUNDING_ULPS * engine.ulp * (up.abs() + center.abs() + down.abs())
+            if not exact:
+                rounding = rounding + engine.noise
+            sums.rounding_sq.index_add_(0, target, (rounding[sel] * g) ** 2)
+            # What moved by no more than rounding is left out, and counted as error (of every member).
+            each = members.reshape(-1)
+            spread = decoded.rest[ok]
+            sums.left_out.index_add_(0, each, spread[:, None].expand_as(members).reshape(-1))
+            sums.rounding_sq.index_add_(0, each, decoded.rest_sq[ok][:, None].expand_as(members).reshape(-1))
+        return result
+
+    def _add_singles(
+        self, members: torch.Tensor, rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
+    ) -> None:
+        """``_add`` for elements moved one by one: rows up, down, up, down, ..."""
+        engine = self.engine
+        up, down = rows[0::2], rows[1::2]
+        tau = torch.zeros_like(center) if exact else engine.noise
+        moved = ((up - center).abs() > tau) | ((down - center).abs() > tau)
+        moved |= ~torch.isfinite(up) | ~torch.isfinite(down)
+        relevant = engine.relevant
+        changed = moved & relevant
+        zero = torch.zeros((), dtype=torch.float64)
+        d_up, d_down = engine.g * (up - center), engine.g * (center - down)
+        sums.up[members] += torch.where(changed, d_up, zero).sum(1)
+        sums.down[members] += torch.where(changed, d_down, zero).sum(1)
+        size = up.abs() + center.abs() + down.abs()
+        r2 = ((ROUNDING_ULPS * engine.ulp * size + tau) * engine.g) ** 2
+        rest = relevant & ~moved
+        if not exact:  # what moved by no more than rounding is left out, counted as error
+            counted = changed | (rest & ((up != center) | (down != center)))
+            rest_up = torch.where(rest, d_up, zero).sum(1).abs()
+            rest_down = torch.where(rest, d_down, zero).sum(1).abs()
+            sums.left_out[members] += torch.maximum(rest_up, rest_down)
+        else:
+            counted = changed
+        sums.rounding_sq[members] += torch.where(counted, r2, zero).sum(1)
 
     # directions --------------------------------------------------------------------------
 
@@ -873,7 +1090,7 @@ class _Tensor:
         for _ in range(k):
             v = torch.randn(n, generator=self.gen, dtype=torch.float64)
             st = _Stencil.at(self.flat, c * self.flat.abs().clamp_min(1.0) * v)
-            rows, center, _ = self._run([_Slot(index, st.up), _Slot(index, st.down)])
+            rows, center, _ = self._run(_Slots.rows(index, torch.stack([st.up, st.down])))
             rel, g = self.engine.relevant, self.engine.g
             up, down = rows[0], rows[1]
             d_up = (g * (up - center))[rel].sum()
@@ -890,48 +1107,96 @@ class _Tensor:
         )
 
 
-def _owners(
-    center: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, ulp: torch.Tensor | None, n: int
-) -> tuple[torch.Tensor, float, float] | float:
-    """Which member of a group moved each output (-1: none), and what the outputs that moved by
-    rounding only add up to (up, down); if some outputs moved with two members (or the same way
-    up and down, which names no member), the share of the moved outputs that did.
+@dataclass
+class _Decoded:
+    """Per unit of a batch: the member that moved each output (-1: none) and the output with
+    that member up and down; the share of moved outputs that mix members (0: none do); and what
+    moved by no more than rounding (a bound on its sum, and the square of its rounding)."""
 
-    ``rows``: all up, all down, then bit ``b`` up / its complement for each bit. Outputs are equal
-    when bitwise equal (``ulp=None``: the loop), or within ``NOISE_ULPS`` of their rounding unit
-    (vmap: its batched kernels round one row and another differently).
+    owner: torch.Tensor  # (U, m)
+    up: torch.Tensor  # (U, m)
+    down: torch.Tensor  # (U, m)
+    mixed: torch.Tensor  # (U,)
+    rest: torch.Tensor  # (U,)
+    rest_sq: torch.Tensor  # (U,)
+
+
+@functools.cache
+def _codebook(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codewords for ``n`` members: ``(n, L)`` bool, each with ``w = (L - 1) / 2`` ones, ``L`` the
+    smallest odd length with ``comb(L, w) >= n``; their keys (``sum 2**p`` over the ones) sorted,
+    and the member of each sorted key. Codewords are the first ``n`` ``w``-subsets, unranked in
+    the combinatorial number system."""
+    length = 3
+    while math.comb(length, (length - 1) // 2) < n:
+        length += 2
+    rank = torch.arange(n)
+    code = torch.zeros(n, length, dtype=torch.bool)
+    for k in range((length - 1) // 2, 0, -1):
+        table = torch.tensor([math.comb(c, k) for c in range(length)])
+        c = torch.searchsorted(table, rank, right=True) - 1  # the largest c with comb(c, k) <= rank
+        code[torch.arange(n), c] = True
+        rank = rank - table[c]
+    keys = (code.long() << torch.arange(length)).sum(1)
+    order = torch.argsort(keys)
+    return code, keys[order], order
+
+
+def _owners(
+    center: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, noise: torch.Tensor | None, n: int
+) -> _Decoded:
+    """Decode a batch of units of ``n`` members, ``rows`` (U, slots, m): for ``n == 1`` up and down;
+    else one slot per letter of the members' codewords (``_codebook``).
+
+    An output moved by one member only takes two values across the slots, its owner up where the
+    owner's codeword has a 1 and down where it has a 0: the value on ``w`` slots is the up value
+    and those slots spell the owner, the value on the other ``w + 1`` the down value. An output
+    that takes three values, or one value (it moves the same way up and down: abs at 0), or
+    spells no codeword (two members acting as one: a max-pool tie moves up with either, and
+    spells the union of their codewords, too many ones), mixes members.
+
+    Outputs are equal when bitwise equal (``noise=None``: the loop), or within ``noise`` (vmap:
+    its batched kernels round one row and another differently). A member that moves an output by
+    no more than ``noise`` is not seen: its owner's rounding counts it.
     """
-    up, down = rows[0], rows[1]
-    if ulp is None:
-        tau = torch.zeros_like(center)
-    else:
-        tau = NOISE_ULPS * ulp * torch.maximum(center.abs(), torch.maximum(up.abs(), down.abs()))
-    moved = ((up - center).abs() > tau) | ((down - center).abs() > tau)
-    moved |= ~torch.isfinite(up) | ~torch.isfinite(down)
-    relevant = g != 0
-    changed = moved & relevant
-    rest = relevant & ~moved
-    rest_up = float((g * (up - center))[rest].sum())
-    rest_down = float((g * (center - down))[rest].sum())
-    if n == 1:
-        return torch.where(changed, 0, -1), rest_up, rest_down
-    bits, complement = rows[2::2], rows[3::2]
+    tau = torch.zeros_like(center) if noise is None else noise
 
     def near(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a - b).abs() <= tau
+        return a == b if noise is None else (a - b).abs() <= tau
 
-    one = near(bits, up) & near(complement, down)
-    zero = near(bits, down) & near(complement, up)
-    weights = 2 ** torch.arange(len(bits))
-    number = (one.long() * weights[:, None]).sum(0)
-    mixed = changed & (((up - down).abs() <= 2 * tau) | ~(one | zero).all(0) | (number >= n))
-    if bool(mixed.any()):
-        return float(mixed.sum()) / float(changed.sum())
-    return torch.where(changed, number, -1), rest_up, rest_down
-
-
-def _bits(n: int) -> int:
-    return 0 if n <= 1 else (n - 1).bit_length()
+    relevant = g != 0
+    moved = ~near(rows, center).all(1)  # NaN is never near: it moved
+    changed = moved & relevant
+    zero = torch.zeros((), dtype=torch.float64)
+    if noise is None:  # bitwise: what did not move did not move at all
+        rest_sum = rest_sq = torch.zeros(len(rows), dtype=torch.float64)
+    else:
+        rest = relevant & ~moved
+        shift = (rows - center).abs().amax(1)
+        rest_sum = torch.where(rest, g.abs() * shift, zero).sum(1)
+        rest_sq = torch.where(rest & (shift > 0), (tau * g) ** 2, zero).sum(1)
+    if n == 1:
+        owner = torch.where(changed, 0, -1)
+        none = torch.zeros(len(rows), dtype=torch.float64)
+        return _Decoded(owner, rows[:, 0], rows[:, 1], none, rest_sum, rest_sq)
+    _, keys, order = _codebook(n)
+    length = rows.shape[1]
+    first = rows[:, 0]
+    in_first = near(rows, first[:, None])
+    other = torch.where(in_first, -math.inf, rows).amax(1)  # the other value, if there are two
+    two = (in_first ^ near(rows, other[:, None])).all(1) & ((first - other).abs() > 2 * tau)
+    weight = in_first.sum(1)
+    first_up = weight == (length - 1) // 2
+    spell = torch.einsum("ulm,l->um", in_first.double(), 2.0 ** torch.arange(length, dtype=torch.float64))
+    key = torch.where(first_up, spell, 2.0**length - 1 - spell).long()
+    at = torch.searchsorted(keys, key.reshape(-1)).clamp_max(n - 1).reshape(key.shape)
+    found = keys[at] == key
+    ok = two & (first_up | (weight == (length + 1) // 2)) & found
+    mixed = changed & ~ok
+    share = mixed.sum(1).double() / changed.sum(1).clamp_min(1).double()
+    up = torch.where(first_up, first, other)
+    down = torch.where(first_up, other, first)
+    return _Decoded(torch.where(changed, order[at], -1), up, down, share, rest_sum, rest_sq)
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -940,6 +1205,13 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
         index.append(flat % size)
         flat //= size
     return tuple(reversed(index))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal element for element, NaN equal to NaN."""
+    if a.is_floating_point():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
 
 
 def _seed_for(seed: int, name: str) -> int:

@@ -188,6 +188,20 @@ def test_vmap_falls_back_to_the_loop_once_for_a_forward_it_cannot_batch(
     assert mismatched(autograd(same_in_torch, values, grad_outs, ["x"])["x"], num["x"]) == set()
 
 
+def test_a_forward_that_writes_into_its_input_still_gets_the_right_gradient() -> None:
+    def shift_in_place(v: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        x = v["x"].numpy()
+        x += 1.0  # on the input itself: a second call on the same array would see x + 2
+        return {"out": x**2}
+
+    x = randn(4, 5, seed=50)
+    g = {"out": randn(4, 5, seed=51)}
+    num = numerical_vjp(shift_in_place, {"x": x}, g, ["x"])
+    expected = autograd(lambda v: {"out": (v["x"] + 1.0) ** 2}, {"x": x}, g, ["x"])["x"]
+    assert mismatched(expected, num["x"]) == set()
+    assert torch.equal(x, randn(4, 5, seed=50))  # and the caller's tensor is untouched
+
+
 # --- wrong gradients disagree at the right elements ----------------------------------------------
 
 
@@ -291,8 +305,8 @@ def test_a_smooth_function_with_large_curvature_is_not_flagged() -> None:
 
 
 def test_grouped_elements_give_what_one_by_one_gives() -> None:
-    # Elements moved together (outputs told apart by which member moved them) must give
-    # exactly what moving them one at a time gives.
+    # Elements moved together (outputs told apart by which member moved them) must give what
+    # moving them one at a time gives: the same outputs, summed in another order.
     cases: list[tuple[Forward, Values, Values]] = [
         (linear, LINEAR, LINEAR_G),
         (
@@ -311,16 +325,18 @@ def test_grouped_elements_give_what_one_by_one_gives() -> None:
         grouped = numerical_vjp(forward, values, g, names, vectorize=False)
         single = numerical_vjp(forward, values, g, names, vectorize=False, group=False)
         for name in names:
-            assert torch.equal(grouped[name].grad, single[name].grad), name
+            assert bool(((grouped[name].grad - single[name].grad).abs() <= single[name].error).all()), name
             assert mismatched(autograd(forward, values, g, [name])[name], grouped[name]) == set()
+        assert any(grouped[name].grouping.startswith("groups along axis") for name in names)
 
 
 def test_a_linear_weight_is_moved_a_column_at_a_time() -> None:
     values = {"x": randn(3, 40, seed=37), "weight": randn(30, 40, seed=38), "bias": randn(30, seed=39)}
     num = numerical_vjp(linear, values, {"out": randn(3, 30, seed=40)}, ["weight"], samples=None)
-    assert num["weight"].grouping == "groups along axis 0: 40 groups of 30"
-    # 40 columns of 30 rows: 2 + 2 * 5 forwards each instead of 2 * 1200, plus a few confirmations
-    assert num.evaluations < 40 * 12 + 100
+    # 40 columns of 30 rows (less a first batch moved one by one, which times a batched forward):
+    # 2 + 2 * 5 forwards each instead of 2 * 1200
+    assert num["weight"].grouping.startswith("groups along axis 0: 40 groups of")
+    assert num.evaluations < 40 * 12 + 200 < 2 * 1200
 
 
 # --- sampling ------------------------------------------------------------------------------------
