@@ -104,7 +104,7 @@ INTERMEDIATES = 4  # a batched forward's memory per slot, in copies of its input
 MAX_CHUNK = 512  # perturbed forwards in one vmap call
 MIN_GROUP = 2  # a group of n costs the length of its codewords (3 for 2 or 3, 5 up to 10, ...), not 2 n
 MIXED_FEW = 0.25  # a group whose outputs mix members in no more than this share is halved, not given up
-AUTOTUNE_NUMEL = 1 << 14  # tensors at least this large time vmap against the loop
+TRIAL = 64  # slots each tensor runs under vmap and in the loop, to time them
 
 Forward = Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]]
 
@@ -550,22 +550,26 @@ class _Engine:
     # chunks ------------------------------------------------------------------------------
 
     def chunk_size(self, numel: int) -> int:
-        """Slots per vmap call within the memory budget (at least 2: the center and one)."""
+        """Rows per vmap call within the memory budget (at least 4: two unperturbed rows, an
+        element up and down)."""
         per_slot = 8 * (numel + self.m) * INTERMEDIATES
-        return int(min(MAX_CHUNK, max(2, self.budget // max(per_slot, 1))))
+        return int(min(MAX_CHUNK, max(4, self.budget // max(per_slot, 1))))
 
     def loop_chunk(self) -> int:
         """Slots per chunk in the loop: their outputs are kept until the chunk is done."""
         return int(min(4 * MAX_CHUNK, max(8, self.budget // (4 * 8 * max(self.m, 1)))))
 
-    def run(self, tensor: str, slots: _Slots, mode: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Outputs of each slot (slots.n, m), the unperturbed outputs they go with, and the
-        mode that ran them ("vmap" or "loop"; vmap falls back to the loop for good if it fails)."""
+    def run(
+        self, tensor: str, slots: _Slots, mode: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Outputs of each slot (slots.n, m), the unperturbed outputs they go with, and how far
+        apart a batch rounds the same outputs (None: the loop, where equal inputs give bitwise
+        equal outputs). vmap falls back to the loop for good if it fails."""
         if mode == "vmap" and self.vmap_ok is not False:
             out = self._run_vmap(tensor, slots)
             if out is not None:
-                return out[0], out[1], "vmap"
-        return self._run_loop(tensor, slots), self.center, "loop"
+                return out
+        return self._run_loop(tensor, slots), self.center, None
 
     def _run_loop(self, tensor: str, slots: _Slots) -> torch.Tensor:
         """Each slot in turn, perturbing one working copy in place and restoring it after the
@@ -652,9 +656,11 @@ class _Engine:
                 row[start : start + size] = t.reshape(-1)
             start += size
 
-    def _run_vmap(self, tensor: str, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _run_vmap(self, tensor: str, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         x = self.values[tensor]
-        size = slots.n + 1  # row 0: the unperturbed input, the outputs the slots go with
+        # Rows 0 and last: the unperturbed input, the outputs the slots go with, and how far a
+        # batched kernel rounds the same outputs apart in two rows of a batch.
+        size = slots.n + 2
         buffer = self.buffers.get(tensor)
         if buffer is None or buffer.shape[0] < size:  # kept: fresh memory costs page faults
             buffer = self.buffers[tensor] = torch.empty(self.chunk_size(x.numel()), x.numel(), dtype=x.dtype)
@@ -686,7 +692,7 @@ class _Engine:
             if any(tuple(o.shape) != (size, *s) for o, s in zip(outs, shapes)):
                 raise _NotBatchable("outputs of another shape under vmap")
             flat = torch.cat([o.reshape(size, -1) for o in outs], dim=1).to("cpu")
-            center = flat[0]
+            center, spread = flat[0], (flat[-1] - flat[0]).abs()
             # Batched kernels round differently from the plain one (and row by row: a matmul's
             # tail tiles), never by more than rounding; a forward that means something else
             # under vmap differs by more.
@@ -702,7 +708,7 @@ class _Engine:
         self.evaluations += size
         self.vmap_ok = True
         self.vectorized = True
-        return flat[1:], center
+        return flat[1:-1], center, spread
 
 
 # --- one tensor --------------------------------------------------------------------------------
@@ -764,7 +770,8 @@ class _Tensor:
         self.flat = self.x.reshape(-1)
         self.shape = tuple(self.x.shape)
         self.modes: set[str] = set()
-        self.slot_time: dict[str, float] = {}  # seconds per perturbed forward, by mode
+        self.tried = {"vmap": [0.0, 0], "loop": [0.0, 0]}  # seconds and slots run, by mode
+        self.batchable = True  # False once a group needs more slots than vmap can batch
 
     def run(self, samples: int | None, n_directions: int, group: bool) -> TensorNumerical:
         n = self.flat.numel()
@@ -852,12 +859,13 @@ class _Tensor:
                     continue  # the first group's outputs mix its members: not this way
                 more, _ = self._groups(groups[1:], elements, stencil, sums, give_up=True)
                 left += more
-                sizes = [len(g) for g in groups]
+                mean = sum(len(g) for g in groups) / len(groups)
+                size = f"{mean:,.0f}" if mean == int(mean) else f"{mean:,.1f} on average"
                 plural = "s" if len(groups) > 1 else ""
-                description = f"{label}: {len(groups)} group{plural} of {sum(sizes) / len(sizes):.3g}"
+                description = f"{label}: {len(groups):,} group{plural} of {size}"
                 todo = torch.cat(left) if left else torch.empty(0, dtype=torch.long)
                 if len(todo):
-                    description += f", {len(todo)} elements one by one"
+                    description += f", {len(todo):,} elements one by one"
                 break
         self._singles(todo, elements, stencil, sums)
         return description
@@ -938,15 +946,18 @@ class _Tensor:
             room = self._capacity()
             chunk = [queue.popleft()]
             used = chunk[0].slots.n
+            if used + 2 > self.engine.chunk_size(self.flat.numel()):
+                self.batchable = False  # a group this large runs in the loop: so do the rest
+                room = self._capacity()
             while queue and used + queue[0].slots.n <= room:
                 used += queue[0].slots.n
                 chunk.append(queue.popleft())
             try:
-                rows, center, exact = self._run(_Slots.cat([u.slots for u in chunk]))
+                rows, center, spread = self._run(_Slots.cat([u.slots for u in chunk]))
             except ForwardError:  # one of them raised: one by one, the element will be named
                 left.extend(u.members for u in chunk)
                 continue
-            for unit, mixed in zip(chunk, self._add(chunk, rows, center, exact, sums)):
+            for unit, mixed in zip(chunk, self._add(chunk, rows, center, spread, sums)):
                 tried += 1
                 if mixed is None:
                     continue
@@ -967,45 +978,59 @@ class _Tensor:
             chunk = members[start : start + max(1, self._capacity() // 2)]
             start += len(chunk)
             slots = _Slots.pairs(elements[chunk], stencil.up[chunk], stencil.down[chunk])
-            rows, center, exact = self._run(slots)
-            self._add_singles(chunk, rows, center, exact, sums)
+            rows, center, spread = self._run(slots)
+            self._add_singles(chunk, rows, center, spread, sums)
+
+    def _tolerance(self, spread: torch.Tensor | None) -> torch.Tensor | None:
+        """How far apart outputs can be and count as equal: None (bitwise) in the loop; under
+        vmap ``NOISE_ULPS`` of the output tensor's scale, or 4 times the spread measured in the
+        batch if that is more."""
+        if spread is None:
+            return None
+        return torch.maximum(self.engine.noise, 4 * spread)
 
     def _mode(self) -> str:
-        """Where the next chunk runs: under vmap where the forward allows it; a large tensor tries
-        both and keeps the faster (copying it for every slot of a batch can cost more than the
-        batch saves)."""
-        if self.engine.vmap_ok is False:
+        """Where the next chunk runs: ``TRIAL`` slots under vmap (where the forward allows it) and
+        as many in the loop, then the faster of the two (batching saves calls, but copies the
+        tensor for every slot of a batch, and its kernels may be slower than the plain ones)."""
+        if self.engine.vmap_ok is False or not self.batchable:
             return "loop"
-        if "vmap" not in self.slot_time or self.flat.numel() < AUTOTUNE_NUMEL:
-            return "vmap"
-        if "loop" not in self.slot_time:
-            return "loop"
-        return min(self.slot_time, key=lambda m: self.slot_time[m])
+        for mode in ("vmap", "loop"):
+            if self.tried[mode][1] < TRIAL:
+                return mode
+        return min(("vmap", "loop"), key=lambda m: self.tried[m][0] / self.tried[m][1])
 
     def _capacity(self) -> int:
-        """Slots in the next chunk."""
-        batched = self.engine.chunk_size(self.flat.numel()) - 1
-        return batched if self._mode() == "vmap" else max(batched, self.engine.loop_chunk())
-
-    def _run(self, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Run a chunk of slots: their outputs, the unperturbed outputs, and whether they are
-        exact (the loop's: equal inputs give bitwise equal outputs). A chunk too large for vmap
-        runs in the loop. Each mode's time per slot is kept."""
+        """Slots in the next chunk: as many as vmap can batch, or (the loop chosen) as many as the
+        memory budget keeps outputs of."""
+        batched = self.engine.chunk_size(self.flat.numel()) - 2
         mode = self._mode()
-        if slots.n + 1 > self.engine.chunk_size(self.flat.numel()):
+        if mode == "vmap" or (self.batchable and self.tried["loop"][1] < TRIAL):
+            return batched
+        return max(batched, self.engine.loop_chunk())
+
+    def _run(self, slots: _Slots) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run a chunk of slots: their outputs, the unperturbed outputs, and how far apart the
+        batch rounds equal outputs (None: the loop, where equal inputs give bitwise equal
+        outputs). A chunk too large for vmap runs in the loop. Each mode's time is kept."""
+        mode = self._mode()
+        if slots.n + 2 > self.engine.chunk_size(self.flat.numel()):
             mode = "loop"
         start = time.perf_counter()
-        rows, center, ran = self.engine.run(self.name, slots, mode)
+        rows, center, spread = self.engine.run(self.name, slots, mode)
+        ran = "loop" if spread is None else "vmap"
         self.modes.add(ran)
-        if slots.n:
-            per_slot = (time.perf_counter() - start) / slots.n
-            self.slot_time[ran] = (
-                per_slot if ran not in self.slot_time else (self.slot_time[ran] + per_slot) / 2
-            )
-        return rows, center, ran == "loop"
+        self.tried[ran][0] += time.perf_counter() - start
+        self.tried[ran][1] += slots.n
+        return rows, center, spread
 
     def _add(
-        self, units: list[_Unit], rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
+        self,
+        units: list[_Unit],
+        rows: torch.Tensor,
+        center: torch.Tensor,
+        spread: torch.Tensor | None,
+        sums: _Sums,
     ) -> list[float | None]:
         """Add what each member of each unit moved to ``sums`` (``rows``: the units' slots one
         after another). Per unit: None if done, else the share of its moved outputs that mix
@@ -1022,7 +1047,7 @@ class _Tensor:
         for n, which in by_size.items():
             k = units[which[0]].slots.n
             picks = torch.tensor([starts[i] for i in which])[:, None] + torch.arange(k)
-            decoded = _owners(center, rows[picks], engine.g, None if exact else engine.noise, n)
+            decoded = _owners(center, rows[picks], engine.g, self._tolerance(spread), n)
             members = torch.stack([units[i].members for i in which])
             ok = decoded.mixed == 0
             for i, share in zip(which, decoded.mixed.tolist()):
@@ -1038,23 +1063,29 @@ class _Tensor:
             sums.up.index_add_(0, target, (g * (up - center)[sel]))
             sums.down.index_add_(0, target, (g * (center - down)[sel]))
             rounding = ROUNDING_ULPS * engine.ulp * (up.abs() + center.abs() + down.abs())
-            if not exact:
-                rounding = rounding + engine.noise
+            if spread is not None:  # up and center come from two rows of a batch
+                rounding = rounding + spread
             sums.rounding_sq.index_add_(0, target, (rounding[sel] * g) ** 2)
             # What moved by no more than rounding is left out, and counted as error (of every member).
             each = members.reshape(-1)
-            spread = decoded.rest[ok]
-            sums.left_out.index_add_(0, each, spread[:, None].expand_as(members).reshape(-1))
-            sums.rounding_sq.index_add_(0, each, decoded.rest_sq[ok][:, None].expand_as(members).reshape(-1))
+            left = decoded.rest[ok]
+            sums.left_out.index_add_(0, each, left[:, None].expand_as(members).reshape(-1))
         return result
 
     def _add_singles(
-        self, members: torch.Tensor, rows: torch.Tensor, center: torch.Tensor, exact: bool, sums: _Sums
+        self,
+        members: torch.Tensor,
+        rows: torch.Tensor,
+        center: torch.Tensor,
+        spread: torch.Tensor | None,
+        sums: _Sums,
     ) -> None:
         """``_add`` for elements moved one by one: rows up, down, up, down, ..."""
         engine = self.engine
         up, down = rows[0::2], rows[1::2]
-        tau = torch.zeros_like(center) if exact else engine.noise
+        exact = spread is None
+        tau = self._tolerance(spread)
+        tau = torch.zeros_like(center) if tau is None else tau
         moved = ((up - center).abs() > tau) | ((down - center).abs() > tau)
         moved |= ~torch.isfinite(up) | ~torch.isfinite(down)
         relevant = engine.relevant
@@ -1064,10 +1095,10 @@ class _Tensor:
         sums.up[members] += torch.where(changed, d_up, zero).sum(1)
         sums.down[members] += torch.where(changed, d_down, zero).sum(1)
         size = up.abs() + center.abs() + down.abs()
-        r2 = ((ROUNDING_ULPS * engine.ulp * size + tau) * engine.g) ** 2
+        r2 = ((ROUNDING_ULPS * engine.ulp * size + (0 if spread is None else spread)) * engine.g) ** 2
         rest = relevant & ~moved
         if not exact:  # what moved by no more than rounding is left out, counted as error
-            counted = changed | (rest & ((up != center) | (down != center)))
+            counted = changed
             rest_up = torch.where(rest, d_up, zero).sum(1).abs()
             rest_down = torch.where(rest, d_down, zero).sum(1).abs()
             sums.left_out[members] += torch.maximum(rest_up, rest_down)
@@ -1090,12 +1121,14 @@ class _Tensor:
         for _ in range(k):
             v = torch.randn(n, generator=self.gen, dtype=torch.float64)
             st = _Stencil.at(self.flat, c * self.flat.abs().clamp_min(1.0) * v)
-            rows, center, _ = self._run(_Slots.rows(index, torch.stack([st.up, st.down])))
+            rows, center, spread = self._run(_Slots.rows(index, torch.stack([st.up, st.down])))
             rel, g = self.engine.relevant, self.engine.g
             up, down = rows[0], rows[1]
             d_up = (g * (up - center))[rel].sum()
             d_down = (g * (center - down))[rel].sum()
             size = (up.abs() + center.abs() + down.abs())[rel]
+            if spread is not None:  # up, down and center from three rows of a batch
+                size = size + 2 * spread[rel] / ROUNDING_ULPS / self.engine.ulp[rel]
             rounding = ROUNDING_ULPS * (self.engine.ulp[rel] * g[rel] * size).norm() / c
             dirs.append((st.step_up + st.step_down) / (2 * c))
             vals.append((d_up + d_down) / (2 * c))
@@ -1111,14 +1144,13 @@ class _Tensor:
 class _Decoded:
     """Per unit of a batch: the member that moved each output (-1: none) and the output with
     that member up and down; the share of moved outputs that mix members (0: none do); and what
-    moved by no more than rounding (a bound on its sum, and the square of its rounding)."""
+    moved by no more than rounding (a bound on its sum, left out)."""
 
     owner: torch.Tensor  # (U, m)
     up: torch.Tensor  # (U, m)
     down: torch.Tensor  # (U, m)
     mixed: torch.Tensor  # (U,)
     rest: torch.Tensor  # (U,)
-    rest_sq: torch.Tensor  # (U,)
 
 
 @functools.cache
@@ -1164,31 +1196,42 @@ def _owners(
     def near(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a == b if noise is None else (a - b).abs() <= tau
 
+    # Letter by letter: temporaries of one slot's size, not of the batch's.
+    length = rows.shape[1]
+    first = rows[:, 0]
+    still = near(first, center)  # NaN is never near: it moved
+    spell = torch.zeros(first.shape, dtype=torch.long)  # the letters equal to the first, as bits
+    weight = torch.zeros(first.shape, dtype=torch.long)
+    other = torch.full_like(first, -math.inf)  # the other value, if there are two
+    for p in range(1, length):
+        row = rows[:, p]
+        still &= near(row, center)
+        same = near(row, first)
+        spell |= same.long() << p
+        weight += same
+        other = torch.maximum(other, torch.where(same, -math.inf, row))
     relevant = g != 0
-    moved = ~near(rows, center).all(1)  # NaN is never near: it moved
+    moved = ~still
     changed = moved & relevant
     zero = torch.zeros((), dtype=torch.float64)
     if noise is None:  # bitwise: what did not move did not move at all
-        rest_sum = rest_sq = torch.zeros(len(rows), dtype=torch.float64)
+        rest_sum = torch.zeros(len(rows), dtype=torch.float64)
     else:
-        rest = relevant & ~moved
         shift = (rows - center).abs().amax(1)
-        rest_sum = torch.where(rest, g.abs() * shift, zero).sum(1)
-        rest_sq = torch.where(rest & (shift > 0), (tau * g) ** 2, zero).sum(1)
+        rest_sum = torch.where(relevant & ~moved, g.abs() * shift, zero).sum(1)
     if n == 1:
         owner = torch.where(changed, 0, -1)
         none = torch.zeros(len(rows), dtype=torch.float64)
-        return _Decoded(owner, rows[:, 0], rows[:, 1], none, rest_sum, rest_sq)
+        return _Decoded(owner, rows[:, 0], rows[:, 1], none, rest_sum)
     _, keys, order = _codebook(n)
-    length = rows.shape[1]
-    first = rows[:, 0]
-    in_first = near(rows, first[:, None])
-    other = torch.where(in_first, -math.inf, rows).amax(1)  # the other value, if there are two
-    two = (in_first ^ near(rows, other[:, None])).all(1) & ((first - other).abs() > 2 * tau)
-    weight = in_first.sum(1)
+    spell |= 1
+    weight += 1
+    two = (first - other).abs() > 2 * tau
+    for p in range(1, length):
+        row = rows[:, p]
+        two &= near(row, first) ^ near(row, other)
     first_up = weight == (length - 1) // 2
-    spell = torch.einsum("ulm,l->um", in_first.double(), 2.0 ** torch.arange(length, dtype=torch.float64))
-    key = torch.where(first_up, spell, 2.0**length - 1 - spell).long()
+    key = torch.where(first_up, spell, (1 << length) - 1 - spell)
     at = torch.searchsorted(keys, key.reshape(-1)).clamp_max(n - 1).reshape(key.shape)
     found = keys[at] == key
     ok = two & (first_up | (weight == (length + 1) // 2)) & found
@@ -1196,7 +1239,7 @@ def _owners(
     share = mixed.sum(1).double() / changed.sum(1).clamp_min(1).double()
     up = torch.where(first_up, first, other)
     down = torch.where(first_up, other, first)
-    return _Decoded(torch.where(changed, order[at], -1), up, down, share, rest_sum, rest_sq)
+    return _Decoded(torch.where(changed, order[at], -1), up, down, share, rest_sum)
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
