@@ -330,7 +330,7 @@ def numerical_vjp(
         value = value.detach()
         if value.is_complex():
             raise NumericalError(f"{name}: complex tensors are not supported")
-        base[name] = value.to(torch.float64).contiguous().clone() if value.is_floating_point() else value
+        base[name] = (value.to(torch.float64) if value.is_floating_point() else value).contiguous().clone()
     for name in names:
         if name not in base:
             raise NumericalError(f"{name}: not among the values ({', '.join(base) or 'none'})")
@@ -341,11 +341,9 @@ def numerical_vjp(
     with torch.no_grad():
         engine = _Engine(forward, base, grad_outs, vectorize, memory_budget)
         tensors = {}
-        for i, name in enumerate(names):
+        for name in names:
             gen = torch.Generator().manual_seed(_seed_for(seed, name))
-            tensors[name] = _Tensor(engine, name, rule, gen, i).run(
-                samples, directions, group and engine.grouping_allowed
-            )
+            tensors[name] = _Tensor(engine, name, rule, gen).run(samples, directions, group)
     return Numerical(
         tensors=tensors,
         step=rule,
@@ -436,7 +434,6 @@ class _Engine:
         self.vectorized = False
         self.fallback: str | None = None
         self.warnings: list[str] = []
-        self.grouping_allowed = True
         self.copy_inputs = False  # give the forward fresh copies for every call (it writes into its inputs)
         self.pristine = {k: v.clone() for k, v in values.items()}
         self.buffers: dict[str, torch.Tensor] = {}  # per tensor, the batch of perturbed copies for vmap
@@ -591,27 +588,26 @@ class _Engine:
                             flat = work.view(-1)
                         flat[at] = value
                         try:
-                            self._fill(
-                                rows[r], self._call({**self.values, tensor: work}, tensor, (at, value))
-                            )
+                            self._fill(rows[r], self._call(self._inputs(tensor, work), tensor, (at, value)))
                         finally:
                             flat[at] = saved[i]
                         r += 1
                 continue
-            saved_t = original[block.index]
+            index, values = block.index.to(x.device), block.values.to(x.device)
+            saved_t = original[index]
             one = len(block.index) == 1
             try:  # every slot of a block writes the same elements: restore them once, after it
                 for k in range(block.n):
                     if self.copy_inputs:
                         work = x.clone()
                         flat = work.view(-1)
-                    row = block.values[k]
-                    flat.index_put_((block.index,), row)
+                    row = values[k]
+                    flat.index_put_((index,), row)
                     where = (int(block.index[0]), float(row[0])) if one else None
                     self._fill(rows[r], self._call(self._inputs(tensor, work), tensor, where))
                     r += 1
             finally:
-                flat.index_put_((block.index,), saved_t)
+                flat.index_put_((index,), saved_t)
         if not self.copy_inputs and (not _same(work, x) or self._written()):
             self.copy_inputs = True  # the forward wrote into its inputs: these rows are not to be trusted
             self.calls -= slots.n
@@ -663,15 +659,18 @@ class _Engine:
         size = slots.n + 2
         buffer = self.buffers.get(tensor)
         if buffer is None or buffer.shape[0] < size:  # kept: fresh memory costs page faults
-            buffer = self.buffers[tensor] = torch.empty(self.chunk_size(x.numel()), x.numel(), dtype=x.dtype)
+            rows_kept = self.chunk_size(x.numel())
+            buffer = self.buffers[tensor] = torch.empty(rows_kept, x.numel(), dtype=x.dtype, device=x.device)
         batch = buffer[:size]
         batch.copy_(x.reshape(1, -1).expand(size, -1))
         r = 1
         for block in slots.blocks:
+            index, new = block.index.to(x.device), block.values.to(x.device)
             if block.pairs:
-                batch[r + torch.arange(block.n), block.index.repeat_interleave(2)] = block.values.reshape(-1)
+                rows = r + torch.arange(block.n, device=x.device)
+                batch[rows, index.repeat_interleave(2)] = new.reshape(-1)
             else:
-                batch[r : r + block.n, block.index] = block.values
+                batch[r : r + block.n, index] = new
             r += block.n
         names, shapes, values, forward = self.out_names, self.out_shapes, self.values, self.forward
 
@@ -761,13 +760,13 @@ class _Unit:
 
 
 class _Tensor:
-    def __init__(self, engine: _Engine, name: str, rule: StepRule, gen: torch.Generator, order: int) -> None:
+    def __init__(self, engine: _Engine, name: str, rule: StepRule, gen: torch.Generator) -> None:
         self.engine = engine
         self.name = name
         self.rule = rule
         self.gen = gen
         self.x = engine.values[name]
-        self.flat = self.x.reshape(-1)
+        self.flat = self.x.reshape(-1).cpu()  # steps and perturbed values are made on the CPU
         self.shape = tuple(self.x.shape)
         self.modes: set[str] = set()
         self.tried = {"vmap": [0.0, 0], "loop": [0.0, 0]}  # seconds and slots run, by mode
@@ -1005,7 +1004,9 @@ class _Tensor:
         memory budget keeps outputs of."""
         batched = self.engine.chunk_size(self.flat.numel()) - 2
         mode = self._mode()
-        if mode == "vmap" or (self.batchable and self.tried["loop"][1] < TRIAL):
+        if self.batchable and min(self.tried["vmap"][1], self.tried["loop"][1]) < TRIAL:
+            return min(batched, TRIAL)  # a trial: as long as the other
+        if mode == "vmap":
             return batched
         return max(batched, self.engine.loop_chunk())
 
@@ -1046,8 +1047,11 @@ class _Tensor:
             by_size.setdefault(len(unit.members), []).append(i)
         for n, which in by_size.items():
             k = units[which[0]].slots.n
-            picks = torch.tensor([starts[i] for i in which])[:, None] + torch.arange(k)
-            decoded = _owners(center, rows[picks], engine.g, self._tolerance(spread), n)
+            if len(which) == len(units):  # one size, one after another: a view, no copy
+                batch = rows.view(len(units), k, -1)
+            else:
+                batch = rows[torch.tensor([starts[i] for i in which])[:, None] + torch.arange(k)]
+            decoded = _owners(center, batch, engine.g, self._tolerance(spread), n)
             members = torch.stack([units[i].members for i in which])
             ok = decoded.mixed == 0
             for i, share in zip(which, decoded.mixed.tolist()):
