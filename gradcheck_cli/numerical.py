@@ -45,18 +45,19 @@ Groups. Elements that reach disjoint sets of outputs (``weight[k, j]`` for diffe
 linear layer, the samples of a batch, an elementwise function's elements) can be moved together:
 each output then changes because of one of them only, exactly as if that one had moved alone.
 Which one is read off a code: member ``j`` of ``n`` gets a codeword of ``L`` letters with
-``(L - 1) / 2`` ones (``L`` odd, the smallest with ``comb(L, (L - 1) / 2) >= n``: 11 for 143
-members, 13 for 1000), and the group takes ``L`` forwards, forward ``p`` with each member up where
-its codeword's letter ``p`` is 1 and down where it is 0. An output moved by member ``j`` alone
-then takes two values: its up value on the ``(L - 1) / 2`` forwards that spell ``j``'s codeword,
-its down value on the others. An output that takes three values, or one (it moves the same way
-up and down: abs at 0), or spells no codeword (a max-pool tie moves up with either member and
-spells the union of their codewords: too many ones), depends on more than one member. A group
-where few outputs do is halved and tried again; one where many do is moved element by element.
+``L // 2`` ones (``L`` the smallest with ``comb(L, L // 2) >= n``: 4 for 4 members, 10 for 143,
+13 for 1000), and the group takes ``1 + L`` forwards: all members down, then forward ``p`` with
+each member up where its codeword's letter ``p`` is 1 and down where it is 0. An output moved by
+member ``j`` alone is then its down value except on the forwards that spell ``j``'s codeword,
+where it is its up value. An output that takes two values besides down, or never leaves down
+although it moved (it moves the same way up and down: abs at 0), or spells no codeword (a
+max-pool tie moves up with either member and spells the union of their codewords: too many
+ones), depends on more than one member. A group where few outputs do is halved and tried again;
+one where many do is moved element by element.
 The partitions tried are the whole tensor, then the fibres along each axis (largest groups
-first), each on its first group; the first that holds is kept. A group of ``n`` costs ``L``
+first), each on its first group; the first that holds is kept. A group of ``n`` costs ``1 + L``
 forwards instead of ``2 n``: the 1000 x 1000 weight of a linear layer (groups along axis 0, one
-per input column) takes 13,000 forwards instead of 2,000,000.
+per input column) takes 14,000 forwards instead of 2,000,000.
 
 Speed. Chunks of perturbed forwards (groups' and single elements') are batched with
 ``torch.func.vmap`` (a pure torch forward), chunk sizes bounded by a memory budget; a forward vmap
@@ -102,7 +103,7 @@ DEFAULT_DIRECTIONS = 4  # random directions over the whole tensor when sampled
 MEMORY_BUDGET = 256 * 2**20  # bytes for one chunk of batched perturbed forwards
 INTERMEDIATES = 4  # a batched forward's memory per slot, in copies of its input and outputs
 MAX_CHUNK = 512  # perturbed forwards in one vmap call
-MIN_GROUP = 2  # a group of n costs the length of its codewords (3 for 2 or 3, 5 up to 10, ...), not 2 n
+MIN_GROUP = 2  # a group of n costs 1 + its codewords' length (3 for 2, 4 for 3, 5 for 4 to 6, ...), not 2 n
 MIXED_FEW = 0.25  # a group whose outputs mix members in no more than this share is halved, not given up
 TRIAL = 64  # slots each tensor runs under vmap and in the loop, to time them
 
@@ -896,9 +897,9 @@ class _Tensor:
             yield label, groups
 
     def _units(self, groups: list[torch.Tensor], elements: torch.Tensor, stencil: _Stencil) -> list[_Unit]:
-        """Slots for moving each group's members together: one per letter of their codewords,
-        each member up where its codeword has a 1 and down where it has a 0 (up and down for a
-        single element). Groups of one size are built together."""
+        """Slots for moving each group's members together: all down, then one per letter of their
+        codewords, each member up where its codeword has a 1 and down where it has a 0 (up and
+        down for a single element). Groups of one size are built together."""
         units: list[_Unit | None] = [None] * len(groups)
         by_size: dict[int, list[int]] = {}
         for i, group in enumerate(groups):
@@ -908,9 +909,10 @@ class _Tensor:
             up, down = stencil.up[members], stencil.down[members]
             if n == 1:
                 rows = torch.stack([up, down], dim=1)  # (U, 2, 1)
-            else:
+            else:  # all down, then one slot per letter of the codewords
                 code = _codebook(n)[0]
-                rows = torch.where(code.T[None], up[:, None], down[:, None])  # (U, L, n)
+                letters = torch.where(code.T[None], up[:, None], down[:, None])  # (U, L, n)
+                rows = torch.cat([down[:, None], letters], dim=1)
             index = elements[members]
             for j, i in enumerate(which):
                 units[i] = _Unit(members[j], _Slots.rows(index[j], rows[j]))
@@ -1159,16 +1161,16 @@ class _Decoded:
 
 @functools.cache
 def _codebook(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Codewords for ``n`` members: ``(n, L)`` bool, each with ``w = (L - 1) / 2`` ones, ``L`` the
-    smallest odd length with ``comb(L, w) >= n``; their keys (``sum 2**p`` over the ones) sorted,
-    and the member of each sorted key. Codewords are the first ``n`` ``w``-subsets, unranked in
-    the combinatorial number system."""
-    length = 3
-    while math.comb(length, (length - 1) // 2) < n:
-        length += 2
+    """Codewords for ``n`` members: ``(n, L)`` bool, each with ``w = L // 2`` ones, ``L`` the
+    smallest length with ``comb(L, w) >= n``; their keys (``sum 2**p`` over the ones) sorted, and
+    the member of each sorted key. Codewords are the first ``n`` ``w``-subsets, unranked in the
+    combinatorial number system."""
+    length = 2
+    while math.comb(length, length // 2) < n:
+        length += 1
     rank = torch.arange(n)
     code = torch.zeros(n, length, dtype=torch.bool)
-    for k in range((length - 1) // 2, 0, -1):
+    for k in range(length // 2, 0, -1):
         table = torch.tensor([math.comb(c, k) for c in range(length)])
         c = torch.searchsorted(table, rank, right=True) - 1  # the largest c with comb(c, k) <= rank
         code[torch.arange(n), c] = True
@@ -1182,14 +1184,14 @@ def _owners(
     center: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, noise: torch.Tensor | None, n: int
 ) -> _Decoded:
     """Decode a batch of units of ``n`` members, ``rows`` (U, slots, m): for ``n == 1`` up and down;
-    else one slot per letter of the members' codewords (``_codebook``).
+    else all down, then one slot per letter of the members' codewords (``_codebook``).
 
-    An output moved by one member only takes two values across the slots, its owner up where the
-    owner's codeword has a 1 and down where it has a 0: the value on ``w`` slots is the up value
-    and those slots spell the owner, the value on the other ``w + 1`` the down value. An output
-    that takes three values, or one value (it moves the same way up and down: abs at 0), or
-    spells no codeword (two members acting as one: a max-pool tie moves up with either, and
-    spells the union of their codewords, too many ones), mixes members.
+    An output moved by one member only is its down value where the owner's codeword has a 0, and
+    one other value, its up value, where it has a 1: the slots where it is not down spell the
+    owner. An output that takes two values besides down, or is never other than down although it
+    moved (it moves the same way up and down: abs at 0), or spells no codeword (two members
+    acting as one: a max-pool tie moves up with either, and spells the union of their codewords,
+    too many ones), mixes members.
 
     Outputs are equal when bitwise equal (``noise=None``: the loop), or within ``noise`` (vmap:
     its batched kernels round one row and another differently). A member that moves an output by
@@ -1200,20 +1202,12 @@ def _owners(
     def near(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a == b if noise is None else (a - b).abs() <= tau
 
-    # Letter by letter: temporaries of one slot's size, not of the batch's.
-    length = rows.shape[1]
+    # Slot by slot: temporaries of one slot's size, not of the batch's.
+    slots = rows.shape[1]
     first = rows[:, 0]
     still = near(first, center)  # NaN is never near: it moved
-    spell = torch.zeros(first.shape, dtype=torch.long)  # the letters equal to the first, as bits
-    weight = torch.zeros(first.shape, dtype=torch.long)
-    other = torch.full_like(first, -math.inf)  # the other value, if there are two
-    for p in range(1, length):
-        row = rows[:, p]
-        still &= near(row, center)
-        same = near(row, first)
-        spell |= same.long() << p
-        weight += same
-        other = torch.maximum(other, torch.where(same, -math.inf, row))
+    for p in range(1, slots):
+        still &= near(rows[:, p], center)
     relevant = g != 0
     moved = ~still
     changed = moved & relevant
@@ -1228,21 +1222,24 @@ def _owners(
         none = torch.zeros(len(rows), dtype=torch.float64)
         return _Decoded(owner, rows[:, 0], rows[:, 1], none, rest_sum)
     _, keys, order = _codebook(n)
-    spell |= 1
-    weight += 1
-    two = (first - other).abs() > 2 * tau
-    for p in range(1, length):
+    down = first
+    spell = torch.zeros(down.shape, dtype=torch.long)  # the letters where the output is not down
+    weight = torch.zeros(down.shape, dtype=torch.long)
+    up = torch.full_like(down, -math.inf)
+    for p in range(1, slots):
         row = rows[:, p]
-        two &= near(row, first) ^ near(row, other)
-    first_up = weight == (length - 1) // 2
-    key = torch.where(first_up, spell, (1 << length) - 1 - spell)
-    at = torch.searchsorted(keys, key.reshape(-1)).clamp_max(n - 1).reshape(key.shape)
-    found = keys[at] == key
-    ok = two & (first_up | (weight == (length + 1) // 2)) & found
+        other = ~near(row, down)
+        spell |= other.long() << (p - 1)
+        weight += other
+        up = torch.maximum(up, torch.where(other, row, -math.inf))
+    two = (up - down).abs() > 2 * tau  # NaN: not two
+    for p in range(1, slots):
+        row = rows[:, p]
+        two &= near(row, down) | near(row, up)
+    at = torch.searchsorted(keys, spell.reshape(-1)).clamp_max(n - 1).reshape(spell.shape)
+    ok = two & (weight == (slots - 1) // 2) & (keys[at] == spell)
     mixed = changed & ~ok
     share = mixed.sum(1).double() / changed.sum(1).clamp_min(1).double()
-    up = torch.where(first_up, first, other)
-    down = torch.where(first_up, other, first)
     return _Decoded(torch.where(changed, order[at], -1), up, down, share, rest_sum)
 
 

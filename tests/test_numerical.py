@@ -280,6 +280,21 @@ def test_a_max_pool_tie_flags_both_tied_elements_and_the_rest_agree() -> None:
     )
 
 
+def test_a_tie_between_two_members_of_a_group_is_never_read_as_a_third() -> None:
+    # x[0] and x[1] tie for a max; moved together with x[2], the max moves up whenever either
+    # goes up: a code must not mistake that for x[2] (or for either of them alone).
+    x = torch.tensor([0.5, 0.5, -0.3], dtype=torch.float64)
+
+    def forward(v: Mapping[str, torch.Tensor]) -> Values:
+        return {"out": torch.stack([torch.maximum(v["x"][0], v["x"][1]), 3 * v["x"][2]])}
+
+    g = {"out": torch.tensor([1.0, 2.0], dtype=torch.float64)}
+    for vectorize in (False, True):
+        t = numerical_vjp(forward, {"x": x}, g, ["x"], vectorize=vectorize)["x"]
+        assert t.unstable.tolist() == [True, True, False]
+        assert float(t.grad[2]) == pytest.approx(6.0)
+
+
 def test_a_kink_inside_the_step_but_not_at_the_point_is_flagged() -> None:
     x = randn(8, seed=26).abs() + 1
     x[3] = -2e-6  # relu's kink at 0 is within the step (6e-6) of x[3]
