@@ -1053,7 +1053,7 @@ class _Tensor:
                 batch = rows.view(len(units), k, -1)
             else:
                 batch = rows[torch.tensor([starts[i] for i in which])[:, None] + torch.arange(k)]
-            decoded = _owners(center, batch, engine.g, self._tolerance(spread), n)
+            decoded = _owners(center, batch, engine.g, self._tolerance(spread), n, engine.ulp)
             members = torch.stack([units[i].members for i in which])
             ok = decoded.mixed == 0
             for i, share in zip(which, decoded.mixed.tolist()):
@@ -1104,7 +1104,7 @@ class _Tensor:
         r2 = ((ROUNDING_ULPS * engine.ulp * size + (0 if spread is None else spread)) * engine.g) ** 2
         rest = relevant & ~moved
         if not exact:  # what moved by no more than rounding is left out, counted as error
-            counted = changed
+            counted = changed | (rest & ((up != center) | (down != center)))
             rest_up = torch.where(rest, d_up, zero).sum(1).abs()
             rest_down = torch.where(rest, d_down, zero).sum(1).abs()
             sums.left_out[members] += torch.maximum(rest_up, rest_down)
@@ -1181,7 +1181,12 @@ def _codebook(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def _owners(
-    center: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, noise: torch.Tensor | None, n: int
+    center: torch.Tensor,
+    rows: torch.Tensor,
+    g: torch.Tensor,
+    noise: torch.Tensor | None,
+    n: int,
+    ulp: torch.Tensor,
 ) -> _Decoded:
     """Decode a batch of units of ``n`` members, ``rows`` (U, slots, m): for ``n == 1`` up and down;
     else all down, then one slot per letter of the members' codewords (``_codebook``).
@@ -1195,7 +1200,8 @@ def _owners(
 
     Outputs are equal when bitwise equal (``noise=None``: the loop), or within ``noise`` (vmap:
     its batched kernels round one row and another differently). A member that moves an output by
-    no more than ``noise`` is not seen: its owner's rounding counts it.
+    no more than ``noise`` is not seen: its owner's rounding counts it (``ulp``: each output's
+    rounding unit).
     """
     tau = torch.zeros_like(center) if noise is None else noise
 
@@ -1204,34 +1210,39 @@ def _owners(
 
     # Slot by slot: temporaries of one slot's size, not of the batch's.
     slots = rows.shape[1]
-    first = rows[:, 0]
-    still = near(first, center)  # NaN is never near: it moved
-    for p in range(1, slots):
-        still &= near(rows[:, p], center)
     relevant = g != 0
-    moved = ~still
-    changed = moved & relevant
     zero = torch.zeros((), dtype=torch.float64)
+    if n == 1:
+        up, down = rows[:, 0], rows[:, 1]
+        moved = ~(near(up, center) & near(down, center))  # NaN is never near: it moved
+        changed = moved & relevant
+        owner = torch.where(changed, 0, -1)
+        none = torch.zeros(len(rows), dtype=torch.float64)
+    else:
+        down = rows[:, 0]
+        still = near(down, center)  # NaN is never near: it moved
+        spell = torch.zeros(down.shape, dtype=torch.long)  # the letters where the output is not down
+        weight = torch.zeros(down.shape, dtype=torch.long)
+        for p in range(1, slots):
+            row = rows[:, p]
+            still &= near(row, center)
+            other = ~near(row, down)
+            spell |= other.long() << (p - 1)
+            weight += other
+        # The up value: at the lowest letter that is not down (if none, down itself).
+        lowest = (spell & -spell).clamp_min(1).double().log2().round().long()
+        up = rows.gather(1, (lowest + 1).clamp_max(slots - 1)[:, None]).squeeze(1)
+        moved = ~still
+        changed = moved & relevant
     if noise is None:  # bitwise: what did not move did not move at all
         rest_sum = torch.zeros(len(rows), dtype=torch.float64)
     else:
         shift = (rows - center).abs().amax(1)
-        rest_sum = torch.where(relevant & ~moved, g.abs() * shift, zero).sum(1)
+        bound = shift + ROUNDING_ULPS * ulp * center.abs()  # what moved, and its own rounding
+        rest_sum = torch.where(relevant & ~moved, g.abs() * bound, zero).sum(1)
     if n == 1:
-        owner = torch.where(changed, 0, -1)
-        none = torch.zeros(len(rows), dtype=torch.float64)
-        return _Decoded(owner, rows[:, 0], rows[:, 1], none, rest_sum)
+        return _Decoded(owner, up, down, none, rest_sum)
     _, keys, order = _codebook(n)
-    down = first
-    spell = torch.zeros(down.shape, dtype=torch.long)  # the letters where the output is not down
-    weight = torch.zeros(down.shape, dtype=torch.long)
-    up = torch.full_like(down, -math.inf)
-    for p in range(1, slots):
-        row = rows[:, p]
-        other = ~near(row, down)
-        spell |= other.long() << (p - 1)
-        weight += other
-        up = torch.maximum(up, torch.where(other, row, -math.inf))
     two = (up - down).abs() > 2 * tau  # NaN: not two
     for p in range(1, slots):
         row = rows[:, p]
