@@ -1116,34 +1116,46 @@ class _Tensor:
 
     def _directions(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``k`` random directions u (scaled by max(|x|, 1)) and central differences of L along
-        them, with their errors (rounding plus half the one-sided gap: a kink crossed)."""
+        them, with their errors: rounding, plus the change from a quarter of the step where the
+        one-sided gap shrinks with the step (smooth), half the gap where it does not (a kink
+        crossed)."""
         empty = torch.empty(0, dtype=torch.float64)
         if k == 0:
             return torch.empty((0, *self.shape), dtype=torch.float64), empty, empty
         n = self.flat.numel()
-        index = torch.arange(n)
         dirs, vals, errs = [], [], []
-        c = self.rule.relative
         for _ in range(k):
             v = torch.randn(n, generator=self.gen, dtype=torch.float64)
-            st = _Stencil.at(self.flat, c * self.flat.abs().clamp_min(1.0) * v)
-            rows, center, spread = self._run(_Slots.rows(index, torch.stack([st.up, st.down])))
-            rel, g = self.engine.relevant, self.engine.g
-            up, down = rows[0], rows[1]
-            d_up = (g * (up - center))[rel].sum()
-            d_down = (g * (center - down))[rel].sum()
-            size = (up.abs() + center.abs() + down.abs())[rel]
-            if spread is not None:  # up, down and center from three rows of a batch
-                size = size + 2 * spread[rel] / ROUNDING_ULPS / self.engine.ulp[rel]
-            rounding = ROUNDING_ULPS * (self.engine.ulp[rel] * g[rel] * size).norm() / c
-            dirs.append((st.step_up + st.step_down) / (2 * c))
-            vals.append((d_up + d_down) / (2 * c))
-            errs.append(rounding + (d_up - d_down).abs() / (2 * c))
+            u, value, gap, rounding = self._along(v, self.rule.relative)
+            _, value2, gap2, rounding2 = self._along(v, self.rule.relative * self.rule.second)
+            rho = self.rule.second
+            shrinks = abs(gap2 - rho * gap) <= 0.25 * rho * abs(gap) + 2 * (rounding2 + rho * rounding)
+            dirs.append(u)
+            vals.append(value)
+            change = abs(value - value2) * 16 / 15
+            errs.append(rounding + (change + rounding2 if shrinks else abs(gap) / 2))
         return (
             torch.stack(dirs).reshape(k, *self.shape),
-            torch.stack(vals),
-            torch.stack(errs),
+            torch.tensor(vals, dtype=torch.float64),
+            torch.tensor(errs, dtype=torch.float64),
         )
+
+    def _along(self, v: torch.Tensor, c: float) -> tuple[torch.Tensor, float, float, float]:
+        """Central and one-sided differences of L along ``v * max(|x|, 1)`` with step ``c``: the
+        direction taken (from the steps actually taken), the directional derivative, the gap of
+        the one-sided ones, and its rounding error."""
+        st = _Stencil.at(self.flat, c * self.flat.abs().clamp_min(1.0) * v)
+        rows, center, spread = self._run(_Slots.rows(torch.arange(len(v)), torch.stack([st.up, st.down])))
+        rel, g, ulp = self.engine.relevant, self.engine.g, self.engine.ulp
+        up, down = rows[0], rows[1]
+        d_up = float((g * (up - center))[rel].sum())
+        d_down = float((g * (center - down))[rel].sum())
+        size = ROUNDING_ULPS * ulp[rel] * (up.abs() + center.abs() + down.abs())[rel]
+        if spread is not None:  # up, down and center from three rows of a batch
+            size = size + 2 * spread[rel]
+        rounding = float((g[rel] * size).norm()) / c
+        u = (st.step_up + st.step_down) / (2 * c)
+        return u, (d_up + d_down) / (2 * c), (d_up - d_down) / c, rounding
 
 
 @dataclass
