@@ -233,6 +233,74 @@ def test_one_wrong_element_is_the_only_one_flagged() -> None:
     assert mismatched(wrong, num["weight"]) == {(2, 1)}
 
 
+def _conv2d() -> tuple[Forward, Values, Values, Values, Values]:
+    from gradcheck_cli.layers import conv
+
+    values = {"x": randn(2, 3, 7, 6, seed=60), "w": randn(4, 3, 3, 3, seed=61), "b": randn(4, seed=62)}
+
+    def forward(v: Mapping[str, torch.Tensor]) -> Values:
+        return {"out": conv.conv2d_forward(v["x"], v["w"], v["b"], 2, 1, 1)}
+
+    g = {"out": randn(2, 4, 4, 3, seed=63)}
+    gx, gw, gb = conv.conv2d_backward(g["out"], values["x"], values["w"], 2, 1, 1)
+    wrong = {"x": gx, "w": gw, "b": gb * 2}  # bias summed twice
+    return forward, values, g, {"x": gx, "w": gw, "b": gb}, wrong
+
+
+def _batch_norm() -> tuple[Forward, Values, Values, Values, Values]:
+    from gradcheck_cli.layers import normalization
+
+    values = {"x": randn(6, 5, seed=64), "w": randn(5, seed=65), "b": randn(5, seed=66)}
+
+    def forward(v: Mapping[str, torch.Tensor]) -> Values:
+        return {"out": normalization.batch_norm_forward(v["x"], v["w"], v["b"], 1e-5)}
+
+    g = {"out": randn(6, 5, seed=67)}
+    gx, gw, gb = normalization.batch_norm_backward(g["out"], values["x"], values["w"], 1e-5)
+    x_hat = (values["x"] - values["x"].mean(0)) / (values["x"].var(0, unbiased=False) + 1e-5).sqrt()
+    no_mean_term = g["out"] * values["w"] / (values["x"].var(0, unbiased=False) + 1e-5).sqrt()
+    return (
+        forward,
+        values,
+        g,
+        {"x": gx, "w": gw, "b": gb},
+        {"x": no_mean_term, "w": (g["out"] * x_hat).sum(0), "b": gb},
+    )
+
+
+def _lstm_cell() -> tuple[Forward, Values, Values, Values, Values]:
+    from gradcheck_cli.layers import recurrent
+
+    names = ["x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh"]
+    shapes = [(3, 4), (3, 5), (3, 5), (20, 4), (20, 5), (20,), (20,)]
+    values = {n: randn(*shape, seed=70 + i) for i, (n, shape) in enumerate(zip(names, shapes))}
+
+    def forward(v: Mapping[str, torch.Tensor]) -> Values:
+        h_next, c_next, _ = recurrent.lstm_cell_forward(*(v[n] for n in names))
+        return {"h_next": h_next, "c_next": c_next}
+
+    g = {"h_next": randn(3, 5, seed=80), "c_next": randn(3, 5, seed=81)}
+    _, _, cache = recurrent.lstm_cell_forward(*(values[n] for n in names))
+    grads = dict(zip(names, recurrent.lstm_cell_backward(g["h_next"], g["c_next"], cache)))
+    wrong = dict(grads, c=grads["c"] - g["c_next"] * 0.5)  # half of the direct path to c lost
+    return forward, values, g, grads, wrong
+
+
+@pytest.mark.parametrize(
+    "layer", [_conv2d, _batch_norm, _lstm_cell], ids=["conv2d", "batch_norm", "lstm_cell"]
+)
+def test_the_built_in_layers_backwards_agree_and_a_planted_bug_is_found(
+    layer: Callable[[], tuple[Forward, Values, Values, Values, Values]],
+) -> None:
+    forward, values, g, right, wrong = layer()
+    num = numerical_vjp(forward, values, g, list(right))
+    for name in right:
+        assert mismatched(right[name], num[name]) == set(), name
+    failing = {name for name in right if mismatched(wrong[name], num[name])}
+    assert failing == {name for name in right if not torch.allclose(wrong[name], right[name])}
+    assert failing
+
+
 # --- kinks ---------------------------------------------------------------------------------------
 
 
