@@ -22,8 +22,9 @@ the outputs the element moves, not of the whole sum. It is estimated as ``8 ulp`
 those outputs (their own dtype's ulp: a float32 output limits the finite differences to float32),
 added as independent errors add (root sum of squares), and reported per element in ``error``.
 Under vmap, batched kernels round one row of a batch and another differently (a matmul's tail
-tiles), so there outputs within ``64 ulp`` of their tensor's largest value count as equal, and
-what moves by no more than that is counted as error instead.
+tiles): every batch carries a second unperturbed row to measure by how much, outputs within 4
+times that (at least ``64 ulp`` of their tensor's largest value) count as equal, and what moves
+by no more than that is counted as error instead.
 
 Kinks. The three points ``x - h, x, x + h`` also give the one-sided differences. On a smooth
 function they differ by ``h |f''|``; across a kink (ReLU at 0, a max-pool tie, abs at 0) by a
@@ -63,9 +64,10 @@ Speed. Chunks of perturbed forwards (groups' and single elements') are batched w
 ``torch.func.vmap`` (a pure torch forward), chunk sizes bounded by a memory budget; a forward vmap
 cannot run (numpy, ``.item()``, data-dependent control flow, a non-tensor output) makes it fall
 back to the plain loop once, for good. The loop perturbs one working copy in place and restores
-it (a forward that writes into its input is caught and gets fresh copies). A large tensor times
-a chunk each way and keeps the faster: copying it for every perturbation of a batch can cost more
-than the batch saves.
+it (a forward that writes into its inputs is caught and gets fresh copies). Each tensor runs its
+first perturbed forwards both ways and keeps the faster: batching saves calls, but copies the
+tensor for every perturbation (a 1000 x 1000 weight: the loop wins) and its kernels may be slower
+than the plain ones.
 
 Sampling. Above ``samples`` elements a tensor gets a seeded random subset of elements plus a few
 random directions ``u`` over the whole tensor, with their directional derivatives ``<grad, u>``
