@@ -130,11 +130,14 @@ class Expected:
     grad_outs: dict[str, torch.Tensor]
 
 
-def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
-    """Differentiate the reference with autograd, on its own clones of ``values``."""
+def reference_outputs(case: Case, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference's outputs by name, on ``tensors`` (every input and param by name).
+
+    run_reference differentiates them; diagnose evaluates them again, forward-mode,
+    for the contributions one gradient element receives. Raises SpecError.
+    """
     spec = case.spec
-    leaves = {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
-    scope: dict[str, Any] = {**spec.options, **case.dims, **leaves, "torch": torch, "F": F, "math": math}
+    scope: dict[str, Any] = {**spec.options, **case.dims, **tensors, "torch": torch, "F": F, "math": math}
     ref = spec.reference
     try:
         if ref.expr is not None:
@@ -178,6 +181,14 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
                 f"the reference's output {name!r} is a {type(value).__name__}, not a tensor", "reference"
             )
         outputs[name] = value
+    return outputs
+
+
+def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+    """Differentiate the reference with autograd, on its own clones of ``values``."""
+    spec = case.spec
+    leaves = {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
+    outputs = reference_outputs(case, leaves)
 
     # Upstream gradients: the same generator stream continues after the tensors.
     gen = torch.Generator().manual_seed(case.seed + 1_000_003)
