@@ -8,11 +8,18 @@ expected one within the check's own tolerance (times :data:`SLACK`), so the
 rules hold in float32 as in float64. When nothing fits, the diagnosis stays
 None and the hint says so: never guess. Only failing checks are diagnosed,
 so a diagnosis can never turn a pass into a failure.
+
+Big tensors: a candidate explanation is first tried on a fixed random sample
+of :data:`SAMPLE` elements and only verified on the whole tensor when the
+sample fits, so the searches (axis pairs, factors, mask patterns) cost little
+more than a few elementwise passes.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +35,8 @@ from .spec import Spec, TensorSpec
 SLACK = 8.0
 # Tensors with more axes than this are not searched for a missing sum (2^n subsets).
 MAX_REDUCTION_DIMS = 6
+# A tensor with more elements than this is searched on a sample of this many first.
+SAMPLE = 1 << 14
 
 Found = tuple[str, str] | None
 
@@ -91,9 +100,10 @@ def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Con
     """Fill ``check.diagnosis`` and ``check.hint`` for a failing check."""
     e = expected.detach().to("cpu", torch.float64)
     a = _as_real(actual.detach().to("cpu"))
+    d = _Diff(e, a, ctx)
     rules = _SHAPE_RULES if e.shape != a.shape else _VALUE_RULES
     for rule in rules:
-        found = rule(e, a, ctx)
+        found = rule(d)
         if found is not None:
             check.diagnosis, check.hint = found
             return
@@ -118,24 +128,103 @@ def _as_real(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64)
 
 
+# -- samples: the same random positions in every tensor of one shape -------------------
+
+
+class _Sample:
+    """Up to ``size`` fixed random positions of a shape (all of them when it is small)."""
+
+    def __init__(self, shape: tuple[int, ...], size: int = SAMPLE) -> None:
+        self.shape = shape
+        self.numel = math.prod(shape)
+        self.full = self.numel <= size
+        self.flat = torch.zeros(0, dtype=torch.int64)
+        if not self.full:
+            gen = torch.Generator().manual_seed(0)
+            flat = torch.randint(self.numel, (size,), generator=gen).sort().values
+            self.flat = flat[torch.cat([torch.ones(1, dtype=torch.bool), flat[1:] != flat[:-1]])]
+
+    @property
+    def size(self) -> int:
+        return self.numel if self.full else len(self.flat)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """The sampled elements of ``t`` (of this shape; a view is fine), flat."""
+        return t.reshape(-1) if self.full else torch.take(t, self.flat)
+
+
+@functools.lru_cache(maxsize=16)
+def _sample(shape: tuple[int, ...], size: int = SAMPLE) -> _Sample:
+    return _Sample(shape, size)
+
+
 def _close(actual: torch.Tensor, expected: torch.Tensor, ctx: Context) -> bool:
+    """Within the loose tolerance everywhere: tried on a sample first, then in full."""
     if actual.shape != expected.shape:
         return False
+    s = _sample(tuple(expected.shape))
+    if not s.full and not bool(ctx.loose.allclose(s.take(actual), s.take(expected)).all()):
+        return False
     return bool(ctx.loose.allclose(actual, expected).all())
+
+
+class _Diff:
+    """One failing tensor: expected and actual (float64, CPU) and what rules share about them."""
+
+    def __init__(self, e: torch.Tensor, a: torch.Tensor, ctx: Context) -> None:
+        self.e, self.a, self.ctx = e, a, ctx
+
+    @functools.cached_property
+    def excess(self) -> torch.Tensor:
+        """|actual - expected| in units of the check's tolerance (inf where not finite)."""
+        tol = self.ctx.tol
+        ratio = (self.a - self.e).abs() / (tol.atol + tol.rtol * self.e.abs())
+        ratio = torch.where(self.a == self.e, 0.0, ratio)  # the same infinity is no error
+        return ratio.nan_to_num(nan=math.inf)
+
+    @functools.cached_property
+    def wrong(self) -> torch.Tensor:
+        """Outside the check's tolerance: exactly the elements the table counts as mismatched."""
+        return self.excess > 1.0
+
+    @functools.cached_property
+    def definitely(self) -> torch.Tensor:
+        """Outside the loose tolerance too: wrong beyond any rounding."""
+        return self.excess > SLACK
+
+    @functools.cached_property
+    def count(self) -> int:
+        """How many elements are wrong."""
+        return int(self.wrong.sum())
+
+    @functools.cached_property
+    def partial(self) -> bool:
+        """Some elements wrong and the others right: not a chance hit or two among random numbers."""
+        count, total = self.count, self.wrong.numel()
+        right = total - count
+        if count == 0 or right < max(2, total // 10):
+            return False
+        # At float16 tolerances random numbers land close now and then, but then about as
+        # many land just outside the tolerance as inside it; real right ones are far inside.
+        band = int((self.wrong & ~self.definitely).sum())
+        return band * 4 <= right
+
+    @functools.cached_property
+    def fit(self) -> tuple[float, float, float]:
+        """(<a, e>, <e, e>, <a, a>)."""
+        a, e = self.a.reshape(-1), self.e.reshape(-1)
+        return float(a @ e), float(e @ e), float(a @ a)
 
 
 def _axis(i: int, size: int, label: str | None) -> str:
     return f"dim {i} ({label}={size})" if label else f"dim {i} (size {size})"
 
 
-def _indices(idx: list[int], limit: int = 6) -> str:
-    return ", ".join(map(str, idx[:limit])) + (", ..." if len(idx) > limit else "")
-
-
 # -- rules for any shape -----------------------------------------------------------
 
 
-def _nonfinite(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _nonfinite(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
     bad = ~torch.isfinite(a)
     if not bad.any():
         return None
@@ -161,7 +250,8 @@ def _nonfinite(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
     return "nonfinite", f"{what}{where}: a division by zero, a log of 0, or an exp that overflowed?"
 
 
-def _swapped(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _swapped(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
     for other, grad in ctx.expected_grads.items():
         if other == ctx.name or tuple(grad.shape) != tuple(a.shape):
             continue
@@ -177,7 +267,8 @@ def _swapped(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
 # -- rules about the layout: a transpose (any shapes), a missing sum, a reshape ----
 
 
-def _transposed(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _transposed(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
     if a.dim() < 2 or a.dim() != e.dim():
         return None
     labels = ctx.expected_labels(e.shape)
@@ -201,7 +292,8 @@ def _transposed(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
     return None
 
 
-def _missing_reduction(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _missing_reduction(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
     if a.numel() <= e.numel() or a.dim() > MAX_REDUCTION_DIMS:
         return None
     target = [s for s in e.shape if s != 1]
@@ -232,7 +324,8 @@ def _missing_reduction(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
     return None
 
 
-def _reshaped(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _reshaped(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
     if a.numel() != e.numel() or a.shape == e.shape:
         return None
     if not _close(a.reshape(e.shape), e, ctx):
@@ -253,7 +346,11 @@ def _reshaped(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
 # -- rules about the values (the shapes agree) ---------------------------------------
 
 
-def _zero(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
+def _zero(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
+    s = _sample(tuple(a.shape))
+    if not s.full and bool((s.take(a) != 0).any()):
+        return None
     if bool((a == 0).all()) and not _close(torch.zeros_like(e), e, ctx):
         return (
             "zero",
@@ -262,12 +359,18 @@ def _zero(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
     return None
 
 
-def _scaled(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
-    denom = float((e * e).sum())
-    if denom == 0.0:
+def _scaled(d: _Diff) -> Found:
+    e, a, ctx = d.e, d.a, d.ctx
+    ae, ee, _ = d.fit
+    if ee == 0.0:
         return None
-    c = float((a * e).sum()) / denom
-    if not abs(c) > 1e-12 or not _close(a, c * e, ctx):
+    c = ae / ee
+    if not abs(c) > 1e-12:
+        return None
+    s = _sample(tuple(e.shape))
+    if not s.full and not bool(ctx.loose.allclose(s.take(a), c * s.take(e)).all()):
+        return None
+    if not _close(a, c * e, ctx):
         return None
     # A factor indistinguishable from 1 is no factor: a few elements just outside the
     # tolerance are not "scaled" (partial or null will say what they are).
@@ -359,19 +462,18 @@ def _name_factor(c: float, e: torch.Tensor, a: torch.Tensor, ctx: Context) -> tu
     return ("-" if sign < 0 else "") + shown, " or ".join(reasons) + flipped
 
 
-def _partial(e: torch.Tensor, a: torch.Tensor, ctx: Context) -> Found:
-    wrong = ~ctx.loose.allclose(a, e)
-    count, total = int(wrong.sum()), wrong.numel()
-    right = total - count
-    if count == 0 or right == 0:
+def _indices(idx: list[int], limit: int = 6) -> str:
+    return ", ".join(map(str, idx[:limit])) + (", ..." if len(idx) > limit else "")
+
+
+def _partial(d: _Diff) -> Found:
+    ctx = d.ctx
+    if not d.partial:
         return None
-    # The right ones must be right at the check's own tolerance, and not a chance
-    # hit or two: at float16 tolerances random numbers land close now and then.
-    if not bool(ctx.tol.allclose(a[~wrong], e[~wrong]).all()) or right < max(2, total // 10):
-        return None
+    count, total = d.count, d.wrong.numel()
     share = f"{100 * count / total:.0f}%"
     fraction = f"{count} of {total} elements of {ctx.name} ({share}) are wrong, the others right"
-    pattern = _mask_pattern(wrong, ctx)
+    pattern = _mask_pattern(d.wrong, ctx)
     if pattern is None:
         return "partial", fraction
     where, why = pattern
@@ -424,6 +526,13 @@ def _mask_pattern(wrong: torch.Tensor, ctx: Context) -> tuple[str, str | None] |
     return None
 
 
-Rule = Callable[[torch.Tensor, torch.Tensor, Context], Found]
+Rule = Callable[[_Diff], Found]
 _SHAPE_RULES: tuple[Rule, ...] = (_nonfinite, _swapped, _transposed, _missing_reduction, _reshaped)
-_VALUE_RULES: tuple[Rule, ...] = (_nonfinite, _zero, _transposed, _swapped, _scaled, _partial)
+_VALUE_RULES: tuple[Rule, ...] = (
+    _nonfinite,
+    _zero,
+    _transposed,
+    _swapped,
+    _scaled,
+    _partial,
+)
