@@ -1,18 +1,19 @@
 """What kind of mistake a wrong gradient looks like.
 
 Each rule tries one everyday backprop mistake (a transpose, a sum over the
-batch never done, a missing 1/n, a ReLU mask forgotten...) and, when the
-numbers fit it, names it in ``Check.diagnosis`` and explains it in
-``Check.hint``. A rule only fires when the corrected gradient matches the
-expected one within the check's own tolerance (times :data:`SLACK`), so the
-rules hold in float32 as in float64. When nothing fits, the diagnosis stays
-None and the hint says so: never guess. Only failing checks are diagnosed,
-so a diagnosis can never turn a pass into a failure.
+batch never done, a missing 1/n, a ReLU mask forgotten, a gradient cropped
+at the border...) and, when the numbers fit it, names it in
+``Check.diagnosis`` and explains it in ``Check.hint``. A rule only fires
+when the corrected gradient matches the expected one within the check's own
+tolerance (times :data:`SLACK`), so the rules hold in float32 as in float64.
+When nothing fits, the diagnosis stays None and the hint says so: never
+guess. Only failing checks are diagnosed, so a diagnosis can never turn a
+pass into a failure.
 
 Big tensors: a candidate explanation is first tried on a fixed random sample
 of :data:`SAMPLE` elements and only verified on the whole tensor when the
-sample fits, so the searches (axis pairs, factors, mask patterns) cost little
-more than a few elementwise passes.
+sample fits, so the searches (axis pairs, factors, crop offsets, mask
+patterns) cost little more than a few elementwise passes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -37,6 +39,10 @@ SLACK = 8.0
 MAX_REDUCTION_DIMS = 6
 # A tensor with more elements than this is searched on a sample of this many first.
 SAMPLE = 1 << 14
+# Block orders are searched for up to this many equal blocks along a dim.
+MAX_BLOCKS = 16
+# Crop offsets tried (combinations over the cropped dims).
+MAX_CROP_OFFSETS = 64
 
 Found = tuple[str, str] | None
 
@@ -111,7 +117,7 @@ def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Con
     if e.shape != a.shape:
         check.hint = (
             f"shape {ctx.actual_text(a.shape)} where {ctx.expected_text(e.shape)} is expected; no known"
-            " mistake explains the values (not a transpose, a missing sum, a reshape or a swap)"
+            " mistake explains the values (not a transpose, a missing sum, a reshape, a crop or a swap)"
         )
     else:
         check.hint = (
@@ -220,6 +226,95 @@ def _axis(i: int, size: int, label: str | None) -> str:
     return f"dim {i} ({label}={size})" if label else f"dim {i} (size {size})"
 
 
+def _ranges(idx: Sequence[int], limit: int = 4) -> str:
+    """``0–9``, ``0–2, 5 and 9–11``, ``0, 2, 4, 6 and 3 more ranges``."""
+    runs: list[tuple[int, int]] = []
+    for i in idx:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    parts = [str(lo) if lo == hi else f"{lo}–{hi}" for lo, hi in runs]
+    if len(parts) > limit:
+        return ", ".join(parts[:limit]) + f" and {len(parts) - limit} more ranges"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _count_ranges(idx: Sequence[int]) -> int:
+    return 1 + sum(1 for p, q in zip(idx, idx[1:]) if q != p + 1) if idx else 0
+
+
+def _block_sizes(
+    n: int, dims: Mapping[str, int], entry: str | None = None, plain_up_to: int = MAX_BLOCKS
+) -> list[tuple[int, str]]:
+    """(k, "4 blocks of hidden=5") for the ways to cut n into 2..MAX_BLOCKS equal blocks.
+
+    ``entry`` is the axis's shape entry: when it is arithmetic (``4*hidden``,
+    ``heads*head_dim``), only the dims it names can name the blocks, their size or their
+    count; otherwise a dim of the block's size does. Named cuts come first, then the others
+    up to ``plain_up_to`` blocks; fewer blocks first in each.
+    """
+    words = set(re.findall(r"[A-Za-z_]\w*", entry or ""))
+    arithmetic = bool(words) and entry not in dims
+    names = {d: v for d, v in dims.items() if d in words} if arithmetic else dict(dims)
+    named, plain = [], []
+    for k in range(2, min(n, MAX_BLOCKS) + 1):
+        if n % k:
+            continue
+        size = n // k
+        of_size = [d for d, v in names.items() if v == size]
+        of_count = [d for d, v in names.items() if v == k] if arithmetic else []
+        if len(of_size) == 1 and len(of_count) == 1 and of_size != of_count:
+            named.append((k, f"{of_count[0]}={k} blocks of {of_size[0]}={size}"))
+        elif len(of_size) == 1:
+            named.append((k, f"{k} blocks of {of_size[0]}={size}"))
+        elif len(of_count) == 1:
+            named.append((k, f"{of_count[0]}={k} blocks of {size}"))
+        elif k <= plain_up_to:
+            plain.append((k, f"{k} blocks of {size}"))
+    return named + plain
+
+
+def _index_set(
+    idx: list[int], n: int, dims: Mapping[str, int], entry: str | None = None
+) -> tuple[str, str | None] | None:
+    """Indices along one dim in words, and the blocks they make up (if they do); None
+    when they follow no readable pattern."""
+    chosen = set(idx)
+    blocks_note: str | None = None
+    for k, blocks_of in _block_sizes(n, dims, entry, plain_up_to=4):
+        size = n // k
+        blocks = [b for b in range(k) if b * size in chosen]
+        whole = all(set(range(b * size, (b + 1) * size)) <= chosen for b in blocks)
+        if size > 1 and blocks and whole and len(blocks) * size == len(idx) and len(blocks) < k:
+            which = _ranges(blocks) if len(blocks) > 2 else " and ".join(map(str, blocks))
+            blocks_note = f"block{'s' if len(blocks) > 1 else ''} {which} of the {blocks_of}"
+            break
+    if len(idx) == 1:
+        return f"index {idx[0]}", blocks_note
+    if _count_ranges(idx) <= 4 or blocks_note is not None:
+        return f"indices {_ranges(idx)} of {n}", blocks_note
+    step = idx[1] - idx[0]
+    if step > 1 and all(q - p == step for p, q in zip(idx, idx[1:])) and idx[-1] + step >= n:
+        return f"every {_ordinal(step)} index from {idx[0]} ({len(idx)} of {n})", None
+    return None
+
+
+def _along(
+    idx: list[int], n: int, axis: str | None, dims: Mapping[str, int], entry: str | None = None
+) -> str | None:
+    """``indices 0–7 of 16 along dim 0 (4*hidden=16): blocks 0 and 1 of the 4 blocks of hidden=4``."""
+    found = _index_set(idx, n, dims, entry)
+    if found is None:
+        return None
+    words, blocks = found
+    return words + (f" along {axis}" if axis else "") + (f": {blocks}" if blocks else "")
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
 # -- rules for any shape -----------------------------------------------------------
 
 
@@ -264,7 +359,7 @@ def _swapped(d: _Diff) -> Found:
     return None
 
 
-# -- rules about the layout: a transpose (any shapes), a missing sum, a reshape ----
+# -- rules about the layout: a transpose (any shapes), a missing sum, a reshape, a crop ----
 
 
 def _transposed(d: _Diff) -> Found:
@@ -341,6 +436,72 @@ def _reshaped(d: _Diff) -> Found:
         f"{ctx.name} gradient has the right values in shape {got} instead of {want} ({how}):"
         f" reshape it to {ctx.name}'s shape (.reshape({list(e.shape)}) or .view_as({ctx.name}))"
     )
+
+
+def _cropped(d: _Diff) -> Found:
+    """Smaller along some dims (down to empty) and the expected values on the part it covers."""
+    e, a, ctx = d.e, d.a, d.ctx
+    if a.dim() != e.dim() or a.dim() == 0 or any(p > q for p, q in zip(a.shape, e.shape)):
+        return None
+    short = [k for k in range(e.dim()) if a.shape[k] < e.shape[k]]
+    if not short:
+        return None
+    labels = ctx.expected_labels(e.shape)
+    got, want = ctx.actual_text(a.shape), ctx.expected_text(e.shape)
+    empty = [k for k in short if a.shape[k] == 0]
+    if empty:
+        axes = " and ".join(_axis(k, e.shape[k], labels[k]) for k in empty)
+        return "cropped", (
+            f"{ctx.name} gradient has shape {got} instead of {want}: {axes}"
+            f" {'are' if len(empty) > 1 else 'is'} empty, the usual cause a [p:-p] slice with p = 0"
+            " (x[0:-0] is x[0:0]): slice [p:p + size] or [p:len - p] instead"
+        )
+    choices: list[list[int]] = []
+    for k in short:
+        gap = e.shape[k] - a.shape[k]
+        choices.append(list(range(gap + 1)) if gap <= 3 else sorted({0, gap // 2, gap}))
+    for n, offsets in enumerate(itertools.product(*choices)):
+        if n >= MAX_CROP_OFFSETS:
+            break
+        start = dict(zip(short, offsets))
+        part = e
+        for k, o in start.items():
+            part = part.narrow(k, o, a.shape[k])
+        if not _close(a, part, ctx):
+            continue
+        missing = []
+        reached = torch.ones(e.shape, dtype=torch.bool)
+        for k, o in start.items():
+            gone = [i for i in range(e.shape[k]) if not o <= i < o + a.shape[k]]
+            axis = _axis(k, e.shape[k], labels[k])
+            missing.append(_along(gone, e.shape[k], axis, {}) or f"indices {_ranges(gone)} along {axis}")
+            keep = torch.zeros(e.shape[k], dtype=torch.bool)
+            keep[o : o + a.shape[k]] = True
+            reached &= keep.reshape([-1 if i == k else 1 for i in range(e.dim())])
+        # The expected gradient where the crop cut: zero means nothing reaches those elements.
+        cut = e[~reached]
+        at_end = all(o == 0 for o in start.values())
+        if bool((cut.abs() <= ctx.loose.atol).all()):
+            why = (
+                "the expected gradient there is 0 (no window reaches those elements, as when the stride"
+                f" leaves a remainder): pad the gradient with zeros back to {want}"
+            )
+        elif at_end:
+            why = (
+                "the expected gradient there is not 0: a buffer or loop one short at the end, as when"
+                " the padded size is computed from the output, (out - 1) * stride + kernel, and the"
+                " stride leaves a remainder; size it from the input (H + 2 * pad)"
+            )
+        else:
+            why = (
+                "the expected gradient there is not 0: a border cut off, as by a [p:-p] slice with"
+                " the wrong p or padding removed twice"
+            )
+        return "cropped", (
+            f"{ctx.name} gradient has shape {got} instead of {want} and equals the expected one on the"
+            f" part it covers; missing: {'; '.join(missing)}. {why[0].upper()}{why[1:]}"
+        )
+    return None
 
 
 # -- rules about the values (the shapes agree) ---------------------------------------
@@ -527,7 +688,7 @@ def _mask_pattern(wrong: torch.Tensor, ctx: Context) -> tuple[str, str | None] |
 
 
 Rule = Callable[[_Diff], Found]
-_SHAPE_RULES: tuple[Rule, ...] = (_nonfinite, _swapped, _transposed, _missing_reduction, _reshaped)
+_SHAPE_RULES: tuple[Rule, ...] = (_nonfinite, _swapped, _transposed, _missing_reduction, _reshaped, _cropped)
 _VALUE_RULES: tuple[Rule, ...] = (
     _nonfinite,
     _zero,

@@ -106,10 +106,28 @@ MISTAKES = [
     Mistake("linear_weight_transposed_square", "weight", "transposed", "the shapes agree only", "bfloat16"),
     Mistake("linear_bias_none", "bias", "missing", "returned None for bias", F32, MISSING),
     Mistake("function_no_bias_grad", "bias", "missing", "returned None for bias", F64, MISSING),
+    # cropped: smaller than expected, and right on the part it covers (cs231n conv backwards).
+    Mistake("conv_stride_remainder", "x", "cropped",
+            "[2, 2, 7, 7] instead of [N=2, C=2, H=8, W=8] and equals the expected one on the part it covers;"
+            " missing: index 7 along dim 2 (H=8); index 7 along dim 3 (W=8)", F64, SHAPE),
+    Mistake("conv_stride_remainder", "x", "cropped",
+            "(out - 1) * stride + kernel, and the stride leaves a remainder", F32, SHAPE),
+    Mistake("conv_stride_remainder_pad0", "x", "cropped",
+            "The expected gradient there is 0 (no window reaches those elements, as when the stride leaves a"
+            " remainder): pad the gradient with zeros back to [N=2, C=2, H=8, W=8]", F64, SHAPE),
+    Mistake("conv_stride_remainder_pad0", "x", "cropped", "missing: index 7 along dim 2 (H=8)", F32, SHAPE),
+    Mistake("conv_pad_zero_slice", "x", "cropped",
+            "[2, 2, 0, 0] instead of [N=2, C=2, H=8, W=8]: dim 2 (H=8) and dim 3 (W=8) are empty",
+            F64, SHAPE),
+    Mistake("conv_pad_zero_slice", "x", "cropped", "the usual cause a [p:-p] slice with p = 0", F32, SHAPE),
 ]
 # fmt: on
 
-CORRECT = ["linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct"]
+CORRECT = [
+    "linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct",
+    # the correct versions of the layers the round-2 mistakes are made in
+    "conv_correct", "conv_pad_zero_correct",
+]  # fmt: skip
 
 
 def run_json(gradcheck: Any, *args: str) -> dict[str, Any]:
@@ -138,8 +156,12 @@ def test_the_zoo_is_big_enough_and_covers_every_convention_and_the_whole_vocabul
     vocabulary = {
         "transposed", "missing_reduction", "reshaped", "scaled", "sign_flipped", "swapped", "zero",
         "nonfinite", "partial", "forward_mismatch", "modified_input", "missing",
+        "cropped",
     }  # fmt: skip
     assert {m.diagnosis for m in MISTAKES} == vocabulary
+    # Every mistake of round 2 is checked in float64 and in float32.
+    for diagnosis in ("cropped",):
+        assert {m.dtype for m in MISTAKES if m.diagnosis == diagnosis} == {F64, F32}
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=str)
@@ -207,7 +229,7 @@ def test_a_wrong_shape_nothing_explains_gets_no_diagnosis_and_shows_both_shapes(
     assert bias["diagnosis"] is None
     assert bias["hint"] == (
         "shape [in=3] where [out=4] is expected; no known mistake explains the values"
-        " (not a transpose, a missing sum, a reshape or a swap)"
+        " (not a transpose, a missing sum, a reshape, a crop or a swap)"
     )
 
 
