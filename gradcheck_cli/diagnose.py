@@ -2,18 +2,18 @@
 
 Each rule tries one everyday backprop mistake (a transpose, a sum over the
 batch never done, a missing 1/n, a ReLU mask forgotten, a gradient cropped
-at the border...) and, when the numbers fit it, names it in
-``Check.diagnosis`` and explains it in ``Check.hint``. A rule only fires
-when the corrected gradient matches the expected one within the check's own
-tolerance (times :data:`SLACK`), so the rules hold in float32 as in float64.
-When nothing fits, the diagnosis stays None and the hint says so: never
-guess. Only failing checks are diagnosed, so a diagnosis can never turn a
-pass into a failure.
+at the border, gate blocks in the wrong order...) and, when the numbers fit
+it, names it in ``Check.diagnosis`` and explains it in ``Check.hint``. A
+rule only fires when the corrected gradient matches the expected one within
+the check's own tolerance (times :data:`SLACK`), so the rules hold in
+float32 as in float64. When nothing fits, the diagnosis stays None and the
+hint says so: never guess. Only failing checks are diagnosed, so a diagnosis
+can never turn a pass into a failure.
 
 Big tensors: a candidate explanation is first tried on a fixed random sample
 of :data:`SAMPLE` elements and only verified on the whole tensor when the
-sample fits, so the searches (axis pairs, factors, crop offsets, mask
-patterns) cost little more than a few elementwise passes.
+sample fits, so the searches (axis pairs, factors, block orders, crop
+offsets, mask patterns) cost little more than a few elementwise passes.
 """
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ class Context:
         labels = self.spec.dim_labels(self.tensor)
         return labels if len(labels) == len(shape) else [None] * len(shape)
 
+    def axis_labels(self, shape: torch.Size | list[int]) -> list[str | None]:
+        """Like expected_labels, with arithmetic entries too (``4*hidden``)."""
+        entries = self.tensor.shape
+        if len(entries) != len(shape):
+            return [None] * len(shape)
+        return [e.replace(" ", "") if isinstance(e, str) else None for e in entries]
+
     def expected_text(self, shape: torch.Size | list[int]) -> str:
         return format_shape(list(shape), self.expected_labels(shape))
 
@@ -122,7 +129,7 @@ def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Con
     else:
         check.hint = (
             "no known mistake explains these values (not a transpose, a constant factor, a swap,"
-            " zeros or a mask)"
+            " zeros, a mask or blocks in another order)"
         )
         if bool((e == 0).all()):
             check.hint += f"; the expected gradient is all zeros: the output does not depend on {ctx.name}"
@@ -623,6 +630,63 @@ def _name_factor(c: float, e: torch.Tensor, a: torch.Tensor, ctx: Context) -> tu
     return ("-" if sign < 0 else "") + shown, " or ".join(reasons) + flipped
 
 
+_GATES = {("lstm", 4): ("i", "f", "g", "o"), ("gru", 3): ("r", "z", "n")}
+
+
+def _blocks_swapped(d: _Diff) -> Found:
+    """Along one dim, equal-sized blocks of the expected gradient in another order."""
+    e, a, ctx = d.e, d.a, d.ctx
+    labels = ctx.axis_labels(e.shape)
+    for axis in range(e.dim()):
+        n = e.shape[axis]
+        for k, blocks_of in sorted(_block_sizes(n, ctx.dims, labels[axis]), key=lambda kb: kb[0]):
+            order = _block_order(e, a, axis, k, ctx)
+            if order is None:
+                continue
+            swaps = [i for i in range(k) if order[i] != i]
+            listed = ", ".join(map(str, order))
+            if len(swaps) == 2:
+                how = f"blocks {swaps[0]} and {swaps[1]} swapped (order {listed})"
+            elif order == list(range(k))[::-1]:
+                how = f"in reverse order ({listed})"
+            else:
+                how = f"in the order {listed} (position i holds expected block order[i])"
+            expr = (ctx.spec.reference.expr or "").lower()
+            gates = next((g for (kind, count), g in _GATES.items() if count == k and kind in expr), None)
+            if gates is not None:
+                how += f"; gates {', '.join(gates)} came back as {', '.join(gates[i] for i in order)}"
+            return "blocks_swapped", (
+                f"{ctx.name} gradient is the expected one with the {blocks_of} along"
+                f" {_axis(axis, n, labels[axis])} {how}: slices (LSTM/GRU gates, attention heads,"
+                " q/k/v) concatenated in another order than the forward splits them"
+            )
+    return None
+
+
+def _block_order(e: torch.Tensor, a: torch.Tensor, axis: int, k: int, ctx: Context) -> list[int] | None:
+    """order[i] = the expected block that actual block i equals, when that is a permutation."""
+    size = e.shape[axis] // k
+    e_blocks = [e.narrow(axis, j * size, size) for j in range(k)]
+    a_blocks = [a.narrow(axis, j * size, size) for j in range(k)]
+    s = _sample(tuple(e_blocks[0].shape), SAMPLE // 16)
+    e_taken = [s.take(b) for b in e_blocks]
+    order: list[int] = []
+    for i, block in enumerate(a_blocks):
+        taken = s.take(block)
+        fits = [j for j in range(k) if bool(ctx.loose.allclose(taken, e_taken[j]).all())]
+        if not fits:
+            return None  # most wrong gradients stop here, at block 0
+        j = i if i in fits else next((j for j in fits if j not in order), None)
+        if j is None:
+            return None
+        order.append(j)
+    if order == list(range(k)) or sorted(order) != list(range(k)):
+        return None
+    if not all(_close(a_blocks[i], e_blocks[j], ctx) for i, j in enumerate(order)):
+        return None
+    return order
+
+
 def _indices(idx: list[int], limit: int = 6) -> str:
     return ", ".join(map(str, idx[:limit])) + (", ..." if len(idx) > limit else "")
 
@@ -695,5 +759,6 @@ _VALUE_RULES: tuple[Rule, ...] = (
     _transposed,
     _swapped,
     _scaled,
+    _blocks_swapped,
     _partial,
 )

@@ -120,13 +120,29 @@ MISTAKES = [
             "[2, 2, 0, 0] instead of [N=2, C=2, H=8, W=8]: dim 2 (H=8) and dim 3 (W=8) are empty",
             F64, SHAPE),
     Mistake("conv_pad_zero_slice", "x", "cropped", "the usual cause a [p:-p] slice with p = 0", F32, SHAPE),
+    # blocks_swapped: gates, heads concatenated in another order than the forward splits them.
+    Mistake("lstm_gates_reordered", "w_ih", "blocks_swapped",
+            "the 4 blocks of hidden=4 along dim 0 (4*hidden=16) blocks 0 and 1 swapped (order 1, 0, 2, 3);"
+            " gates i, f, g, o came back as f, i, g, o", F64, also=("x", "h", "w_hh", "b_ih", "b_hh")),
+    Mistake("lstm_gates_reordered", "b_hh", "blocks_swapped", "gates i, f, g, o came back as f, i, g, o",
+            F32, also=("x", "h", "w_ih", "w_hh", "b_ih")),
+    Mistake("gru_gates_reordered", "w_hh", "blocks_swapped",
+            "the 3 blocks of hidden=4 along dim 0 (3*hidden=12) blocks 0 and 1 swapped (order 1, 0, 2);"
+            " gates r, z, n came back as z, r, n", F64, also=("x", "h", "w_ih", "b_ih", "b_hh")),
+    Mistake("gru_gates_reordered", "w_ih", "blocks_swapped", "gates r, z, n came back as z, r, n",
+            F32, also=("x", "h", "w_hh", "b_ih", "b_hh")),
+    Mistake("attention_heads_reversed", "wq", "blocks_swapped",
+            "the heads=3 blocks of head_dim=2 along dim 0 (heads*head_dim=6) blocks 0 and 2 swapped"
+            " (order 2, 1, 0)", F64, also=("x", "wk", "wv")),
+    Mistake("attention_heads_reversed", "wv", "blocks_swapped", "blocks 0 and 2 swapped (order 2, 1, 0)",
+            F32, also=("x", "wq", "wk")),
 ]
 # fmt: on
 
 CORRECT = [
     "linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct",
     # the correct versions of the layers the round-2 mistakes are made in
-    "conv_correct", "conv_pad_zero_correct",
+    "conv_correct", "conv_pad_zero_correct", "lstm_correct", "gru_correct", "attention_correct",
 ]  # fmt: skip
 
 
@@ -156,11 +172,11 @@ def test_the_zoo_is_big_enough_and_covers_every_convention_and_the_whole_vocabul
     vocabulary = {
         "transposed", "missing_reduction", "reshaped", "scaled", "sign_flipped", "swapped", "zero",
         "nonfinite", "partial", "forward_mismatch", "modified_input", "missing",
-        "cropped",
+        "cropped", "blocks_swapped",
     }  # fmt: skip
     assert {m.diagnosis for m in MISTAKES} == vocabulary
     # Every mistake of round 2 is checked in float64 and in float32.
-    for diagnosis in ("cropped",):
+    for diagnosis in ("cropped", "blocks_swapped"):
         assert {m.dtype for m in MISTAKES if m.diagnosis == diagnosis} == {F64, F32}
 
 
