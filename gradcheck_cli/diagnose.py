@@ -23,7 +23,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import torch
@@ -43,6 +43,8 @@ SAMPLE = 1 << 14
 MAX_BLOCKS = 16
 # Crop offsets tried (combinations over the cropped dims).
 MAX_CROP_OFFSETS = 64
+# A threshold pattern ("where x < 0.1") needs this many clearly wrong elements, and as many others.
+MIN_THRESHOLD_SUPPORT = 8
 
 Found = tuple[str, str] | None
 
@@ -55,6 +57,8 @@ class Context:
     tol: Tolerance
     expected_grads: Mapping[str, torch.Tensor]
     values: Mapping[str, torch.Tensor]
+    # The upstream gradient of each output (name -> tensor), as the backward received it.
+    grad_outs: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -81,6 +85,10 @@ class Context:
 
     def actual_text(self, shape: torch.Size | list[int]) -> str:
         return format_shape(list(shape), label_axes(shape, self.dims))
+
+    def grad_label(self, output: str) -> str:
+        """What the upstream gradient of ``output`` is called in a hint."""
+        return "grad_out" if len(self.spec.outputs) == 1 else f"grad_{output}"
 
 
 def label_axes(shape: torch.Size | tuple[int, ...] | list[int], dims: Mapping[str, int]) -> list[str | None]:
@@ -346,9 +354,9 @@ def _nonfinite(d: _Diff) -> Found:
             shown.append(f"{pos}" + (f" (where {', '.join(inputs)})" if inputs else ""))
         where = ", at " + ", ".join(shown) + (", ..." if count > 3 else "")
         if a.shape == e.shape and count < total:
-            pattern = _mask_pattern(bad, ctx)
+            pattern = _mask_pattern(bad, bad, ctx)
             if pattern:
-                where += f"; {pattern[0]}"
+                where += f"; {pattern.where}"
     return "nonfinite", f"{what}{where}: a division by zero, a log of 0, or an exp that overflowed?"
 
 
@@ -687,68 +695,296 @@ def _block_order(e: torch.Tensor, a: torch.Tensor, axis: int, k: int, ctx: Conte
     return order
 
 
-def _indices(idx: list[int], limit: int = 6) -> str:
-    return ", ".join(map(str, idx[:limit])) + (", ..." if len(idx) > limit else "")
+def _partial_where(d: _Diff) -> Found:
+    """Partly wrong, exactly where a condition on the inputs or the upstream gradient holds.
+
+    Tried first: an elementwise condition is the most specific answer. _partial says the
+    rest (rows, columns or blocks, or no pattern at all).
+    """
+    if not d.partial:
+        return None
+    pattern = _condition_pattern(d.wrong, d.definitely, d.ctx)
+    return None if pattern is None else _partial_found(d, pattern)
 
 
 def _partial(d: _Diff) -> Found:
-    ctx = d.ctx
     if not d.partial:
         return None
+    return _partial_found(d, _axis_pattern(d.wrong, d.definitely, d.ctx))
+
+
+def _partial_found(d: _Diff, pattern: _Pattern | None) -> tuple[str, str]:
     count, total = d.count, d.wrong.numel()
     share = f"{100 * count / total:.0f}%"
-    fraction = f"{count} of {total} elements of {ctx.name} ({share}) are wrong, the others right"
-    pattern = _mask_pattern(d.wrong, ctx)
+    fraction = f"{count} of {total} elements of {d.ctx.name} ({share}) are wrong, the others right"
     if pattern is None:
         return "partial", fraction
-    where, why = pattern
-    return "partial", f"{fraction}; the wrong ones are {where}" + (f": {why}" if why else "")
+    return "partial", f"{fraction}; the wrong ones are {pattern.where}" + (
+        f": {pattern.why}" if pattern.why else ""
+    )
 
 
-def _mask_pattern(wrong: torch.Tensor, ctx: Context) -> tuple[str, str | None] | None:
-    """Where ``wrong`` lines up with something a user can look for: (where, the likely why)."""
-    # Exactly where some float input is <= 0 (or > 0): a forgotten ReLU-style mask.
-    for name, value in ctx.values.items():
-        if not value.is_floating_point() or tuple(value.shape) != tuple(wrong.shape):
-            continue
-        v = value.detach().cpu()
-        if torch.equal(wrong, v <= 0):
-            return (
-                f"exactly where {name} <= 0",
-                "a mask (like ReLU's) is missing, or the slope there is wrong",
-            )
-        if torch.equal(wrong, v > 0):
-            return (
-                f"exactly where {name} > 0",
-                "a mask (like ReLU's) is inverted, or the slope there is wrong",
-            )
-    # Exactly at the target class of each row (integer targets).
-    if wrong.dim() >= 2:
-        for name, value in ctx.values.items():
-            if value.dtype not in (torch.int64, torch.int32) or tuple(value.shape) != tuple(wrong.shape[:-1]):
+# -- where the wrong elements are -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    where: str  # "exactly where x <= 0"
+    why: str | None = None
+
+
+def _fits(inside: torch.Tensor, wrong: torch.Tensor, definitely: torch.Tensor) -> bool:
+    """``inside`` holds every clearly wrong element, and few right ones (< 5% of it)."""
+    if bool((definitely & ~inside).any()):
+        return False
+    size = int(inside.sum())
+    return size > 0 and int((inside & ~wrong).sum()) * 20 <= size
+
+
+def _where(inside: torch.Tensor, wrong: torch.Tensor, condition: str) -> str:
+    if torch.equal(inside, wrong):
+        return f"exactly where {condition}"
+    extra = int((inside & ~wrong).sum())
+    return (
+        f"where {condition} ({extra} of those within tolerance all the same: their difference is small there)"
+    )
+
+
+def _mask_pattern(wrong: torch.Tensor, definitely: torch.Tensor, ctx: Context) -> _Pattern | None:
+    """Where ``wrong`` lines up with something a user can look for, and the likely why."""
+    return _condition_pattern(wrong, definitely, ctx) or _axis_pattern(wrong, definitely, ctx)
+
+
+def _condition_pattern(wrong: torch.Tensor, definitely: torch.Tensor, ctx: Context) -> _Pattern | None:
+    """Exactly where an input or upstream gradient is <= 0, above or below a threshold, or
+    both of two such, or at each row's integer target class."""
+    tensors = _pattern_tensors(wrong.shape, ctx)
+    s = _sample(tuple(wrong.shape))
+    sampled = {label: s.take(v) for label, v in tensors.items()}
+    w_s, d_s = s.take(wrong), s.take(definitely)
+    signs = [_Cond("sign", u, way) for u in tensors for way in ("le", "gt")]
+    thresholds = [_Cond("thr", u, way) for u in tensors for way in ("lt", "gt", "abs_gt", "abs_lt")]
+    pairs = [
+        replace(second, also=first) for first in signs for second in signs if first.label < second.label
+    ] + [
+        replace(second, also=first) for first in signs for second in thresholds if second.label != first.label
+    ]
+
+    def search(conds: list[_Cond]) -> _Pattern | None:
+        # Searched on the sample, confirmed on the whole tensor.
+        for cond in conds:
+            if _holds(cond, w_s, d_s, sampled, ctx) is None:
                 continue
-            classes = wrong.shape[-1]
-            v = value.detach().cpu().long()
-            if bool(((v >= 0) & (v < classes)).all()):
-                at_target = torch.nn.functional.one_hot(v, classes).bool()
-                if torch.equal(wrong, at_target):
-                    return (
-                        f"exactly at the {name} class of each row",
-                        "the -1 at the target is missing or wrong",
-                    )
-    # Confined to some indices along one axis (a row, a column, a class).
-    labels = ctx.expected_labels(wrong.shape)
+            found = _holds(cond, wrong, definitely, tensors, ctx)
+            if found is not None:
+                return _Pattern(_where(found[0], wrong, found[1]), found[2])
+        return None
+
+    found = search(signs) or _target_pattern(wrong, ctx)
+    if found is None and int(definitely.sum()) >= MIN_THRESHOLD_SUPPORT:
+        found = search(thresholds + pairs)
+    return found
+
+
+def _pattern_tensors(shape: torch.Size, ctx: Context) -> dict[str, torch.Tensor]:
+    """Float inputs and upstream gradients of this shape, by the name a hint gives them."""
+    found: dict[str, torch.Tensor] = {}
+    for name, value in ctx.values.items():
+        if value.is_floating_point() and tuple(value.shape) == tuple(shape):
+            found[name] = value.detach().to("cpu", torch.float64)
+    for name, g in ctx.grad_outs.items():
+        if g.is_floating_point() and tuple(g.shape) == tuple(shape):
+            found[ctx.grad_label(name)] = g.detach().to("cpu", torch.float64)
+    return found
+
+
+@dataclass(frozen=True)
+class _Cond:
+    """``x <= 0`` (sign), ``|grad_out| > c`` (thr), and one restricted to another: ``x < c and g <= 0``."""
+
+    kind: str  # "sign" or "thr"
+    label: str
+    way: str  # sign: "le" or "gt"; thr: "lt", "gt", "abs_lt" or "abs_gt"
+    also: _Cond | None = None
+
+
+def _holds(
+    cond: _Cond,
+    wrong: torch.Tensor,
+    definitely: torch.Tensor,
+    tensors: Mapping[str, torch.Tensor],
+    ctx: Context,
+) -> tuple[torch.Tensor, str, str | None] | None:
+    """(where cond holds, how to say it, the likely why) when it fits the wrong elements, else None."""
+    within: torch.Tensor | None = None
+    said = ""
+    if cond.also is not None:
+        outer = _atom(cond.also, definitely, tensors, ctx, None)
+        if outer is None or bool((definitely & ~outer[0]).any()):
+            return None
+        within, said = outer[0], f" and {outer[1]}"
+    atom = _atom(cond, definitely, tensors, ctx, within)
+    if atom is None or not _fits(atom[0], wrong, definitely):
+        return None
+    inside, text = atom
+    upstream = [c.label for c in (cond, cond.also) if c is not None and _is_upstream(c.label, ctx)]
+    if cond.also is not None:
+        why = (
+            "a surrogate gradient that depends on the upstream gradient (as LowerBound's or a"
+            " straight-through estimator's does): autograd of the forward does not"
+            if upstream
+            else "a mask or condition on both, handled otherwise than the forward does"
+        )
+    elif cond.kind == "sign" and upstream:
+        why = (
+            "the gradient there follows the upstream gradient's sign, as a surrogate"
+            " (straight-through) gradient does: autograd of the forward does not"
+        )
+    elif cond.kind == "sign":
+        verb = "missing" if cond.way == "le" else "inverted"
+        why = f"a mask (like ReLU's) is {verb}, or the slope there is wrong"
+    elif upstream:
+        size = "large" if cond.way.endswith("gt") else "small"
+        why = (
+            f"the upstream gradient is {size} there: a clipped (straight-through) gradient treats"
+            " those elements apart, autograd of the forward does not"
+        )
+    else:
+        why = f"a condition on {cond.label} (a clamp, a bound or a cutoff) handled otherwise than the forward"
+    return inside, text + said, why
+
+
+def _is_upstream(label: str, ctx: Context) -> bool:
+    return any(ctx.grad_label(n) == label for n in ctx.grad_outs)
+
+
+def _atom(
+    cond: _Cond,
+    definitely: torch.Tensor,
+    tensors: Mapping[str, torch.Tensor],
+    ctx: Context,
+    within: torch.Tensor | None,
+) -> tuple[torch.Tensor, str] | None:
+    """One comparison on one tensor; a threshold is the tightest one holding every clearly wrong element."""
+    v = tensors[cond.label]
+    if cond.kind == "sign":
+        inside = v <= 0 if cond.way == "le" else v > 0
+        return (
+            inside if within is None else inside & within
+        ), f"{cond.label} {'<=' if cond.way == 'le' else '>'} 0"
+    absolute = cond.way.startswith("abs")
+    x = v.abs() if absolute else v
+    shown = f"|{cond.label}|" if absolute else cond.label
+    target = x[definitely]
+    if len(target) < MIN_THRESHOLD_SUPPORT:
+        return None
+    lower = cond.way.endswith("lt")
+    edge = float(target.max()) if lower else float(target.min())
+    inside = x <= edge if lower else x >= edge
+    if within is not None:
+        inside = inside & within
+    rest = x[~inside] if within is None else x[within & ~inside]
+    if len(rest) < MIN_THRESHOLD_SUPPORT:
+        return None
+    if lower:
+        return inside, _threshold(shown, "<", edge, float(rest.min()), ctx)
+    return inside, _threshold(shown, ">", float(rest.max()), edge, ctx)
+
+
+def _threshold(shown: str, op: str, lo: float, hi: float, ctx: Context) -> str:
+    """``x < bound (0.1)`` when an option or scalar lies between lo and hi, else ``x < 0.1``."""
+    named = {
+        k: float(v)
+        for k, v in ctx.spec.options.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    for n, t in ctx.values.items():
+        if t.numel() == 1 and t.is_floating_point():
+            named[n] = float(t.reshape(()))
+    for name, value in named.items():
+        if lo <= value <= hi:
+            return f"{shown} {op} {name} ({value:g})"
+    if lo <= 0 <= hi:
+        return f"{shown} {op} 0"
+    mid = (lo + hi) / 2
+    for digits in range(1, 8):
+        c = float(f"{mid:.{digits}g}")
+        if lo < c < hi:
+            return f"{shown} {op} {c:g}"
+    return f"{shown} {op} {mid:.6g}"
+
+
+def _target_pattern(wrong: torch.Tensor, ctx: Context) -> _Pattern | None:
+    """Exactly at the target class of each row (integer targets)."""
+    if wrong.dim() < 2:
+        return None
+    for name, value in ctx.values.items():
+        if value.dtype not in (torch.int64, torch.int32) or tuple(value.shape) != tuple(wrong.shape[:-1]):
+            continue
+        classes = wrong.shape[-1]
+        v = value.detach().cpu().long()
+        if bool(((v >= 0) & (v < classes)).all()):
+            at_target = torch.nn.functional.one_hot(v, classes).bool()
+            if torch.equal(wrong, at_target):
+                return _Pattern(
+                    f"exactly at the {name} class of each row", "the -1 at the target is missing or wrong"
+                )
+    return None
+
+
+def _axis_pattern(wrong: torch.Tensor, definitely: torch.Tensor, ctx: Context) -> _Pattern | None:
+    """Confined to some indices along some dims (a box), or to whole slices (rows or columns)."""
+    if wrong.dim() == 0:
+        return None
+    labels = ctx.axis_labels(wrong.shape)
+    hit: list[torch.Tensor] = []
     for axis in range(wrong.dim()):
         other = tuple(k for k in range(wrong.dim()) if k != axis)
-        hit = wrong.any(dim=other) if other else wrong
-        full = wrong.all(dim=other) if other else wrong
-        if int(hit.sum()) < wrong.shape[axis] and torch.equal(hit, full):
-            idx = [int(i) for i in hit.nonzero().flatten()]
-            where = _axis(axis, wrong.shape[axis], labels[axis])
-            if wrong.dim() == 1:
-                return f"exactly those at index {_indices(idx)}", None
-            return f"exactly those with index {_indices(idx)} along {where}", None
+        hit.append(definitely.any(dim=other) if other else definitely)
+    box = torch.ones(wrong.shape, dtype=torch.bool)
+    for axis, h in enumerate(hit):
+        box = box & h.reshape([-1 if k == axis else 1 for k in range(wrong.dim())])
+    proper = [axis for axis, h in enumerate(hit) if int(h.sum()) < wrong.shape[axis]]
+    if proper and _fits(box, wrong, definitely):
+        parts = []
+        for axis in proper:
+            idx = [int(i) for i in hit[axis].nonzero().flatten()]
+            where = None if wrong.dim() == 1 else _axis(axis, wrong.shape[axis], labels[axis])
+            words = _along(idx, wrong.shape[axis], where, ctx.dims, labels[axis])
+            if words is None:
+                return None
+            parts.append(words)
+        lead = "at " if wrong.dim() == 1 else "with "
+        return _Pattern(_where_those(box, wrong) + lead + " and ".join(parts))
+    # Whole slices along several dims: the last row and the last column.
+    slabs: list[tuple[int, list[int]]] = []
+    union = torch.zeros(wrong.shape, dtype=torch.bool)
+    for axis in range(wrong.dim()):
+        other = tuple(k for k in range(wrong.dim()) if k != axis)
+        if not other:
+            continue
+        whole = wrong.float().mean(dim=other) >= 0.95
+        if bool(whole.any()):
+            slabs.append((axis, [int(i) for i in whole.nonzero().flatten()]))
+            union |= whole.reshape([-1 if k == axis else 1 for k in range(wrong.dim())])
+    if len(slabs) >= 2 and _fits(union, wrong, definitely):
+        parts = []
+        for axis, idx in slabs:
+            axis_text = _axis(axis, wrong.shape[axis], labels[axis])
+            words = _along(idx, wrong.shape[axis], axis_text, ctx.dims, labels[axis])
+            if words is None:
+                return None
+            parts.append(words)
+        return _Pattern(
+            _where_those(union, wrong) + "with " + " or ".join(parts), "a border handled otherwise"
+        )
     return None
+
+
+def _where_those(inside: torch.Tensor, wrong: torch.Tensor) -> str:
+    if torch.equal(inside, wrong):
+        return "exactly those "
+    return f"those (all but {int((inside & ~wrong).sum())} within tolerance) "
 
 
 Rule = Callable[[_Diff], Found]
@@ -760,5 +996,6 @@ _VALUE_RULES: tuple[Rule, ...] = (
     _swapped,
     _scaled,
     _blocks_swapped,
+    _partial_where,
     _partial,
 )

@@ -315,7 +315,9 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
                 check,
                 expected.grads[t.name],
                 as_tensor(got),
-                diagnose.Context(spec, case.dims, t, tol, expected.grads, values),
+                diagnose.Context(
+                    spec, case.dims, t, tol, expected.grads, values, grad_outs=expected.grad_outs
+                ),
             )
         if forward_bad and check.status != "pass":
             check.hint = ((check.hint or "") + " (forward differs: not meaningful)").strip()

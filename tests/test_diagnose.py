@@ -136,6 +136,20 @@ MISTAKES = [
             " (order 2, 1, 0)", F64, also=("x", "wk", "wv")),
     Mistake("attention_heads_reversed", "wv", "blocks_swapped", "blocks 0 and 2 swapped (order 2, 1, 0)",
             F32, also=("x", "wq", "wk")),
+    # partial, stated as ranges and blocks, and following the upstream gradient.
+    Mistake("lstm_no_sigmoid_derivative", "w_ih", "partial",
+            "exactly those with indices 0–7 of 16 along dim 0 (4*hidden=16): blocks 0 and 1 of the 4 blocks"
+            " of hidden=4", F64, also=("x", "h", "w_hh", "b_ih", "b_hh")),
+    Mistake("lstm_no_sigmoid_derivative", "b_ih", "partial",
+            "exactly those at indices 0–7 of 16: blocks 0 and 1 of the 4 blocks of hidden=4",
+            F32, also=("x", "h", "w_ih", "w_hh", "b_hh")),
+    Mistake("lower_bound_surrogate", "x", "partial",
+            "the wrong ones are exactly where x < bound (0.1) and grad_out <= 0: a surrogate gradient that"
+            " depends on the upstream gradient", F64),
+    Mistake("lower_bound_surrogate", "x", "partial", "exactly where x < bound (0.1) and grad_out <= 0", F32),
+    Mistake("clipped_ste", "x", "partial", "the wrong ones are exactly where |grad_out| > 1", F64),
+    Mistake("clipped_ste", "x", "partial", "exactly where |grad_out| > 1: the upstream gradient is large",
+            F32),
 ]
 # fmt: on
 
@@ -143,6 +157,7 @@ CORRECT = [
     "linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct",
     # the correct versions of the layers the round-2 mistakes are made in
     "conv_correct", "conv_pad_zero_correct", "lstm_correct", "gru_correct", "attention_correct",
+    "lower_bound_correct",
 ]  # fmt: skip
 
 
@@ -530,3 +545,20 @@ def test_a_factor_with_two_readings_names_both_and_chooses_neither(gradcheck, wr
     assert w["diagnosis"] == "scaled"
     assert "2 x the expected" in w["hint"]
     assert "out=2" in w["hint"] and "a factor 2 too many" in w["hint"]
+
+
+# -- round 2: what the new rules say beyond the zoo's one-liners ----------------------------------
+
+
+def test_a_pattern_searched_on_a_sample_of_a_big_tensor_is_confirmed_on_all_of_it() -> None:
+    # 90,000 elements: the mask search looks at a sample; "exactly" is checked on every element.
+    report = gradcheck_cli.check(
+        reference=lambda x: torch.relu(x),
+        backward=lambda grad_out, x: grad_out.clone(),  # the (x > 0) mask forgotten
+        shapes={"x": (300, 300)},
+    )
+    x = report["x"]
+
+    assert x.diagnosis == "partial"
+    assert x.hint is not None and "the wrong ones are exactly where x <= 0" in x.hint
+    assert "sample" not in x.hint

@@ -173,6 +173,11 @@ def lstm_cell_gates_reordered(grad_h_next, grad_c_next, cache):
     return _lstm_backward(grad_h_next, grad_c_next, cache, order="figo")
 
 
+def lstm_cell_no_sigmoid_derivative(grad_h_next, grad_c_next, cache):
+    """The input and forget gates' sigmoid derivative i * (1 - i), f * (1 - f) forgotten."""
+    return _lstm_backward(grad_h_next, grad_c_next, cache, sigmoid_if=False)
+
+
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     """torch.gru_cell: gates r, z, n; n = tanh(i_n + r * h_n), h' = (1 - z) * n + z * h."""
     i_r, i_z, i_n = (x @ w_ih.T + b_ih).chunk(3, 1)
