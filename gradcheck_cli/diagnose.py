@@ -1,19 +1,21 @@
 """What kind of mistake a wrong gradient looks like.
 
 Each rule tries one everyday backprop mistake (a transpose, a sum over the
-batch never done, a missing 1/n, a ReLU mask forgotten, a gradient cropped
-at the border, gate blocks in the wrong order...) and, when the numbers fit
-it, names it in ``Check.diagnosis`` and explains it in ``Check.hint``. A
-rule only fires when the corrected gradient matches the expected one within
-the check's own tolerance (times :data:`SLACK`), so the rules hold in
-float32 as in float64. When nothing fits, the diagnosis stays None and the
-hint says so: never guess. Only failing checks are diagnosed, so a diagnosis
-can never turn a pass into a failure.
+batch never done, a missing 1/n, a ReLU mask forgotten, a gradient cropped at
+the border, ``=`` where ``+=`` belongs, gate blocks in the wrong order...)
+and, when the numbers fit it, names it in ``Check.diagnosis`` and explains it
+in ``Check.hint``. A rule only fires when the corrected gradient matches the
+expected one within the check's own tolerance (times :data:`SLACK`), so the
+rules hold in float32 as in float64. When nothing fits, the diagnosis stays
+None and the hint says so: never guess. Only failing checks are diagnosed,
+so a diagnosis can never turn a pass into a failure.
 
 Big tensors: a candidate explanation is first tried on a fixed random sample
 of :data:`SAMPLE` elements and only verified on the whole tensor when the
 sample fits, so the searches (axis pairs, factors, block orders, crop
 offsets, mask patterns) cost little more than a few elementwise passes.
+Where a rule can only ever look at a sample (the contributions a few wrong
+elements receive in the forward), its hint says so.
 """
 
 from __future__ import annotations
@@ -43,10 +45,15 @@ SAMPLE = 1 << 14
 MAX_BLOCKS = 16
 # Crop offsets tried (combinations over the cropped dims).
 MAX_CROP_OFFSETS = 64
+# Wrong elements whose contributions are computed, one backward pass each over the tensor and
+# the outputs: as many as touch CONTRIBUTION_BUDGET elements in all, from 3 (big) to 64 (small).
+CONTRIBUTION_BUDGET = 1 << 22
 # A threshold pattern ("where x < 0.1") needs this many clearly wrong elements, and as many others.
 MIN_THRESHOLD_SUPPORT = 8
 
 Found = tuple[str, str] | None
+# The reference as a function: every input and param by name -> its outputs by name.
+ReferenceFn = Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
 
 
 @dataclass
@@ -59,6 +66,8 @@ class Context:
     values: Mapping[str, torch.Tensor]
     # The upstream gradient of each output (name -> tensor), as the backward received it.
     grad_outs: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    # The reference on given values (for the contributions an element receives); None: not available.
+    reference: ReferenceFn | None = None
 
     @property
     def name(self) -> str:
@@ -137,7 +146,7 @@ def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Con
     else:
         check.hint = (
             "no known mistake explains these values (not a transpose, a constant factor, a swap,"
-            " zeros, a mask or blocks in another order)"
+            " zeros, a mask, blocks in another order or an overwrite)"
         )
         if bool((e == 0).all()):
             check.hint += f"; the expected gradient is all zeros: the output does not depend on {ctx.name}"
@@ -695,11 +704,163 @@ def _block_order(e: torch.Tensor, a: torch.Tensor, axis: int, k: int, ctx: Conte
     return order
 
 
+def _overwritten(d: _Diff) -> Found:
+    """Wrong exactly where an element gets several contributions, holding one of them: `=` for `+=`."""
+    e, a, ctx = d.e, d.a, d.ctx
+    value = ctx.values.get(ctx.name)
+    if ctx.reference is None or not ctx.grad_outs or value is None or not value.is_floating_point():
+        return None
+    if tuple(value.shape) != tuple(e.shape) or d.count == 0:
+        return None
+    ints = [n for n, v in ctx.values.items() if not v.is_floating_point() and not v.is_complex()]
+    # With integer indices any share can be repeated (most rows, when tokens outnumber the
+    # vocabulary); without, overlapping windows leave most elements right: a partial failure.
+    if not ints and not d.partial:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    wrong_at = d.wrong.reshape(-1).nonzero().flatten()
+    count = d.count
+    per_column = e.numel() + sum(g.numel() for g in ctx.grad_outs.values())
+    most = max(3, min(64, CONTRIBUTION_BUDGET // max(1, per_column)))
+    picked = _pick(wrong_at, most, gen)
+    flat_a = a.reshape(-1)
+    # One contribution is never 0 (a zero term is no contribution): a wrong 0 is another mistake.
+    if bool((flat_a[picked].abs() <= ctx.loose.atol).any()):
+        return None
+    jacobian = _Jacobian(ctx, value, e)
+    held: set[str] = set()
+    for j in picked.tolist():
+        parts = jacobian.contributions(j)
+        if parts is None or len(parts) < 2:
+            return None  # the first wrong element usually settles it
+        got = float(flat_a[j])
+        hits = [
+            i
+            for i, p in enumerate(parts.tolist())
+            if abs(got - p) <= ctx.loose.atol + ctx.loose.rtol * abs(p)
+        ]
+        if not hits:
+            return None
+        held.add("the first" if hits[0] == 0 else "the last" if hits[-1] == len(parts) - 1 else "one")
+    # Right elements that receive anything must receive one contribution (else `=` would show there too).
+    right_at = ((~d.wrong) & (e != 0)).reshape(-1).nonzero().flatten()
+    for j in _pick(right_at, 2 if most == 3 else 3, gen).tolist():
+        parts = jacobian.contributions(j)
+        if parts is None or len(parts) > 1:
+            return None
+    why = f"an index repeated in {' or '.join(ints)}" if ints else "overlapping windows"
+    which = held.pop() if len(held) == 1 else "one"
+    total = e.numel()
+    sampled = f" (checked on {len(picked)} of the {count} wrong elements)" if len(picked) < count else ""
+    return "overwritten", (
+        f"{count} of {total} elements of {ctx.name} ({100 * count / total:.0f}%) are wrong: each receives"
+        f" several contributions in the forward ({why}) and holds {which} of them, not their sum{sampled}:"
+        " `=` where `+=` is needed (accumulate: += in the loop, np.add.at or index_add_ for repeated indices)"
+    )
+
+
+def _pick(positions: torch.Tensor, most: int, gen: torch.Generator) -> torch.Tensor:
+    """Up to ``most`` of ``positions``, drawn at random (all of them when there are few)."""
+    if len(positions) <= most:
+        return positions
+    draws = torch.randint(len(positions), (4 * most,), generator=gen).tolist()
+    return positions[list(dict.fromkeys(draws))[:most]]
+
+
+class _Jacobian:
+    """Columns of the reference's Jacobian with respect to the checked tensor, one element at a time.
+
+    The gradient at element j is the sum of the terms grad_out[o] * d out[o] / d value[j];
+    ``contributions(j)`` returns the nonzero ones. The column d out / d value[j] comes from
+    the derivative of a vector-Jacobian product with respect to its vector (the graph of
+    one backward with create_graph=True, then one backward per column), which needs no
+    import: torch's forward mode loads its decompositions the first time (0.8 s; 4.6 s
+    through torch._dynamo for F.linear). Forward mode (a dual number, one-hot tangent)
+    is the fallback. Either way the terms must add up to the expected gradient at j: a
+    reference without a double backward (``once_differentiable``) can hand back an empty
+    column without an error, and that check catches it.
+    """
+
+    def __init__(self, ctx: Context, value: torch.Tensor, expected: torch.Tensor) -> None:
+        self.ctx, self.value = ctx, value
+        self.expected = expected.reshape(-1)
+        self.names = list(ctx.grad_outs)
+        self.others = {n: v for n, v in ctx.values.items() if n != ctx.name}
+        self.graph: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]] | None = None
+        self.reverse = True
+
+    def contributions(self, j: int) -> torch.Tensor | None:
+        if self.reverse:
+            found = self._terms(j, self._reverse_column)
+            if found is not None:
+                return found
+            self.reverse, self.graph = False, None  # no double backward: forward mode from now on
+        return self._terms(j, self._forward_column)
+
+    def _terms(self, j: int, column_of: Callable[[int], list[torch.Tensor]]) -> torch.Tensor | None:
+        try:
+            columns = column_of(j)
+        except Exception:  # noqa: BLE001 - a reference this way cannot differentiate
+            return None
+        terms = []
+        for n, column in zip(self.names, columns):
+            flat = column.reshape(-1)
+            at = flat.nonzero().flatten()  # a column is mostly zeros where `=` can matter
+            g = self.ctx.grad_outs[n].detach().reshape(-1)
+            terms.append(g[at].to("cpu", torch.float64) * flat[at].to("cpu", torch.float64))
+        found = torch.cat(terms)
+        want = float(self.expected[j])
+        if abs(float(found.sum()) - want) > self.ctx.loose.atol + self.ctx.loose.rtol * abs(want):
+            return None  # not the column of this gradient
+        biggest = float(found.abs().max()) if found.numel() else 0.0
+        return found[found.abs() > biggest * 1e-6] if biggest > 0 else found
+
+    def _reverse_column(self, j: int) -> list[torch.Tensor]:
+        reference = self.ctx.reference
+        assert reference is not None
+        with torch.enable_grad():
+            if self.graph is None:
+                leaf = self.value.detach().clone().requires_grad_()
+                produced = reference({**self.others, self.ctx.name: leaf})
+                outs = [produced[n] for n in self.names]
+                probes = [torch.zeros_like(o, requires_grad=True) for o in outs]
+                # sum(out * probe) has the probe as its upstream gradient; no grad_outputs= (sympy)
+                total = sum((o * p).sum() for o, p in zip(outs, probes))
+                assert isinstance(total, torch.Tensor)
+                (vjp,) = torch.autograd.grad(total, [leaf], create_graph=True)
+                self.graph = (vjp.reshape(-1), probes, outs)
+            vjp, probes, outs = self.graph
+            if not vjp.requires_grad:  # the vjp does not depend on the probe: a zero Jacobian
+                return [torch.zeros_like(o) for o in outs]
+            found = torch.autograd.grad(vjp[j], probes, retain_graph=True, allow_unused=True)
+        return [(c if c is not None else torch.zeros_like(o)).detach() for c, o in zip(found, outs)]
+
+    def _forward_column(self, j: int) -> list[torch.Tensor]:
+        import warnings
+
+        import torch.autograd.forward_ad as fwAD
+
+        reference = self.ctx.reference
+        assert reference is not None
+        tangent = torch.zeros(self.value.numel(), dtype=self.value.dtype, device=self.value.device)
+        tangent[j] = 1
+        # The first dual tensor loads torch's forward-mode decompositions (jit-scripted: warnings).
+        with warnings.catch_warnings(), fwAD.dual_level():
+            warnings.simplefilter("ignore")
+            dual = fwAD.make_dual(self.value.detach(), tangent.reshape(self.value.shape))  # type: ignore[no-untyped-call]
+            produced = reference({**self.others, self.ctx.name: dual})
+            columns = [fwAD.unpack_dual(produced[n]).tangent for n in self.names]  # type: ignore[no-untyped-call]
+            return [
+                c.detach().clone() if c is not None else torch.zeros_like(produced[n]).detach()
+                for n, c in zip(self.names, columns)
+            ]
+
+
 def _partial_where(d: _Diff) -> Found:
     """Partly wrong, exactly where a condition on the inputs or the upstream gradient holds.
 
-    Tried first: an elementwise condition is the most specific answer. _partial says the
-    rest (rows, columns or blocks, or no pattern at all).
+    Tried before _overwritten (an elementwise condition is the more specific answer, and
+    it saves the backward passes that rule costs); _partial says the rest.
     """
     if not d.partial:
         return None
@@ -997,5 +1158,6 @@ _VALUE_RULES: tuple[Rule, ...] = (
     _scaled,
     _blocks_swapped,
     _partial_where,
+    _overwritten,
     _partial,
 )

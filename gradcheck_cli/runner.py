@@ -4,6 +4,7 @@ side on copies, then one :class:`~gradcheck_cli.result.Check` per tensor."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -316,7 +317,14 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
                 expected.grads[t.name],
                 as_tensor(got),
                 diagnose.Context(
-                    spec, case.dims, t, tol, expected.grads, values, grad_outs=expected.grad_outs
+                    spec,
+                    case.dims,
+                    t,
+                    tol,
+                    expected.grads,
+                    values,
+                    grad_outs=expected.grad_outs,
+                    reference=functools.partial(reference_outputs, case),
                 ),
             )
         if forward_bad and check.status != "pass":

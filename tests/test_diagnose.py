@@ -120,6 +120,14 @@ MISTAKES = [
             "[2, 2, 0, 0] instead of [N=2, C=2, H=8, W=8]: dim 2 (H=8) and dim 3 (W=8) are empty",
             F64, SHAPE),
     Mistake("conv_pad_zero_slice", "x", "cropped", "the usual cause a [p:-p] slice with p = 0", F32, SHAPE),
+    # overwritten: `=` where overlapping windows or repeated indices need `+=`.
+    Mistake("max_pool_overlap_assign", "x", "overwritten",
+            "each receives several contributions in the forward (overlapping windows) and holds the last of"
+            " them, not their sum: `=` where `+=` is needed", F64),
+    Mistake("max_pool_overlap_assign", "x", "overwritten", "(overlapping windows)", F32),
+    Mistake("embedding_repeated_assign", "weight", "overwritten",
+            "several contributions in the forward (an index repeated in indices)", F64),
+    Mistake("embedding_repeated_assign", "weight", "overwritten", "`=` where `+=` is needed", F32),
     # blocks_swapped: gates, heads concatenated in another order than the forward splits them.
     Mistake("lstm_gates_reordered", "w_ih", "blocks_swapped",
             "the 4 blocks of hidden=4 along dim 0 (4*hidden=16) blocks 0 and 1 swapped (order 1, 0, 2, 3);"
@@ -157,7 +165,7 @@ CORRECT = [
     "linear_correct", "lin_grad_correct", "affine_correct", "class_lin_correct", "function_correct",
     # the correct versions of the layers the round-2 mistakes are made in
     "conv_correct", "conv_pad_zero_correct", "lstm_correct", "gru_correct", "attention_correct",
-    "lower_bound_correct",
+    "lower_bound_correct", "max_pool_overlap_correct", "embedding_correct",
 ]  # fmt: skip
 
 
@@ -187,11 +195,11 @@ def test_the_zoo_is_big_enough_and_covers_every_convention_and_the_whole_vocabul
     vocabulary = {
         "transposed", "missing_reduction", "reshaped", "scaled", "sign_flipped", "swapped", "zero",
         "nonfinite", "partial", "forward_mismatch", "modified_input", "missing",
-        "cropped", "blocks_swapped",
+        "cropped", "overwritten", "blocks_swapped",
     }  # fmt: skip
     assert {m.diagnosis for m in MISTAKES} == vocabulary
     # Every mistake of round 2 is checked in float64 and in float32.
-    for diagnosis in ("cropped", "blocks_swapped"):
+    for diagnosis in ("cropped", "overwritten", "blocks_swapped"):
         assert {m.dtype for m in MISTAKES if m.diagnosis == diagnosis} == {F64, F32}
 
 
@@ -562,3 +570,100 @@ def test_a_pattern_searched_on_a_sample_of_a_big_tensor_is_confirmed_on_all_of_i
     assert x.diagnosis == "partial"
     assert x.hint is not None and "the wrong ones are exactly where x <= 0" in x.hint
     assert "sample" not in x.hint
+
+
+def embedding_check(vocab: int, dim: int, tokens: int, backward: Any) -> gradcheck_cli.Report:
+    return gradcheck_cli.check(
+        reference=lambda indices, weight: torch.nn.functional.embedding(indices, weight),
+        backward=backward,
+        shapes={"indices": {"shape": [tokens], "dtype": "int64", "low": 0, "high": vocab}},
+        params={"weight": (vocab, dim)},
+    )
+
+
+def assign_rows(grad_out: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    grad = torch.zeros_like(weight)
+    grad[indices] = grad_out  # `=`: a repeated index keeps one row
+    return grad
+
+
+def test_on_a_big_tensor_overwritten_says_how_many_wrong_elements_it_was_judged_on() -> None:
+    weight = embedding_check(1000, 64, 4000, assign_rows)["weight"]
+
+    assert weight.diagnosis == "overwritten"
+    found = re.search(r"\(checked on (\d+) of the (\d+) wrong elements\)", weight.hint or "")
+    assert found is not None
+    checked, wrong = map(int, found.groups())
+    assert 3 <= checked < wrong == weight.mismatched
+
+
+def test_a_correct_embedding_with_repeated_indices_passes() -> None:
+    def add_rows(grad_out: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(weight).index_add_(0, indices, grad_out)
+
+    report = embedding_check(1000, 64, 4000, add_rows)
+    assert report.ok
+    assert report["weight"].diagnosis is None
+
+
+def test_without_the_reference_in_its_context_the_same_rows_are_reported_as_partial() -> None:
+    # A Context built the old way (no grad_outs, no reference): the contributions cannot be seen.
+    from gradcheck_cli import diagnose
+    from gradcheck_cli.compare import compare
+    from gradcheck_cli.runner import generate, make_case, run_reference
+    from gradcheck_cli.spec import load_spec
+
+    case = make_case(load_spec(ZOO / "embedding_repeated_assign.yaml"))
+    values = generate(case)
+    expected = run_reference(case, values)
+    rows = expected.grad_outs["out"].reshape(-1, case.dims["dim"])
+    actual = assign_rows(rows, values["indices"].reshape(-1), values["weight"])
+    want = expected.grads["weight"]
+    context = diagnose.Context(
+        case.spec, case.dims, case.spec.tensors["weight"], case.tolerance, expected.grads, values
+    )
+    check = compare("weight", "param", want, actual, case.tolerance)
+    diagnose.explain(check, want, actual, context)
+
+    assert check.diagnosis == "partial"
+    assert check.hint is not None and "exactly those with indices" in check.hint
+    assert "along dim 0 (vocab=7)" in check.hint
+
+
+class Lookup(torch.autograd.Function):
+    """weight[indices], with a forward-mode formula and a backward that is not differentiable."""
+
+    @staticmethod
+    def forward(weight: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return weight[indices]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        weight, indices = inputs
+        ctx.save_for_backward(indices)
+        ctx.indices, ctx.rows = indices, weight.shape[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+        (indices,) = ctx.saved_tensors
+        return grad.new_zeros((ctx.rows, grad.shape[-1])).index_add_(0, indices, grad), None
+
+    @staticmethod
+    def jvp(ctx: Any, t_weight: torch.Tensor, t_indices: Any) -> torch.Tensor:  # type: ignore[override]
+        return t_weight[ctx.indices]
+
+
+def test_a_reference_without_a_double_backward_gets_its_contributions_in_forward_mode() -> None:
+    # once_differentiable hands back an empty second derivative without an error: the terms
+    # then do not add up to the expected gradient, and forward mode is asked instead.
+    report = gradcheck_cli.check(
+        reference=lambda indices, weight: Lookup.apply(weight, indices),
+        backward=assign_rows,
+        shapes={"indices": {"shape": [12], "dtype": "int64", "low": 0, "high": 7}},
+        params={"weight": (7, 5)},
+    )
+    weight = report["weight"]
+
+    assert weight.diagnosis == "overwritten"
+    assert weight.hint is not None and "holds the last of them, not their sum" in weight.hint

@@ -130,3 +130,45 @@ def conv_backward_pad_slice(dout, cache):
     N, C, H, W = x.shape
     dx_pad, dw, db = _conv_backward(dout, cache, (N, C, H + 2 * pad, W + 2 * pad))
     return dx_pad[:, :, pad:-pad, pad:-pad], dw, db
+
+
+def max_pool_forward_naive(x, pool_param):
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    N, C, H, W = x.shape
+    H_out, W_out = 1 + (H - ph) // stride, 1 + (W - pw) // stride
+    out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            out[:, :, i, j] = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw].max(
+                axis=(2, 3)
+            )
+    return out, (x, pool_param)
+
+
+def _max_pool_backward(dout, cache, accumulate):
+    x, pool_param = cache
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    N, C, H_out, W_out = dout.shape
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    window = x[n, c, hs : hs + ph, ws : ws + pw]
+                    r, s = np.unravel_index(np.argmax(window), window.shape)
+                    if accumulate:
+                        dx[n, c, hs + r, ws + s] += dout[n, c, i, j]
+                    else:
+                        dx[n, c, hs + r, ws + s] = dout[n, c, i, j]
+    return dx
+
+
+def max_pool_backward_naive(dout, cache):
+    return _max_pool_backward(dout, cache, accumulate=True)
+
+
+def max_pool_backward_assign(dout, cache):
+    """dx[argmax] = dout: with overlapping windows (stride < pool size) a pixel that is
+    the max of two windows keeps the last window's gradient instead of their sum."""
+    return _max_pool_backward(dout, cache, accumulate=False)

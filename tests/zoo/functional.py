@@ -139,6 +139,22 @@ def mean_sq_wrong_dim(grad_out, x):
     return grad_out * 2 * x / x.shape[1]
 
 
+def embedding_forward(indices, weight):
+    return weight[indices]
+
+
+def embedding_backward(grad_out, indices, weight):
+    rows = grad_out.reshape(-1, weight.shape[1])
+    return torch.zeros_like(weight).index_add_(0, indices.reshape(-1), rows)
+
+
+def embedding_assign(grad_out, indices, weight):
+    """grad[indices] = grad_out: a token that appears twice keeps one of its gradients, not their sum."""
+    grad = torch.zeros_like(weight)
+    grad[indices.reshape(-1)] = grad_out.reshape(-1, weight.shape[1])
+    return grad
+
+
 # -- recurrent cells, torch.nn layout: gates stacked along dim 0 of w_ih, w_hh, b_ih, b_hh --
 
 
