@@ -7,15 +7,18 @@ and, when the numbers fit it, names it in ``Check.diagnosis`` and explains it
 in ``Check.hint``. A rule only fires when the corrected gradient matches the
 expected one within the check's own tolerance (times :data:`SLACK`), so the
 rules hold in float32 as in float64. When nothing fits, the diagnosis stays
-None and the hint says so: never guess. Only failing checks are diagnosed,
-so a diagnosis can never turn a pass into a failure.
+None and the hint says what the numbers do show (correlation with the
+expected gradient, the best-fit scale, how concentrated the error is): never
+a guessed name. Only failing checks are diagnosed, so a diagnosis can never
+turn a pass into a failure.
 
 Big tensors: a candidate explanation is first tried on a fixed random sample
 of :data:`SAMPLE` elements and only verified on the whole tensor when the
 sample fits, so the searches (axis pairs, factors, block orders, crop
 offsets, mask patterns) cost little more than a few elementwise passes.
 Where a rule can only ever look at a sample (the contributions a few wrong
-elements receive in the forward), its hint says so.
+elements receive in the forward, the concentration of the error), its hint
+says so.
 """
 
 from __future__ import annotations
@@ -150,6 +153,10 @@ def explain(check: Check, expected: torch.Tensor, actual: torch.Tensor, ctx: Con
         )
         if bool((e == 0).all()):
             check.hint += f"; the expected gradient is all zeros: the output does not depend on {ctx.name}"
+        else:
+            summary = _what_the_error_looks_like(d)
+            if summary:
+                check.hint += f"; {summary}"
 
 
 def _as_real(t: torch.Tensor) -> torch.Tensor:
@@ -1146,6 +1153,66 @@ def _where_those(inside: torch.Tensor, wrong: torch.Tensor) -> str:
     if torch.equal(inside, wrong):
         return "exactly those "
     return f"those (all but {int((inside & ~wrong).sum())} within tolerance) "
+
+
+# -- when nothing fits ------------------------------------------------------------------
+
+
+def _what_the_error_looks_like(d: _Diff) -> str | None:
+    """Correlation with the expected gradient, the best-fit scale and where the error sits."""
+    ae, ee, aa = d.fit
+    if ee == 0.0 or aa == 0.0 or not all(map(math.isfinite, (ae, ee, aa))):
+        return None
+    corr = ae / math.sqrt(ee * aa)
+    scale = ae / ee
+    spread = _concentration(d)
+    stats = f"correlation {corr:.2f} with the expected gradient, best-fit scale {scale:.3g}"
+    if spread is not None and spread[0] < 0.1:
+        verdict = "a slip at a few positions (an index, a boundary, a loop bound), not the formula"
+        return f"{spread[1]}; {stats}: {verdict}"
+    lead = f"{spread[1]}, " if spread is not None else ""
+    if corr >= 0.9:
+        verdict = (
+            "a term is missing or an extra factor"
+            if abs(scale - 1) > 0.02
+            else "a small term is missing or wrong"
+        )
+    elif corr <= -0.9:
+        verdict = "nearly minus the expected gradient: a sign flipped, and a term missing or an extra factor"
+    elif abs(corr) < 0.1:
+        verdict = "unrelated to the expected gradient: another quantity, or a formula that differs throughout"
+    else:
+        verdict = "the formula differs, not a slip"
+    return f"{lead}{stats}: {verdict}"
+
+
+def _concentration(d: _Diff) -> tuple[float, str] | None:
+    """(share of elements holding 90% of the squared error, that in words)."""
+    err = (d.a - d.e).square().reshape(-1)
+    total = float(err.sum())
+    n = err.numel()
+    if not math.isfinite(total) or total == 0.0 or n == 0:
+        return None
+    note = ""
+    if d.count <= SAMPLE:  # the wrong elements hold (nearly) all of it: sort those
+        top = err[d.wrong.reshape(-1)].sort(descending=True).values
+        scale_up = 1.0
+    else:
+        s = _sample((n,))
+        top = s.take(err).sort(descending=True).values
+        scale_up = n / s.size
+        note = f" (estimated on a sample of {s.size} elements)"
+    cumulative = top.cumsum(0) * scale_up
+    reach = int((cumulative < 0.9 * total).sum()) + 1
+    if reach > len(top):
+        return None
+    k = max(1, round(reach * scale_up))
+    share = k / n
+    if share >= 0.3:  # Gaussian errors: 90% of the squared error sits in the largest 44%
+        return share, f"error spread over all elements (90% of it in {100 * share:.0f}% of them){note}"
+    if k <= 10 or n <= 1000:
+        return share, f"90% of the error in {k} of {n} elements{note}"
+    return share, f"90% of the error in {100 * share:.0f}% of the elements{note}"
 
 
 Rule = Callable[[_Diff], Found]

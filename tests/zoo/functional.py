@@ -224,6 +224,21 @@ def gru_cell_gates_reordered(grad_out, cache):
     return _gru_backward(grad_out, cache, "zrn")
 
 
+def rnn_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    return torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
+
+
+def rnn_backward(grad_out, x, h, w_ih, w_hh, out):
+    da = grad_out * (1 - out**2)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, da.sum(0), da.sum(0)
+
+
+def rnn_tanh_derivative(grad_out, x, h, w_ih, w_hh, out):
+    """tanh's derivative written 1 - h where it is 1 - h**2."""
+    da = grad_out * (1 - out)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, da.sum(0), da.sum(0)
+
+
 # -- multi-head self-attention, heads concatenated along the embedding -------------------
 
 
@@ -257,3 +272,12 @@ def mha_backward(grad_out, cache):
 def mha_heads_reversed(grad_out, cache):
     """The per-head gradients concatenated last head first."""
     return _mha_backward(grad_out, cache, lambda t: torch.cat(list(t)[::-1], dim=1))
+
+
+def softmax_forward(x):
+    return torch.softmax(x, -1)
+
+
+def softmax_no_sum_term(grad_out, out):
+    """out * grad_out: the - out * sum(grad_out * out) term of the softmax Jacobian is missing."""
+    return out * grad_out
