@@ -8,12 +8,16 @@ elements), made from the expected one the way the mistake makes it: transposed, 
 partly wrong, blocks swapped, cropped, overwritten (``=`` for ``+=``), and unexplained
 (the expected gradient plus noise). ``diagnose.explain`` runs on each, timed, next to
 one ``a @ b`` of two [size, size] matrices in the same dtype (the bare work of a linear
-layer is some six of those: the reference's forward and backward, the hand-written ones).
+layer is some six of those: the reference's forward and backward, the hand-written ones)
+and next to the layer's own bare work, timed in the same round: the draw of its tensors
+and the reference's forward and backward, twice (the hand-written side does that work
+again). For the elementwise and embedding layers that bare work is a few passes over
+memory, so their "x bare" is the harder ratio.
 
 ``--before REV`` also times ``gradcheck_cli/diagnose.py`` as it is at git revision REV
 (default: where this branch left main), in the same process, round by round, so that
 machine noise hits both alike. Target (issue 13): explain() costs at most about one
-bare work, so well under 6 matmuls, on every case.
+bare work ("x bare" <= 1) on every case.
 """
 
 from __future__ import annotations

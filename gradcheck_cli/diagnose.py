@@ -49,7 +49,8 @@ MAX_BLOCKS = 16
 # Crop offsets tried (combinations over the cropped dims).
 MAX_CROP_OFFSETS = 64
 # Wrong elements whose contributions are computed, one backward pass each over the tensor and
-# the outputs: as many as touch CONTRIBUTION_BUDGET elements in all, from 3 (big) to 64 (small).
+# the outputs: as many as touch CONTRIBUTION_BUDGET elements in all, up to 64; on a tensor too
+# big for 3 of them, 2 (and 1 right element).
 CONTRIBUTION_BUDGET = 1 << 22
 # A threshold pattern ("where x < 0.1") needs this many clearly wrong elements, and as many others.
 MIN_THRESHOLD_SUPPORT = 8
@@ -215,9 +216,11 @@ class _Diff:
     def excess(self) -> torch.Tensor:
         """|actual - expected| in units of the check's tolerance (inf where not finite)."""
         tol = self.ctx.tol
-        ratio = (self.a - self.e).abs() / (tol.atol + tol.rtol * self.e.abs())
-        ratio = torch.where(self.a == self.e, 0.0, ratio)  # the same infinity is no error
-        return ratio.nan_to_num(nan=math.inf)
+        ratio = (
+            (self.a - self.e).abs_().div_(self.e.abs().mul_(tol.rtol).add_(tol.atol))
+        )  # in place: 2 temporaries
+        ratio.masked_fill_(self.a == self.e, 0.0)  # the same infinity is no error
+        return ratio.nan_to_num_(nan=math.inf)
 
     @functools.cached_property
     def wrong(self) -> torch.Tensor:
@@ -232,7 +235,7 @@ class _Diff:
     @functools.cached_property
     def count(self) -> int:
         """How many elements are wrong."""
-        return int(self.wrong.sum())
+        return _count(self.wrong)
 
     @functools.cached_property
     def partial(self) -> bool:
@@ -243,7 +246,7 @@ class _Diff:
             return False
         # At float16 tolerances random numbers land close now and then, but then about as
         # many land just outside the tolerance as inside it; real right ones are far inside.
-        band = int((self.wrong & ~self.definitely).sum())
+        band = _count(self.wrong & ~self.definitely)
         return band * 4 <= right
 
     @functools.cached_property
@@ -728,7 +731,8 @@ def _overwritten(d: _Diff) -> Found:
     wrong_at = d.wrong.reshape(-1).nonzero().flatten()
     count = d.count
     per_column = e.numel() + sum(g.numel() for g in ctx.grad_outs.values())
-    most = max(3, min(64, CONTRIBUTION_BUDGET // max(1, per_column)))
+    most = min(64, CONTRIBUTION_BUDGET // max(1, per_column))
+    most, rights = (2, 1) if most < 3 else (most, 3)
     picked = _pick(wrong_at, most, gen)
     flat_a = a.reshape(-1)
     # One contribution is never 0 (a zero term is no contribution): a wrong 0 is another mistake.
@@ -751,7 +755,7 @@ def _overwritten(d: _Diff) -> Found:
         held.add("the first" if hits[0] == 0 else "the last" if hits[-1] == len(parts) - 1 else "one")
     # Right elements that receive anything must receive one contribution (else `=` would show there too).
     right_at = ((~d.wrong) & (e != 0)).reshape(-1).nonzero().flatten()
-    for j in _pick(right_at, 2 if most == 3 else 3, gen).tolist():
+    for j in _pick(right_at, rights, gen).tolist():
         parts = jacobian.contributions(j)
         if parts is None or len(parts) > 1:
             return None
@@ -905,14 +909,14 @@ def _fits(inside: torch.Tensor, wrong: torch.Tensor, definitely: torch.Tensor) -
     """``inside`` holds every clearly wrong element, and few right ones (< 5% of it)."""
     if bool((definitely & ~inside).any()):
         return False
-    size = int(inside.sum())
-    return size > 0 and int((inside & ~wrong).sum()) * 20 <= size
+    size = _count(inside)
+    return size > 0 and _count(inside & ~wrong) * 20 <= size
 
 
 def _where(inside: torch.Tensor, wrong: torch.Tensor, condition: str) -> str:
     if torch.equal(inside, wrong):
         return f"exactly where {condition}"
-    extra = int((inside & ~wrong).sum())
+    extra = _count(inside & ~wrong)
     return (
         f"where {condition} ({extra} of those within tolerance all the same: their difference is small there)"
     )
@@ -949,7 +953,7 @@ def _condition_pattern(wrong: torch.Tensor, definitely: torch.Tensor, ctx: Conte
         return None
 
     found = search(signs) or _target_pattern(wrong, ctx)
-    if found is None and int(definitely.sum()) >= MIN_THRESHOLD_SUPPORT:
+    if found is None and _count(definitely) >= MIN_THRESHOLD_SUPPORT:
         found = search(thresholds + pairs)
     return found
 
@@ -959,10 +963,10 @@ def _pattern_tensors(shape: torch.Size, ctx: Context) -> dict[str, torch.Tensor]
     found: dict[str, torch.Tensor] = {}
     for name, value in ctx.values.items():
         if value.is_floating_point() and tuple(value.shape) == tuple(shape):
-            found[name] = value.detach().to("cpu", torch.float64)
+            found[name] = value.detach().cpu()  # comparisons need no float64 copy
     for name, g in ctx.grad_outs.items():
         if g.is_floating_point() and tuple(g.shape) == tuple(shape):
-            found[ctx.grad_label(name)] = g.detach().to("cpu", torch.float64)
+            found[ctx.grad_label(name)] = g.detach().cpu()
     return found
 
 
@@ -1043,20 +1047,28 @@ def _atom(
     absolute = cond.way.startswith("abs")
     x = v.abs() if absolute else v
     shown = f"|{cond.label}|" if absolute else cond.label
-    target = x[definitely]
-    if len(target) < MIN_THRESHOLD_SUPPORT:
+    if _count(definitely) < MIN_THRESHOLD_SUPPORT:
         return None
     lower = cond.way.endswith("lt")
-    edge = float(target.max()) if lower else float(target.min())
+    # Masked reductions, not x[mask]: no compaction of a big tensor.
+    edge = _masked_max(x, definitely) if lower else -_masked_max(-x, definitely)
     inside = x <= edge if lower else x >= edge
     if within is not None:
         inside = inside & within
-    rest = x[~inside] if within is None else x[within & ~inside]
-    if len(rest) < MIN_THRESHOLD_SUPPORT:
+    rest = ~inside if within is None else within & ~inside
+    if _count(rest) < MIN_THRESHOLD_SUPPORT:
         return None
     if lower:
-        return inside, _threshold(shown, "<", edge, float(rest.min()), ctx)
-    return inside, _threshold(shown, ">", float(rest.max()), edge, ctx)
+        return inside, _threshold(shown, "<", edge, -_masked_max(-x, rest), ctx)
+    return inside, _threshold(shown, ">", _masked_max(x, rest), edge, ctx)
+
+
+def _count(mask: torch.Tensor) -> int:
+    return int(torch.count_nonzero(mask))
+
+
+def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(torch.where(mask, x, -math.inf).max())
 
 
 def _threshold(shown: str, op: str, lo: float, hi: float, ctx: Context) -> str:
@@ -1152,7 +1164,7 @@ def _axis_pattern(wrong: torch.Tensor, definitely: torch.Tensor, ctx: Context) -
 def _where_those(inside: torch.Tensor, wrong: torch.Tensor) -> str:
     if torch.equal(inside, wrong):
         return "exactly those "
-    return f"those (all but {int((inside & ~wrong).sum())} within tolerance) "
+    return f"those (all but {_count(inside & ~wrong)} within tolerance) "
 
 
 # -- when nothing fits ------------------------------------------------------------------
