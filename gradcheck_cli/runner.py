@@ -134,8 +134,9 @@ class Expected:
 def reference_outputs(case: Case, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The reference's outputs by name, on ``tensors`` (every input and param by name).
 
-    run_reference differentiates them; diagnose evaluates them again, forward-mode,
-    for the contributions one gradient element receives. Raises SpecError.
+    run_reference differentiates them; diagnose evaluates them again on the same values
+    (and differentiates twice, or in forward mode) for the contributions one gradient
+    element receives. Raises SpecError.
     """
     spec = case.spec
     scope: dict[str, Any] = {**spec.options, **case.dims, **tensors, "torch": torch, "F": F, "math": math}
