@@ -9,6 +9,7 @@ API, the CLI, suites and the pytest plugin alike.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +24,14 @@ from .case import make_case as prepare
 from .compare import DTYPES
 from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
 from .errors import SpecError
-from .reference import Expected, double_reference, run_reference, upstream_names, written_reference
+from .reference import (
+    Expected,
+    double_reference,
+    reference_outputs,
+    run_reference,
+    upstream_names,
+    written_reference,
+)
 from .result import CaseResult, Check
 from .settings import RunSettings
 from .spec import Spec, TensorSpec
@@ -295,12 +303,19 @@ def check_all(
         check = _measured(subject, case, t.line, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
-        ctx = diagnose.Context(spec, case.dims, t, tol, expected.grads, values)
+        ctx = diagnose.Context(
+            spec, case.dims, t, tol, expected.grads, values, expected.grad_outs, _reference_of(case)
+        )
         check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     if spec.implementation.autograd_function is not None:
         found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
+
+
+def _reference_of(case: Case) -> Any:
+    """The reference as a function of the tensors (diagnose evaluates it for an element's contributions)."""
+    return functools.partial(reference_outputs, case.spec, case.dims)
 
 
 def _measured(subject: checks.Subject, case: Case, line: int | None, verbose: bool) -> Check:
