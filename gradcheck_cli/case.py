@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import SpecError
-from .settings import DTYPE_NAMES, check_device_name
+from .errors import GradcheckError, SpecError
+from .settings import DTYPE_NAMES, RunSettings, check_device_name
 from .spec import Spec
-
-if TYPE_CHECKING:
-    from .compare import Tolerance
+from .tolerance import Tolerance, ToleranceSettings, decide_tolerance
 
 
 @dataclass(frozen=True)
@@ -28,19 +26,8 @@ class Case:
     dtype: str = "float64"
     device: str = "cpu"
     seed: int = 0
-    atol: float | None = None
-    rtol: float | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance.default)  # decided once, by make_case
     double: bool = False  # also check the double backward (--double)
-
-    @property
-    def tolerance(self) -> Tolerance:
-        from .compare import tolerance_for
-
-        return tolerance_for(
-            self.dtype,
-            self.atol if self.atol is not None else self.spec.tolerance.atol,
-            self.rtol if self.rtol is not None else self.spec.tolerance.rtol,
-        )
 
 
 def make_case(
@@ -53,10 +40,16 @@ def make_case(
     rtol: float | None = None,
     options: Mapping[str, Any] | None = None,
     double: bool = False,
+    *,
+    mode: str | None = None,
+    ratio: float | None = None,
+    config: ToleranceSettings | None = None,
 ) -> Case:
     """Validate the run settings against the spec (raises SpecError).
 
-    ``options`` override the spec's own options (``--option stride=1``).
+    ``options`` override the spec's own options (``--option stride=1``). The
+    tolerance is decided here, once: ``atol``, ``rtol``, ``mode`` and ``ratio``
+    (the command line's) over the spec's ``tolerance:`` over ``config``.
     """
     if dtype not in DTYPE_NAMES:
         raise SpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
@@ -70,4 +63,38 @@ def make_case(
         )
     resolved = spec.resolve_dims(dims)
     spec.check_constraints(resolved)
-    return Case(spec, resolved, dtype, device, seed, atol, rtol, double=double)
+    own = spec.tolerance
+    where = f"{spec.path}:{spec.line_of('tolerance')}: " if spec.path and spec.line_of("tolerance") else ""
+    try:
+        tolerance = decide_tolerance(
+            dtype,
+            cli=ToleranceSettings(mode, atol, rtol, ratio),
+            spec=ToleranceSettings(own.mode, own.atol, own.rtol, own.ratio, where),
+            config=config,
+        )
+    except GradcheckError as exc:
+        raise SpecError(str(exc)) from None
+    return Case(spec, resolved, dtype, device, seed, tolerance, double=double)
+
+
+def case_for(
+    spec: Spec,
+    settings: RunSettings,
+    dims: Mapping[str, int] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Case:
+    """The case a run's settings make of ``spec`` (raises SpecError)."""
+    return make_case(
+        spec,
+        dims,
+        dtype=settings.dtype,
+        device=settings.device,
+        seed=settings.seed,
+        atol=settings.atol,
+        rtol=settings.rtol,
+        options=options,
+        double=settings.double,
+        mode=settings.tolerance,
+        ratio=settings.ratio,
+        config=settings.config_tolerance,
+    )

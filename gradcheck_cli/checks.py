@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import diagnose
-from .compare import NotATensor, Tolerance, as_tensor, compare, describe_dtype, excerpt
+from .compare import NotATensor, as_tensor, compare, describe_dtype, excerpt, judge
 from .conventions import MISSING, Outcome
 from .result import Check, format_pair
 from .spec import Spec, TensorSpec
+from .tolerance import Judge, Tolerance
 
 if TYPE_CHECKING:
     from .runner import Case
@@ -40,13 +41,25 @@ class Subject:
     expected: torch.Tensor
     got: Any  # a tensor, an array, MISSING, or whatever the checked code gave back
     tensor: TensorSpec | None = None  # the spec's tensor, for a gradient
+    # Calibrated tolerance: ``expected`` is the float64 truth, this PyTorch's own result in the
+    # checked dtype (what the checked code's dtype must be, and the measure of its error).
+    reference: torch.Tensor | None = None
 
     @property
     def what(self) -> str:
         return "output" if self.kind == "output" else "gradient"
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the checked code should have given back."""
+        return (self.reference if self.reference is not None else self.expected).dtype
 
-def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance, verbose: bool) -> Check:
+    def judge(self, tol: Tolerance | Judge) -> Judge:
+        """The allowance this tensor is judged by (one number in calibrated mode)."""
+        return judge(tol, self.expected, self.reference)
+
+
+def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance | Judge, verbose: bool) -> Check:
     """Compare the values; a missing value, a non-tensor or a meta tensor is said so."""
     want, name, kind = subject.expected, subject.name, subject.kind
     labels = spec.dim_labels(subject.tensor) if subject.tensor is not None else None  # outputs: sizes only
@@ -74,7 +87,7 @@ def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance, verbose: b
         actual_labels = labels
     else:
         actual_labels = diagnose.label_axes(actual.shape, case.dims)
-    check = compare(name, kind, want, actual, tol, labels, actual_labels)
+    check = compare(name, kind, want, actual, subject.judge(tol), labels, actual_labels)
     if verbose and check.worst_index is not None:
         check = replace(check, excerpt=excerpt(want, actual, check.worst_index))
     return check
@@ -89,7 +102,6 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
         actual = as_tensor(subject.got)
     except NotATensor:
         return check
-    want = subject.expected
     problems = []
     if not actual.is_floating_point() and not actual.is_complex():
         problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
@@ -104,9 +116,9 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
         return replace(
             check, status="error", hint=f"the {subject.what} for {check.name} has " + " and ".join(problems)
         )
-    if actual.dtype == want.dtype or not actual.is_floating_point():
+    if actual.dtype == subject.dtype or not actual.is_floating_point():
         return check
-    dtypes = f"dtype {describe_dtype(actual)}, expected {describe_dtype(want)}"
+    dtypes = f"dtype {describe_dtype(actual)}, expected {str(subject.dtype).replace('torch.', '')}"
     hint = f"the {subject.what} for {check.name} has {dtypes}"
     if check.status == "pass":
         return replace(check, status="error", diagnosis="wrong_dtype", hint=f"{hint}; its values match")
@@ -123,7 +135,7 @@ def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
     return replace(check, diagnosis=diagnosis, hint=hint)
 
 
-def mapped(check: Check, subject: Subject, tol: Tolerance) -> Check:
+def mapped(check: Check, subject: Subject, tol: Tolerance | Judge) -> Check:
     """A mismatching tensor with its error map: where it is wrong, relative to the tolerance."""
     if check.status != "mismatch" or not check.numel:
         return check
@@ -133,9 +145,9 @@ def mapped(check: Check, subject: Subject, tol: Tolerance) -> Check:
     if actual.is_complex():
         actual = actual.real
     expected = subject.expected.detach()
-    allowance = tol.atol + tol.rtol * expected.abs().to(
-        torch.float64 if expected.dtype == torch.float64 else torch.float32
-    )
+    allowed = subject.judge(tol)
+    wide = torch.float64 if expected.dtype == torch.float64 else torch.float32
+    allowance = allowed.atol + allowed.rtol * expected.abs().to(wide) if allowed.rtol else allowed.atol
     try:
         error_map = build_error_map(expected, actual, allowance, check.expected_labels)
     except ValueError:  # nothing to draw (an empty tensor)

@@ -129,7 +129,7 @@ def check_layer(
 ) -> NoReturn:
     """``gradcheck LAYER ...``: one spec, one case (or a sweep), in a worker process."""
     from .api import make_report
-    from .case import make_case
+    from .case import case_for
     from .errors import SpecError
     from .spec import load_spec
     from .suite import Item, run_supervised, supervisor
@@ -139,7 +139,7 @@ def check_layer(
     try:
         spec = load_spec(entry.path)
         _guard_output(emit, [spec])
-        make_case(spec, dims, settings.dtype, settings.device, options=options)  # a wrong dim: exit 2 now
+        case_for(spec, settings, dims, options)  # a wrong dim, option or tolerance: exit 2 now
         _refuse_missing_device(settings.device)
     except SpecError as exc:
         fail(str(exc))

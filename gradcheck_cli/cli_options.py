@@ -30,8 +30,25 @@ Dtype = Annotated[
 ]
 Device = Annotated[str | None, typer.Option("--device", help="cpu (default) or cuda.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the random tensors (default 0).")]
-Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype).")]
-Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype).")]
+Tolerance = Annotated[
+    str | None,
+    typer.Option(
+        "--tolerance",
+        metavar="MODE",
+        help="calibrated (against a float64 truth, PyTorch's own error the measure; the default for"
+        " float32, bfloat16, float16) or absolute (atol + rtol * |expected|; float64's).",
+    ),
+]
+Ratio = Annotated[
+    float | None,
+    typer.Option("--ratio", help="Calibrated: how many times PyTorch's own error the code may be off (2)."),
+]
+Atol = Annotated[
+    float | None, typer.Option("--atol", help="Absolute tolerance (default: per dtype); implies absolute.")
+]
+Rtol = Annotated[
+    float | None, typer.Option("--rtol", help="Relative tolerance (default: per dtype); implies absolute.")
+]
 Format = Annotated[str, typer.Option("--format", "-f", help=f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}.")]
 Color = Annotated[
     str,
@@ -92,6 +109,8 @@ COMMON: list[tuple[str, Any, Any]] = [
     ("dtype", Dtype, None),
     ("device", Device, None),
     ("seed", Seed, None),
+    ("tolerance", Tolerance, None),
+    ("ratio", Ratio, None),
     ("atol", Atol, None),
     ("rtol", Rtol, None),
     ("format", Format, "table"),

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import GradcheckError
 from .names import did_you_mean
 
-KEYS = ("spec_paths", "dtype", "device", "seed", "atol", "rtol", "timeout")
+KEYS = ("spec_paths", "dtype", "device", "seed", "tolerance", "atol", "rtol", "ratio", "timeout")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Config:
     seed: int | None = None
     atol: float | None = None
     rtol: float | None = None
+    tolerance: str | None = None  # the mode: absolute or calibrated
+    ratio: float | None = None
     timeout: float | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +71,8 @@ def load_config(start: Path | None = None) -> Config:
         ("atol", (int, float)),
         ("rtol", (int, float)),
         ("timeout", (int, float)),
+        ("tolerance", str),
+        ("ratio", (int, float)),
     ):
         if key in table and not isinstance(table[key], kind):
             raise GradcheckError(f"{where}: {key} has the wrong type ({table[key]!r})")
@@ -80,6 +84,8 @@ def load_config(start: Path | None = None) -> Config:
         atol=table.get("atol"),
         rtol=table.get("rtol"),
         timeout=table.get("timeout"),
+        tolerance=table.get("tolerance"),
+        ratio=table.get("ratio"),
         path=path,
         raw=dict(table),
     )

@@ -37,7 +37,10 @@ from .compare import Tolerance
 from .expressions import Expression
 from .result import format_shape
 from .spec import Spec, TensorSpec
+from .tolerance import Judge
 
+# Over a calibrated allowance, which is already twice PyTorch's own error plus a floor.
+CALIBRATED_SLACK = 2.0
 # Candidate explanations are matched with this much slack over the check's own
 # tolerance: summing or rescaling adds rounding of its own.
 SLACK = 8.0
@@ -66,7 +69,7 @@ class Context:
     spec: Spec
     dims: Mapping[str, int]
     tensor: TensorSpec
-    tol: Tolerance
+    tol: Tolerance | Judge  # a calibrated tensor's Judge: its one allowance
     expected_grads: Mapping[str, torch.Tensor]
     values: Mapping[str, torch.Tensor]
     # The upstream gradient of each output (name -> tensor), as the backward received it.
@@ -80,7 +83,14 @@ class Context:
 
     @property
     def loose(self) -> Tolerance:
-        return Tolerance(self.tol.atol * SLACK, self.tol.rtol * SLACK)
+        """What a candidate fix must match the expected gradient within: the check's own tolerance
+        with :data:`SLACK` for the rounding the fix itself adds; a calibrated allowance (PyTorch's
+        own error, doubled, and a floor) has that headroom already, so less is added to it."""
+        return Tolerance(self.tol.atol * self.slack, self.tol.rtol * self.slack)
+
+    @property
+    def slack(self) -> float:
+        return CALIBRATED_SLACK if getattr(self.tol, "calibrated", False) else SLACK
 
     def expected_labels(self, shape: torch.Size | list[int]) -> list[str | None]:
         """The spec's dim names for the expected gradient's axes."""
@@ -229,7 +239,7 @@ class _Diff:
     @functools.cached_property
     def definitely(self) -> torch.Tensor:
         """Outside the loose tolerance too: wrong beyond any rounding."""
-        return self.excess > SLACK
+        return self.excess > self.ctx.slack
 
     @functools.cached_property
     def count(self) -> int:
@@ -565,6 +575,10 @@ def _scaled(d: _Diff) -> Found:
     if not s.full and not bool(ctx.loose.allclose(s.take(a), c * s.take(e)).all()):
         return None
     if not _close(a, c * e, ctx):
+        return None
+    # The factor must explain the error, not hide in a wide tolerance: c * e is far closer to
+    # the values than e is (random numbers near 0 are "0.04 x e" within a floor).
+    if float((a - c * e).abs().max()) > 0.1 * float((a - e).abs().max()):
         return None
     # A factor indistinguishable from 1 is no factor: a few elements just outside the
     # tolerance are not "scaled" (partial or null will say what they are).
@@ -905,11 +919,12 @@ class _Pattern:
 
 
 def _fits(inside: torch.Tensor, wrong: torch.Tensor, definitely: torch.Tensor) -> bool:
-    """``inside`` holds every clearly wrong element, and few right ones (< 5% of it)."""
+    """``inside`` holds every clearly wrong element, and few right ones (5% of it, or two in a small
+    tensor: where a floor is generous, a wrong element near 0 can fall within it)."""
     if bool((definitely & ~inside).any()):
         return False
     size = _count(inside)
-    return size > 0 and _count(inside & ~wrong) * 20 <= size
+    return size > 0 and _count(inside & ~wrong) <= max(2, size // 20)
 
 
 def _where(inside: torch.Tensor, wrong: torch.Tensor, condition: str) -> str:

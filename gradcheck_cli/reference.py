@@ -17,7 +17,7 @@ comparison reads. The other producers:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,6 +43,7 @@ class Expected:
     grads: dict[str, torch.Tensor]
     grad_outs: dict[str, torch.Tensor]
     description: str  # where the expected values come from, for the report
+    truth: Expected | None = None  # calibrated tolerance: the same in float64
 
 
 def reference_outputs(
@@ -111,13 +112,18 @@ def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[s
     return grad_outs
 
 
-def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
-    """Differentiate the reference with autograd, on its own clones of ``values``."""
+def run_reference(
+    case: Case, values: Mapping[str, torch.Tensor], grad_outs: Mapping[str, torch.Tensor] | None = None
+) -> Expected:
+    """Differentiate the reference with autograd, on its own clones of ``values``.
+
+    The upstream gradients are drawn from the case's seed, unless ``grad_outs`` gives them.
+    """
     spec = case.spec
     leaves = _leaves(spec, values)
     with torch.enable_grad():  # whatever grad mode the caller (or user code run earlier) left behind
         outputs = reference_outputs(spec, case.dims, leaves)
-        grad_outs = upstream_gradients(outputs, case.seed)
+        grad_outs = dict(grad_outs) if grad_outs is not None else upstream_gradients(outputs, case.seed)
         grads = _vjp(spec, outputs, grad_outs, leaves, [t.name for t in spec.checked])
     _all_finite(spec, outputs, grads)
     return Expected(
@@ -128,7 +134,9 @@ def run_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
     )
 
 
-def written_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+def written_reference(
+    case: Case, values: Mapping[str, torch.Tensor], grad_outs: Mapping[str, torch.Tensor] | None = None
+) -> Expected:
     """The gradients ``reference_grads`` writes, evaluated; the rest as :func:`run_reference` does.
 
     The outputs (and so the upstream gradients) come from the reference, as always;
@@ -141,7 +149,7 @@ def written_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expecte
     by_autograd = [t.name for t in spec.checked if t.name not in spec.reference_grads]
     with torch.enable_grad():
         outputs = reference_outputs(spec, case.dims, leaves)
-        grad_outs = upstream_gradients(outputs, case.seed)
+        grad_outs = dict(grad_outs) if grad_outs is not None else upstream_gradients(outputs, case.seed)
         grads = _vjp(spec, outputs, grad_outs, leaves, by_autograd) if by_autograd else {}
     scope = _scope(spec, case.dims, {n: v.detach().clone() for n, v in values.items()}, grad_outs)
     for name, expr in spec.reference_grads.items():
@@ -153,6 +161,27 @@ def written_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expecte
         grad_outs=grad_outs,
         description=describe_written(spec),
     )
+
+
+def expected_values(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+    """What the checked code should give, in the case's dtype: autograd of the reference, or the
+    gradients ``reference_grads`` writes. With a calibrated tolerance, ``truth`` holds the same
+    computed in float64 from the same (already rounded) tensors and upstream gradients."""
+    produce = written_reference if case.spec.reference_grads else run_reference
+    expected = produce(case, values)
+    if case.tolerance.calibrated:
+        expected.truth = produce(*in_float64(case, values), widened(expected.grad_outs))
+    return expected
+
+
+def in_float64(case: Case, values: Mapping[str, torch.Tensor]) -> tuple[Case, dict[str, torch.Tensor]]:
+    """The case and its tensors in float64, the values already rounded to the case's dtype."""
+    wide = {n: v.to(torch.float64) if v.is_floating_point() else v for n, v in values.items()}
+    return replace(case, dtype="float64"), wide
+
+
+def widened(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {n: t.detach().to(torch.float64) for n, t in tensors.items()}
 
 
 def describe_written(spec: Spec) -> str:
@@ -173,7 +202,12 @@ def upstream_names(spec: Spec) -> dict[str, str]:
     return {o: f"grad_{o}" for o in spec.outputs}
 
 
-def double_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected:
+def double_reference(
+    case: Case,
+    values: Mapping[str, torch.Tensor],
+    upstream: Mapping[str, torch.Tensor] | None = None,
+    second: Mapping[str, torch.Tensor] | None = None,
+) -> Expected:
     """The second order: autograd's double backward of the expected gradients.
 
     The backward is a function of the checked tensors and of the upstream gradients
@@ -181,21 +215,27 @@ def double_reference(case: Case, values: Mapping[str, torch.Tensor]) -> Expected
     ``reference_grads``). With a second seeded upstream gradient ``u`` per tensor, the
     expected values are ``d<g, u>/d tensor`` (by tensor name) and ``d<g, u>/d v`` (by
     upstream name, :func:`upstream_names`), as ``torch.autograd.gradgradcheck`` computes
-    them. ``outputs`` are ``g``, ``grad_outs`` are ``u``.
+    them. ``outputs`` are ``g``, ``grad_outs`` are ``u``. ``upstream`` and ``second`` give
+    ``v`` and ``u`` instead of drawing them (a float64 truth from the same rounded ones).
     """
     spec = case.spec
     leaves = _leaves(spec, values)
     checked = [t.name for t in spec.checked]
     with torch.enable_grad():
         outputs = reference_outputs(spec, case.dims, leaves)
-        v = {o: g.requires_grad_(True) for o, g in upstream_gradients(outputs, case.seed).items()}
+        drawn = dict(upstream) if upstream is not None else upstream_gradients(outputs, case.seed)
+        v = {o: g.detach().clone().requires_grad_(True) for o, g in drawn.items()}
         by_autograd = [n for n in checked if n not in spec.reference_grads]
         first = _vjp(spec, outputs, v, leaves, by_autograd, create_graph=True) if by_autograd else {}
         scope = _scope(spec, case.dims, leaves, v)
         for name, expr in spec.reference_grads.items():
             first[name] = _written(spec, name, expr, scope, values[name])
         first = {n: first[n] for n in checked}
-        u = upstream_gradients({n: g.detach() for n, g in first.items()}, case.seed + SECOND_SEED_OFFSET)
+        u = (
+            dict(second)
+            if second is not None
+            else upstream_gradients({n: g.detach() for n, g in first.items()}, case.seed + SECOND_SEED_OFFSET)
+        )
         wrt = {**{n: leaves[n] for n in checked}, **{upstream_names(spec)[o]: g for o, g in v.items()}}
         second = second_order(first, u, wrt)
     described = describe_written(spec) if spec.reference_grads else spec.reference.describe()

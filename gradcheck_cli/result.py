@@ -94,7 +94,7 @@ class Check:
         data = asdict(self)
         for internal in ("expected_labels", "actual_labels", "excerpt", "error_map", "line"):
             data.pop(internal)
-        for unused_yet in ("truth_error", "reference_error", "error_ratio", "unstable", "sampled"):
+        for unused_yet in ("unstable", "sampled"):
             data.pop(unused_yet)
         return data
 

@@ -19,18 +19,20 @@ from typing import Any
 import torch
 
 from . import checks, diagnose
-from .case import Case
+from .case import Case, case_for
 from .case import make_case as prepare
-from .compare import DTYPES
+from .compare import DTYPES, tolerance_for
 from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
 from .errors import SpecError
 from .reference import (
     Expected,
     double_reference,
+    expected_values,
+    in_float64,
     reference_outputs,
     run_reference,
     upstream_names,
-    written_reference,
+    widened,
 )
 from .result import CaseResult, Check
 from .settings import RunSettings
@@ -50,10 +52,14 @@ def make_case(
     rtol: float | None = None,
     options: Mapping[str, Any] | None = None,
     double: bool = False,
+    **tolerance: Any,
 ) -> Case:
     """:func:`gradcheck_cli.case.make_case`, and the CUDA device must be there (raises SpecError)."""
-    case = prepare(spec, dims, dtype, device, seed, atol, rtol, options, double)
-    problem = cuda_problem(device)
+    return _on_a_device(prepare(spec, dims, dtype, device, seed, atol, rtol, options, double, **tolerance))
+
+
+def _on_a_device(case: Case) -> Case:
+    problem = cuda_problem(case.device)
     if problem:
         raise SpecError(problem)
     return case
@@ -89,17 +95,7 @@ def run(
                              settings.seed, status="skip", reason=skip.reason)  # fmt: skip
         return skipped
     start = time.perf_counter()
-    case = make_case(
-        spec,
-        dims,
-        dtype=settings.dtype,
-        device=settings.device,
-        seed=settings.seed,
-        atol=settings.atol,
-        rtol=settings.rtol,
-        options=options,
-        double=settings.double,
-    )
+    case = _on_a_device(case_for(spec, settings, dims, options))
     result = (
         run_sweep(case, settings.verbose, settings.pdb)
         if settings.sweep
@@ -209,7 +205,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     result = CaseResult(spec.name, spec.source, dict(case.dims), case.dtype, case.device, case.seed)
     try:
         values = generate(case)
-        expected = (written_reference if spec.reference_grads else run_reference)(case, values)
+        expected = expected_values(case, values)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
@@ -232,6 +228,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
     result.reference = expected.description
+    result.tolerance = case.tolerance.to_dict()
     result.checks = check_all(case, values, expected, outcome, verbose)
     blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
     result.notes = [*spec.notes, *outcome.notes, *blind_spots]
@@ -282,34 +279,40 @@ def precision_notes(
 def check_all(
     case: Case, values: Mapping[str, torch.Tensor], expected: Expected, outcome: Outcome, verbose: bool
 ) -> list[Check]:
-    """The forward's outputs, then each checked gradient, then what the code modified."""
+    """The forward's outputs, then each checked gradient, then what the code modified.
+
+    With a calibrated tolerance each row is judged against the float64 truth, by PyTorch's own
+    error in the checked dtype; else against the expected values themselves.
+    """
     spec, tol = case.spec, case.tolerance
+    truth = expected.truth or expected
+    calibrated = expected.truth is not None
     found: list[Check] = []
     forward_bad = False
     if spec.implementation.forward_checked:
         line = spec.line_of("implementation.forward") or spec.line_of("reference")
-        for name, want in expected.outputs.items():
+        for name, want in truth.outputs.items():
             if name in outcome.outputs:
-                check = _measured(
-                    checks.Subject(name, "output", want, outcome.outputs[name]), case, line, verbose
-                )
-                flagged = checks.forward_flagged(check)
-                forward_bad = forward_bad or flagged is not check
+                own = expected.outputs[name] if calibrated else None
+                subject = checks.Subject(name, "output", want, outcome.outputs[name], reference=own)
+                flagged = checks.forward_flagged(_measured(subject, case, line, verbose))
+                forward_bad = forward_bad or flagged.diagnosis == "forward_mismatch"
                 found.append(flagged)
     for t in spec.checked:
-        subject = checks.Subject(
-            t.name, t.kind, expected.grads[t.name], outcome.grads.get(t.name, MISSING), t
-        )
+        own = expected.grads[t.name] if calibrated else None
+        got = outcome.grads.get(t.name, MISSING)
+        subject = checks.Subject(t.name, t.kind, truth.grads[t.name], got, t, reference=own)
         check = _measured(subject, case, t.line, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(
-            spec, case.dims, t, tol, expected.grads, values, expected.grad_outs, _reference_of(case)
+            spec, case.dims, t, subject.judge(tol), truth.grads, values, truth.grad_outs, _reference_of(case)
         )
         check = checks.diagnosed(check, subject, ctx)
         found.append(checks.not_meaningful(check) if forward_bad else check)
     if spec.implementation.autograd_function is not None:
-        found = checks.repeat_flagged(found, outcome, tol, spec.implementation.autograd_function)
+        again = tolerance_for(case.dtype) if tol.calibrated else tol  # two runs of one code, one dtype
+        found = checks.repeat_flagged(found, outcome, again, spec.implementation.autograd_function)
     return checks.modified_flagged(found, outcome.modified)
 
 
@@ -349,6 +352,10 @@ def run_double(
             f" this implementation is {convention}, so there is no double backward to check"
         )  # fmt: skip
     second = double_reference(case, values)
+    if case.tolerance.calibrated:  # the truth of the second order, from the same rounded values
+        second.truth = double_reference(
+            *in_float64(case, values), widened(expected.grad_outs), widened(second.grad_outs)
+        )
     try:
         outcome = double_backward(spec, values, expected.grad_outs, second.grad_outs, case.dims)
     except (UserCodeError, ConventionError) as exc:
@@ -371,18 +378,20 @@ def double_checks(
 ) -> list[Check]:
     """One row per second-order gradient: by each checked tensor, then by each upstream gradient."""
     spec, tol = case.spec, case.tolerance
-    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
+    truth = second.truth or second
+    wanted = {SECOND_ORDER.format(key): want for key, want in truth.grads.items()}
     upstream = set(upstream_names(spec).values())
     found = []
-    for key, want in second.grads.items():
+    for key, want in truth.grads.items():
         row = SECOND_ORDER.format(key)
         if key in upstream:
             tensor = TensorSpec(row, "upstream", tuple(int(s) for s in want.shape))
         else:
             tensor = replace(spec.tensors[key], name=row)
-        subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor)
+        own = second.grads[key] if second.truth is not None else None
+        subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor, own)
         check = _measured(subject, case, tensor.line, verbose)
-        ctx = diagnose.Context(spec, case.dims, tensor, tol, wanted, values)
+        ctx = diagnose.Context(spec, case.dims, tensor, subject.judge(tol), wanted, values)
         check = checks.diagnosed(check, subject, ctx)
         if outcome.problem and not check.ok:
             check = replace(check, hint=outcome.problem)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
 from .errors import GradcheckError, SpecError
+from .tolerance import ToleranceSettings, decide_tolerance
 
 DTYPE_NAMES = ("float64", "float32", "bfloat16", "float16")
 DEFAULT_TIMEOUT = 120.0  # seconds a spec may run before it is stopped (--timeout)
@@ -33,8 +34,11 @@ class RunSettings:
     dtype: str = "float64"
     device: str = "cpu"
     seed: int = 0
-    atol: float | None = None
+    atol: float | None = None  # given on the command line (or to check()); else the spec's, the config's
     rtol: float | None = None
+    tolerance: str | None = None  # the mode: absolute or calibrated (--tolerance)
+    ratio: float | None = None  # calibrated: the multiple of PyTorch's own error (--ratio)
+    config_tolerance: ToleranceSettings = field(default_factory=ToleranceSettings)  # [tool.gradcheck]
     verbose: bool = False
     sweep: bool = False
     pdb: bool = False
@@ -46,7 +50,7 @@ class RunSettings:
         if self.dtype not in DTYPE_NAMES:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
         check_device_name(self.device)
-        for name in ("atol", "rtol"):
+        for name in ("atol", "rtol", "ratio"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -62,6 +66,13 @@ class RunSettings:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
             ):
                 raise GradcheckError(f"--timeout must be a positive number of seconds, got {value!r}")
+        # Every level's tolerance settings are checked now, before anything runs.
+        decide_tolerance(self.dtype, cli=self.cli_tolerance, config=self.config_tolerance)
+
+    @property
+    def cli_tolerance(self) -> ToleranceSettings:
+        """What the command line (or check()'s keywords) says of the tolerance."""
+        return ToleranceSettings(self.tolerance, self.atol, self.rtol, self.ratio)
 
     def timeout_for(self, spec_timeout: float | None) -> float:
         """Seconds a spec may run: --timeout, else its ``timeout:``, else the config's or the default."""
@@ -81,8 +92,11 @@ class RunSettings:
             dtype=pick("dtype", "float64"),
             device=pick("device", "cpu"),
             seed=pick("seed", 0),
-            atol=pick("atol", None),
-            rtol=pick("rtol", None),
+            atol=flags.get("atol"),
+            rtol=flags.get("rtol"),
+            tolerance=flags.get("tolerance"),
+            ratio=flags.get("ratio"),
+            config_tolerance=ToleranceSettings(config.tolerance, config.atol, config.rtol, config.ratio),
             verbose=bool(flags.get("verbose")),
             sweep=bool(flags.get("sweep")),
             pdb=bool(flags.get("pdb")),

@@ -103,6 +103,11 @@ class Tolerance:
     ratio: float | None = None
     source: str = "default"  # one of SOURCES: the highest level that said anything
 
+    @classmethod
+    def default(cls, dtype: str = "float64") -> Tolerance:
+        """What a case in ``dtype`` is judged by when nothing is said."""
+        return decide_tolerance(dtype)
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise GradcheckError(f"unknown tolerance mode {self.mode!r}; choose {' or '.join(MODES)}")

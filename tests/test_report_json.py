@@ -57,6 +57,9 @@ CHECK = {
     "worst_index": (list, NONE),
     "expected_value": (*NUMBER, NONE),
     "actual_value": (*NUMBER, NONE),
+    "truth_error": (*NUMBER, NONE),
+    "reference_error": (*NUMBER, NONE),
+    "error_ratio": (*NUMBER, NONE),
 }
 SUMMARY_OF = {
     "passed": "pass",

@@ -47,7 +47,6 @@ CALIBRATED_COLUMNS = (
     "kind",
     "expected shape",
     "got shape",
-    "max abs err",
     "vs truth",
     "torch vs truth",
     "ratio",
@@ -100,11 +99,10 @@ def row(check: Check, with_truth: bool = False) -> list[str]:
     exp, got = check.shapes_text()
     mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.numel}"
     status = check.status.upper() if check.status == "pass" else check.status
-    errors = [_num(check.max_abs_err)]
-    if with_truth:
-        errors += [_num(check.truth_error), _num(check.reference_error), _ratio(check.error_ratio)]
+    if with_truth:  # the error against the truth is max abs err, against the float64 truth
+        errors = [_num(check.truth_error), _num(check.reference_error), _ratio(check.error_ratio)]
     else:
-        errors += [_num(check.max_rel_err)]
+        errors = [_num(check.max_abs_err), _num(check.max_rel_err)]
     return [check.name, check.kind, exp, got, *errors, mismatched, status]
 
 

@@ -117,10 +117,12 @@ class Implementation:
 
 @dataclass(frozen=True)
 class ToleranceSpec:
-    """A spec's own tolerance, when it sets one."""
+    """A spec's own tolerance, when it sets one (see :mod:`gradcheck_cli.tolerance`)."""
 
     atol: float | None = None
     rtol: float | None = None
+    mode: str | None = None  # "absolute" or "calibrated"
+    ratio: float | None = None  # calibrated: how many times PyTorch's own error
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ TOP_KEYS = (
 EXPECTATION_KEYS = ("reason", "dtype", "device")
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
 REFERENCE_KEYS = ("module", "file", "cells", "call")
-TOLERANCE_KEYS = ("atol", "rtol")
+TOLERANCE_KEYS = ("mode", "atol", "rtol", "ratio")
 # Names a spec may not take: gradcheck's own commands.
 COMMANDS = ("list", "show", "run", "new")
 
@@ -387,12 +387,19 @@ def double(raw: Any, convention: str, at: Where) -> bool:
 
 
 def tolerance(raw: Any, at: Where) -> ToleranceSpec:
-    """``{atol, rtol}``: non-negative numbers."""
+    """``{mode, atol, rtol, ratio}``: absolute or calibrated, and finite numbers >= 0."""
+    from ..tolerance import MODES
+
     found = at.mapping(raw, "tolerance", TOLERANCE_KEYS)
     for k, v in found.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+        if k == "mode":
+            if v not in MODES:
+                raise at.fail("tolerance.mode", f"unknown tolerance mode {v!r}; choose {' or '.join(MODES)}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
             raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {v!r}")
-    return ToleranceSpec(atol=found.get("atol"), rtol=found.get("rtol"))
+    if found.get("mode") == "absolute" and "ratio" in found:
+        raise at.fail("tolerance.ratio", "a ratio applies only to the calibrated mode, not to absolute")
+    return ToleranceSpec(found.get("atol"), found.get("rtol"), found.get("mode"), found.get("ratio"))
 
 
 def formulas(raw: Any, tensor_names: Iterable[str], outs: Iterable[str], at: Where) -> dict[str, str]:
