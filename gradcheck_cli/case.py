@@ -14,7 +14,7 @@ from typing import Any
 from .errors import GradcheckError, SpecError
 from .settings import DTYPE_NAMES, RunSettings, check_device_name
 from .spec import Spec
-from .tolerance import Tolerance, ToleranceSettings, decide_tolerance
+from .tolerance import DEFAULT_TOLERANCES, Tolerance, ToleranceSettings, decide_tolerance
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Case:
     seed: int = 0
     tolerance: Tolerance = field(default_factory=Tolerance.default)  # decided once, by make_case
     double: bool = False  # also check the double backward (--double)
+    numerical: bool = False  # with a reference: finite differences of it too (--numerical)
+    samples: int | None = None  # numerical: --samples (None: the spec's or the default; 0: all)
 
 
 def make_case(
@@ -44,6 +46,8 @@ def make_case(
     mode: str | None = None,
     ratio: float | None = None,
     config: ToleranceSettings | None = None,
+    numerical: bool = False,
+    samples: int | None = None,
 ) -> Case:
     """Validate the run settings against the spec (raises SpecError).
 
@@ -74,7 +78,16 @@ def make_case(
         )
     except GradcheckError as exc:
         raise SpecError(str(exc)) from None
-    return Case(spec, resolved, dtype, device, seed, tolerance, double=double)
+    if spec.reference.numerical and tolerance.calibrated:
+        if tolerance.source != "default":
+            raise SpecError(
+                f"{spec.name} has no reference: a calibrated tolerance needs PyTorch's own result to"
+                " measure by; finite differences are judged by atol/rtol (--tolerance absolute)",
+                spec.path,
+            )
+        atol, rtol = DEFAULT_TOLERANCES[dtype]  # the dtype's absolute tolerance: still the default
+        tolerance = Tolerance(atol, rtol, "absolute", None, "default")
+    return Case(spec, resolved, dtype, device, seed, tolerance, double, numerical, samples)
 
 
 def case_for(
@@ -97,4 +110,6 @@ def case_for(
         mode=settings.tolerance,
         ratio=settings.ratio,
         config=settings.config_tolerance,
+        numerical=settings.numerical,
+        samples=settings.samples,
     )

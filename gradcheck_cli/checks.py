@@ -44,6 +44,7 @@ class Subject:
     # Calibrated tolerance: ``expected`` is the float64 truth, this PyTorch's own result in the
     # checked dtype (what the checked code's dtype must be, and the measure of its error).
     reference: torch.Tensor | None = None
+    checked_dtype: torch.dtype | None = None  # when neither is in it (finite differences are float64)
 
     @property
     def what(self) -> str:
@@ -52,6 +53,8 @@ class Subject:
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the checked code should have given back."""
+        if self.checked_dtype is not None:
+            return self.checked_dtype
         return (self.reference if self.reference is not None else self.expected).dtype
 
     def judge(self, tol: Tolerance | Judge) -> Judge:
@@ -91,6 +94,13 @@ def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance | Judge, ve
     if verbose and check.worst_index is not None:
         check = replace(check, excerpt=excerpt(want, actual, check.worst_index))
     return check
+
+
+def measured(subject: Subject, spec: Spec, case: Case, line: int | None, verbose: bool) -> Check:
+    """:func:`measure`, :func:`dtype_and_device` and :func:`mapped`, with the spec line it is at."""
+    tol = case.tolerance
+    check = dtype_and_device(measure(subject, spec, case, tol, verbose), subject, spec, case)
+    return replace(mapped(check, subject, tol), line=line)
 
 
 def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> Check:

@@ -65,6 +65,23 @@ Timeout = Annotated[
         " or a spec's timeout:).",
     ),
 ]
+Numerical = Annotated[
+    bool,
+    typer.Option(
+        "--numerical",
+        help="Also check the reference against its own finite differences (specs without a reference"
+        " are checked by finite differences of the forward anyway).",
+    ),
+]
+Samples = Annotated[
+    int | None,
+    typer.Option(
+        "--samples",
+        metavar="N",
+        help="Finite differences: check a seeded sample of N elements of each bigger tensor, and a few"
+        " random directions (default 4096; 0 checks every element).",
+    ),
+]
 Quiet = Annotated[
     int,
     typer.Option(
@@ -120,6 +137,8 @@ COMMON: list[tuple[str, Any, Any]] = [
     ("pdb", Pdb, False),
     ("double", Double, False),
     ("exit_zero", ExitZero, False),
+    ("numerical", Numerical, False),
+    ("samples", Samples, None),
     ("timeout", Timeout, None),
     ("color", Color, "auto"),
     ("quiet", Quiet, 0),

@@ -608,3 +608,41 @@ def _name_gradient_index(exc: UserCodeError, args: tuple[Any, ...]) -> None:
     found = re.search(r"at index (\d+)", str(exc.exc))
     if found and int(found.group(1)) < len(args):
         exc.args = (f"{exc.args[0]} (index {found.group(1)} is {args[int(found.group(1))]})",)
+
+
+def run_forward(
+    spec: Spec,
+    values: Mapping[str, torch.Tensor],
+    dims: Mapping[str, int],
+    namespace: Mapping[str, Any],
+    copy_inputs: bool = True,
+) -> dict[str, Any]:
+    """Only the hand-written forward, on copies of ``values``: its outputs by name.
+
+    What finite differences differentiate when a spec has no reference (the numerical mode):
+    the forward call of any convention that has one, on a fresh instance for ``class:``, or
+    ``Function.apply`` for an autograd Function. ``copy_inputs=False`` hands the tensors over
+    as they are (to differentiate through them), numpy arrays of them with ``backend: numpy``.
+    """
+    impl = spec.implementation
+    numpy = impl.backend == "numpy"
+    if copy_inputs or numpy:
+        tensors = {name: _copy(v, numpy) for name, v in values.items()}
+    else:
+        tensors = dict(values)
+    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
+    h = Handed(spec, namespace, tensors, {}, scope)
+    if impl.autograd_function is not None:
+        fn = lookup(namespace, impl.autograd_function, spec, "implementation.autograd_function")
+        from .expressions import evaluate
+
+        args = [evaluate(a, h.scope) for a in impl.args or ()]
+        with user_code(f"forward {impl.autograd_function}.apply()"):
+            result = fn.apply(*args)
+        results = list(result) if isinstance(result, (tuple, list)) else [result]
+        return dict(zip(spec.outputs, results, strict=False))
+    if impl.cls is not None:
+        _construct(h)
+    if not _forward(h):
+        raise spec.error("the forward returns none of the outputs", "implementation.forward")
+    return h.outcome.outputs

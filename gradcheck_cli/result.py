@@ -94,8 +94,6 @@ class Check:
         data = asdict(self)
         for internal in ("expected_labels", "actual_labels", "excerpt", "error_map", "line"):
             data.pop(internal)
-        for unused_yet in ("unstable", "sampled"):
-            data.pop(unused_yet)
         return data
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -18,25 +17,26 @@ from typing import Any
 
 import torch
 
-from . import checks, diagnose
+from . import checks, diagnose, numerical_mode
 from .case import Case, case_for
 from .case import make_case as prepare
-from .compare import DTYPES, tolerance_for
-from .conventions import MISSING, ConventionError, DoubleOutcome, Outcome, double_backward, run_implementation
+from .compare import tolerance_for
+from .conventions import MISSING, ConventionError, Outcome, run_implementation
+from .double import run_double
 from .errors import SpecError
+from .numerical import Numerical
+from .numerical_mode import ForwardFailed, finite_differences
 from .reference import (
     Expected,
-    double_reference,
     expected_values,
-    in_float64,
     reference_outputs,
     run_reference,
-    upstream_names,
-    widened,
 )
 from .result import CaseResult, Check
 from .settings import RunSettings
-from .spec import Spec, TensorSpec
+from .spec import Spec
+from .sweep import sweep_cases
+from .tensors import generate
 from .usercode import UserCodeError, guarded_streams
 
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
@@ -109,73 +109,6 @@ def run(
     return result
 
 
-# -- tensors -----------------------------------------------------------------
-
-
-def generate(case: Case) -> dict[str, torch.Tensor]:
-    """The seeded inputs and params, in spec order, on the case's device.
-
-    Values are drawn on the CPU in float64 and then cast, so a seed gives the
-    same numbers on every device and (up to rounding) every dtype.
-    """
-    spec = case.spec
-    gen = torch.Generator().manual_seed(case.seed)
-    values: dict[str, torch.Tensor] = {}
-    for t in spec.tensors.values():
-        if t.derived is not None:
-            values[t.name] = _derive(spec, t, case, values)
-            continue
-        shape = spec.shape_of(t, case.dims)
-        values[t.name] = _draw(spec, t, shape, case, gen).to(case.device)
-    return values
-
-
-def _derive(spec: Spec, t: TensorSpec, case: Case, earlier: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """An input computed from the tensors above it (``inverse: "perm.argsort(-1)"``)."""
-    from .expressions import ExpressionError, evaluate
-
-    assert t.derived is not None
-    scope = {**spec.options, **case.dims, **{n: v.detach().clone() for n, v in earlier.items()}}
-    try:
-        value = evaluate(t.derived, scope)
-    except ExpressionError as exc:
-        raise spec.error(f"{t.derived.text!r} cannot be evaluated: {exc}", t.key) from None
-    except Exception as exc:
-        raise spec.error(f"{t.derived.text!r} raised {type(exc).__name__}: {exc}", t.key) from None
-    if not isinstance(value, torch.Tensor):
-        raise spec.error(f"{t.derived.text!r} is a {type(value).__name__}, not a tensor", t.key)
-    if value.is_floating_point():
-        value = value.to(DTYPES[case.dtype])
-    return value.detach().clone().to(case.device)
-
-
-def _draw(
-    spec: Spec, t: TensorSpec, shape: tuple[int, ...], case: Case, gen: torch.Generator
-) -> torch.Tensor:
-    low, high = spec.bound(t.low, case.dims), spec.bound(t.high, case.dims)
-    if t.permutation is not None:  # each slice along the axis: a permutation of 0..size-1
-        order = torch.rand(shape, generator=gen, dtype=torch.float64).argsort(dim=t.permutation)
-        return order.to(torch.int64 if t.dtype == "int64" else torch.int32)
-    if t.dtype in ("int64", "int32"):
-        assert low is not None and high is not None
-        if int(high) <= int(low):
-            raise spec.error(f"low {low} must be below high {high}", t.key)
-        dtype = torch.int64 if t.dtype == "int64" else torch.int32
-        return torch.randint(int(low), int(high), shape, generator=gen, dtype=dtype)
-    if t.dtype == "bool":
-        return torch.rand(shape, generator=gen, dtype=torch.float64) < 0.5
-    if low is not None or high is not None:
-        lo = 0.0 if low is None else float(low)
-        hi = lo + 1.0 if high is None else float(high)
-        x = lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=torch.float64)
-    else:
-        x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    if t.min_abs:
-        sign = torch.where(x >= 0, 1.0, -1.0).to(torch.float64)
-        x = sign * x.abs().clamp_min(t.min_abs)
-    return x.to(DTYPES[case.dtype])
-
-
 # -- one case ---------------------------------------------------------------
 
 
@@ -203,18 +136,27 @@ def run_case(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult
 def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
     spec = case.spec
     result = CaseResult(spec.name, spec.source, dict(case.dims), case.dtype, case.device, case.seed)
+    result.tolerance = case.tolerance.to_dict()
+    found: Numerical | None = None
+    expected: Expected | None = None
     try:
         values = generate(case)
-        expected = expected_values(case, values)
+        if spec.reference.numerical:
+            found, grad_outs = finite_differences(case, values)
+        else:
+            expected = expected_values(case, values)
+            grad_outs = expected.grad_outs
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
+    except ForwardFailed as exc:  # the hand-written forward, differentiated numerically, raised
+        return result.failed(str(exc))
     except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. tensors too large to allocate
         message = f"cannot build this case's tensors: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         return result.failed(message)
     grad_mode = torch.is_grad_enabled()
     try:
         with guarded_streams():
-            outcome = run_implementation(spec, values, expected.grad_outs, case.dims)
+            outcome = run_implementation(spec, values, grad_outs, case.dims)
     except SpecError as exc:
         return result.failed(str(exc), spec_error=True)
     except UserCodeError as exc:
@@ -227,26 +169,45 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         return result.failed(str(exc))
     finally:
         torch.set_grad_enabled(grad_mode)  # user code may have switched autograd off
-    result.reference = expected.description
-    result.tolerance = case.tolerance.to_dict()
-    result.checks = check_all(case, values, expected, outcome, verbose)
     blind_spots = diagnose.transpose_blind_spots(spec, case.dims)
     result.notes = [*spec.notes, *outcome.notes, *blind_spots]
     result.quiet_notes = blind_spots
+    if found is not None:  # no reference: the finite differences are the expected values
+        result.reference = numerical_mode.describe(found)
+        result.checks = numerical_mode.numerical_checks(case, values, found, grad_outs, outcome)
+        result.notes += numerical_mode.notes(case, found)
+        return result.finish()
+    assert expected is not None
+    result.reference = expected.description
+    result.checks = check_all(case, values, expected, outcome, verbose)
     if spec.reference_grads:
         _quiet_note(result, f"expected values: {expected.description}")
+    try:
+        _second_opinions(case, values, expected, outcome, result, verbose)
+    except SpecError as exc:
+        return result.failed(str(exc), spec_error=True)
+    finally:
+        torch.set_grad_enabled(grad_mode)
+    return result.finish()
+
+
+def _second_opinions(
+    case: Case,
+    values: Mapping[str, torch.Tensor],
+    expected: Expected,
+    outcome: Outcome,
+    result: CaseResult,
+    verbose: bool,
+) -> None:
+    """--double's second-order rows, --numerical's finite differences of the reference, and the
+    note on precision lost inside a float64 check."""
     wanted = {
         c.name: (expected.outputs if c.kind == "output" else expected.grads).get(c.name)
         for c in result.checks
     }
-    if case.double or spec.double:
-        try:
-            first_ok = all(c.ok for c in result.checks)
-            second_wanted, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
-        except SpecError as exc:
-            return result.failed(str(exc), spec_error=True)
-        finally:
-            torch.set_grad_enabled(grad_mode)
+    if case.double or case.spec.double:
+        first_ok = all(c.ok for c in result.checks)
+        second_wanted, second_rows, double_note = run_double(case, values, expected, verbose, first_ok)
         result.checks += second_rows
         if second_rows:  # what the rows are: said when they fail, or with --verbose
             _quiet_note(result, double_note)
@@ -254,7 +215,11 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
             result.notes.append(double_note)
         wanted.update(second_wanted)
     result.notes += precision_notes(result.checks, wanted, case.dtype)
-    return result.finish()
+    if case.numerical:
+        problem = numerical_mode.reference_opinion(case, values, expected)
+        if problem:
+            raise SpecError(problem, case.spec.path)
+        result.notes.append("--numerical: the reference's gradients agree with its finite differences")
 
 
 def _quiet_note(result: CaseResult, note: str) -> None:
@@ -295,14 +260,14 @@ def check_all(
             if name in outcome.outputs:
                 own = expected.outputs[name] if calibrated else None
                 subject = checks.Subject(name, "output", want, outcome.outputs[name], reference=own)
-                flagged = checks.forward_flagged(_measured(subject, case, line, verbose))
+                flagged = checks.forward_flagged(checks.measured(subject, spec, case, line, verbose))
                 forward_bad = forward_bad or flagged.diagnosis == "forward_mismatch"
                 found.append(flagged)
     for t in spec.checked:
         own = expected.grads[t.name] if calibrated else None
         got = outcome.grads.get(t.name, MISSING)
         subject = checks.Subject(t.name, t.kind, truth.grads[t.name], got, t, reference=own)
-        check = _measured(subject, case, t.line, verbose)
+        check = checks.measured(subject, spec, case, t.line, verbose)
         if t.name in outcome.problems and check.status == "missing":
             check = replace(check, hint=outcome.problems[t.name])
         ctx = diagnose.Context(
@@ -319,180 +284,6 @@ def check_all(
 def _reference_of(case: Case) -> Any:
     """The reference as a function of the tensors (diagnose evaluates it for an element's contributions)."""
     return functools.partial(reference_outputs, case.spec, case.dims)
-
-
-def _measured(subject: checks.Subject, case: Case, line: int | None, verbose: bool) -> Check:
-    """Compared, its dtype and device checked, its error map drawn, its spec line known."""
-    spec, tol = case.spec, case.tolerance
-    check = checks.dtype_and_device(checks.measure(subject, spec, case, tol, verbose), subject, spec, case)
-    return replace(checks.mapped(check, subject, tol), line=line)
-
-
-# -- the double backward (--double) -------------------------------------------------
-
-SECOND_ORDER = "{} (2nd order)"  # how a second-order row is named: "x (2nd order)", "grad_out (2nd order)"
-
-
-def run_double(
-    case: Case, values: Mapping[str, torch.Tensor], expected: Expected, verbose: bool, first_ok: bool = False
-) -> tuple[dict[str, torch.Tensor], list[Check], str]:
-    """The Function's backward differentiated once more, against autograd's double backward.
-
-    Returns the expected value of each second-order row (by row name), the rows,
-    and the note that says what they are. ``first_ok``: every first-order row
-    passed (a wrong second order then has a likely cause). Raises SpecError for a
-    spec error.
-    """
-    spec = case.spec
-    function = spec.implementation.autograd_function
-    if function is None:
-        convention = spec.implementation.convention
-        return {}, [], (
-            "--double: only a torch.autograd.Function's backward is differentiated by autograd;"
-            f" this implementation is {convention}, so there is no double backward to check"
-        )  # fmt: skip
-    second = double_reference(case, values)
-    if case.tolerance.calibrated:  # the truth of the second order, from the same rounded values
-        second.truth = double_reference(
-            *in_float64(case, values), widened(expected.grad_outs), widened(second.grad_outs)
-        )
-    try:
-        outcome = double_backward(spec, values, expected.grad_outs, second.grad_outs, case.dims)
-    except (UserCodeError, ConventionError) as exc:
-        name = SECOND_ORDER.format(f"{function}.backward")
-        return {}, [Check(name, "backward", None, None, "error", hint=str(exc))], _double_note(spec, function)
-    if outcome.once_differentiable:
-        return {}, [], (
-            f"{function}.backward is marked @once_differentiable: autograd cannot differentiate it,"
-            " so there is no double backward to check (not a failure)"
-        )  # fmt: skip
-    rows = double_checks(case, values, second, outcome, verbose)
-    if first_ok:
-        rows = [_untracked(row, function) for row in rows]
-    wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
-    return wanted, rows, _double_note(spec, function)
-
-
-def double_checks(
-    case: Case, values: Mapping[str, torch.Tensor], second: Expected, outcome: DoubleOutcome, verbose: bool
-) -> list[Check]:
-    """One row per second-order gradient: by each checked tensor, then by each upstream gradient."""
-    spec, tol = case.spec, case.tolerance
-    truth = second.truth or second
-    wanted = {SECOND_ORDER.format(key): want for key, want in truth.grads.items()}
-    upstream = set(upstream_names(spec).values())
-    found = []
-    for key, want in truth.grads.items():
-        row = SECOND_ORDER.format(key)
-        if key in upstream:
-            tensor = TensorSpec(row, "upstream", tuple(int(s) for s in want.shape))
-        else:
-            tensor = replace(spec.tensors[key], name=row)
-        own = second.grads[key] if second.truth is not None else None
-        subject = checks.Subject(row, tensor.kind, want, outcome.grads.get(key, MISSING), tensor, own)
-        check = _measured(subject, case, tensor.line, verbose)
-        ctx = diagnose.Context(spec, case.dims, tensor, subject.judge(tol), wanted, values)
-        check = checks.diagnosed(check, subject, ctx)
-        if outcome.problem and not check.ok:
-            check = replace(check, hint=outcome.problem)
-        found.append(check)
-    return found
-
-
-def _untracked(check: Check, function: str) -> Check:
-    """A wrong second order under right first-order gradients: what autograd could not follow."""
-    if check.ok or check.diagnosis is not None or check.status != "mismatch":
-        return check
-    hint = (
-        "the first-order gradients are right but not their derivative: autograd cannot follow all of"
-        f" {function}.backward (a tensor computed in the forward and saved is a constant to it: save the"
-        " inputs and recompute it, or return it from the forward; or a .detach(), torch.no_grad() or"
-        " numpy in the backward)"
-    )
-    return replace(check, hint=hint)
-
-
-def _double_note(spec: Spec, function: str) -> str:
-    ups = ", ".join(upstream_names(spec).values())
-    return (
-        f"2nd order: the gradients {function}.backward returns, differentiated once more by each tensor"
-        f" and by {ups} (weighted by seeded random numbers), against autograd's double backward of the"
-        " reference, as torch.autograd.gradgradcheck does"
-    )
-
-
-# -- several cases --------------------------------------------------------------
-
-
-def sweep_cases(case: Case, seeds: int = 3) -> list[Case]:
-    """The case itself, other seeds, and sizes near the spec's own, all distinct.
-
-    Distinct sizes make every axis tell apart from every other, so no
-    transposed or mis-reduced gradient can have the right shape by chance.
-    Size-1 dims stay 1 (they are usually structural). A spec's ``constraints``
-    are met: when the distinct sizes break one, the sizes nearby that meet
-    them all are used (as distinct as they allow).
-    """
-    spec = case.spec
-    cases = [case]
-    for shift in (1, 2):
-        distinct: dict[str, int] = {}
-        used: set[int] = set()
-        for name, size in case.dims.items():
-            new = size + shift if size > 1 else 1
-            while new > 1 and new in used:
-                new += 1
-            used.add(new)
-            distinct[name] = new
-        dims: dict[str, int] | None = distinct
-        if spec.constraints and spec.broken_constraint(distinct) is not None:
-            dims = _constrained_sizes(spec, case.dims, shift)
-        if dims is None or not _shapes_evaluate(spec, dims):
-            continue
-        cases.append(replace(case, dims=dims, seed=case.seed + shift))
-    for s in range(1, seeds):
-        cases.append(replace(case, seed=case.seed + 100 * s))
-    return _unique(cases)
-
-
-def _shapes_evaluate(spec: Spec, dims: Mapping[str, int]) -> bool:
-    try:
-        for t in spec.tensors.values():
-            spec.shape_of(t, dims)
-    except SpecError:
-        return False
-    return True
-
-
-MAX_SIZE_CANDIDATES = 4096  # sizes tried for a sweep case of a constrained spec
-
-
-def _constrained_sizes(spec: Spec, base: Mapping[str, int], shift: int) -> dict[str, int] | None:
-    """Sizes from ``size + shift`` up, meeting every constraint: the most distinct, then the nearest."""
-    free = [name for name, size in base.items() if size > 1]
-    width = 4
-    while width > 1 and width ** len(free) > MAX_SIZE_CANDIDATES:
-        width -= 1
-    best: tuple[tuple[int, int], dict[str, int]] | None = None
-    for sizes in itertools.product(range(width), repeat=len(free)):
-        dims = dict(base)
-        dims.update({name: base[name] + shift + k for name, k in zip(free, sizes)})
-        if spec.broken_constraint(dims) is not None:
-            continue
-        rank = (-len(set(dims[n] for n in free)), sum(sizes))
-        if best is None or rank < best[0]:
-            best = (rank, dims)
-    return best[1] if best is not None else None
-
-
-def _unique(cases: Sequence[Case]) -> list[Case]:
-    seen, out = set(), []
-    for c in cases:
-        key = (tuple(sorted(c.dims.items())), c.seed)
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
 
 
 def run_sweep(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult:

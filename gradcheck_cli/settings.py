@@ -43,6 +43,8 @@ class RunSettings:
     sweep: bool = False
     pdb: bool = False
     double: bool = False  # also check an autograd.Function's double backward
+    numerical: bool = False  # with a reference: check it against finite differences too
+    samples: int | None = None  # numerical mode: elements per tensor checked (0: all; None: default)
     timeout: float | None = None  # given on the command line (or to check()): wins over a spec's
     default_timeout: float = DEFAULT_TIMEOUT  # [tool.gradcheck] timeout, or the default
 
@@ -66,6 +68,10 @@ class RunSettings:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
             ):
                 raise GradcheckError(f"--timeout must be a positive number of seconds, got {value!r}")
+        if self.samples is not None and (
+            isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 0
+        ):
+            raise GradcheckError(f"--samples must be a number of elements (0 for all), got {self.samples!r}")
         # Every level's tolerance settings are checked now, before anything runs.
         decide_tolerance(self.dtype, cli=self.cli_tolerance, config=self.config_tolerance)
 
@@ -101,6 +107,8 @@ class RunSettings:
             sweep=bool(flags.get("sweep")),
             pdb=bool(flags.get("pdb")),
             double=bool(flags.get("double")),
+            numerical=bool(flags.get("numerical")),
+            samples=flags.get("samples"),
             timeout=flags.get("timeout"),
             default_timeout=config.timeout if config.timeout is not None else DEFAULT_TIMEOUT,
         )

@@ -60,6 +60,8 @@ CHECK = {
     "truth_error": (*NUMBER, NONE),
     "reference_error": (*NUMBER, NONE),
     "error_ratio": (*NUMBER, NONE),
+    "unstable": (int, NONE),
+    "sampled": (dict, NONE),
 }
 SUMMARY_OF = {
     "passed": "pass",

@@ -149,9 +149,11 @@ def tolerance_text(tolerance: dict[str, Any] | None) -> str:
 
 
 def header(result: CaseResult) -> str:
-    """The result's first line: spec, case, tolerance, where the spec is."""
+    """The result's first line: spec, case, tolerance (and a reference that is not one), where the spec is."""
     tolerance = tolerance_text(result.tolerance)
-    return f"{result.headline()}{' ' + tolerance if tolerance else ''}  ({result.source})"
+    numerical = result.reference if (result.reference or "").startswith("numerical") else ""
+    extra = " ".join(part for part in (tolerance, f"reference: {numerical}" if numerical else "") if part)
+    return f"{result.headline()}{' ' + extra if extra else ''}  ({result.source})"
 
 
 def _reason(result: CaseResult) -> str | None:

@@ -11,7 +11,7 @@ import yaml
 from ..errors import SpecError
 from .files import read_spec_text
 from .implementation import implementation
-from .model import Spec
+from .model import Implementation, Reference, Spec
 from .sections import (
     TOP_KEYS,
     constraints,
@@ -92,11 +92,29 @@ def load_spec(path: str | Path) -> Spec:
     return build_spec(data, path=path, lines=lines)
 
 
+def numerical_ready(ref: Reference, impl: Implementation, top: Mapping[str, Any], at: Where) -> Reference:
+    """Without a reference the hand-written forward is differentiated numerically: it must exist."""
+    if not ref.numerical:
+        return ref
+    if "reference_grads" in top:
+        raise at.fail(
+            "reference_grads", "reference_grads go with a reference (its outputs are the forward's)"
+        )
+    if impl.forward is None and impl.autograd_function is None:
+        key = "reference" if "reference" in top else "implementation"
+        raise at.fail(
+            key,
+            "with no reference, the expected gradients are finite differences of the hand-written"
+            " forward: add implementation.forward (or a reference)",
+        )
+    return ref
+
+
 def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | None = None) -> Spec:
     """Validate raw spec data (as read from YAML) into a :class:`Spec`."""
     at = Where(path, dict(lines or {}))
     top = at.mapping(data, "", TOP_KEYS)
-    for required in ("name", "reference", "implementation"):
+    for required in ("name", "implementation"):
         if required not in top:
             raise at.fail("", f"missing required key {required!r}")
     name, description = header(top, at)
@@ -118,7 +136,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         inputs=inputs,
         params=params,
         outputs=outs,
-        reference=reference(top["reference"], names, at),
+        reference=numerical_ready(reference(top.get("reference"), names, at), impl, top, at),
         implementation=impl,
         tolerance=tolerance(top.get("tolerance"), at),
         formulas=formulas(top.get("formulas"), all_tensors, outs, at),

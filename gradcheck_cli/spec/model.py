@@ -77,13 +77,18 @@ class CodeSource:
 
 @dataclass(frozen=True)
 class Reference:
-    """The PyTorch side: an expression, or a call into user-supplied torch code."""
+    """The PyTorch side: an expression, a call into user-supplied torch code, or none at all
+    (``numerical``: finite differences of the hand-written forward are the expected values)."""
 
     expr: Expression | None = None
     call: Call | None = None
     source: CodeSource | None = None
+    numerical: bool = False
+    samples: int | None = None  # numerical: elements per tensor above which a sample is checked; 0 all
 
     def describe(self) -> str:
+        if self.numerical:
+            return "numerical"
         if self.expr is not None:
             return self.expr.text
         assert self.call is not None

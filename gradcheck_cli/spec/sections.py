@@ -265,7 +265,21 @@ def outputs(raw: Any, tensor_names: Iterable[str], at: Where) -> tuple[str, ...]
 
 
 def reference(raw: Any, names: set[str], at: Where) -> Reference:
-    """A PyTorch expression, or ``{call:, module:|file:}``."""
+    """A PyTorch expression, ``{call:, module:|file:}``, or ``numerical`` (or no reference at all):
+    finite differences of the hand-written forward, ``{numerical: {samples: N}}`` to say how many."""
+    if raw is None or raw == "numerical":
+        return Reference(numerical=True)
+    if isinstance(raw, dict) and "numerical" in raw:
+        found = at.mapping(raw, "reference", ("numerical",))
+        settings = at.mapping(found["numerical"], "reference.numerical", ("samples",))
+        samples = settings.get("samples")
+        if samples == "all":
+            samples = 0
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 0):
+            raise at.fail(
+                "reference.numerical.samples", f"expected a number of elements or 'all', got {samples!r}"
+            )
+        return Reference(numerical=True, samples=samples)
     if isinstance(raw, str):
         try:
             return Reference(expr=parse(raw, names, known=names))
