@@ -18,7 +18,8 @@ from .errors import GradcheckError, SpecError
 from .expressions import parse
 from .names import NAME_RE
 from .spec import CONVENTION_ALIASES, CONVENTIONS, CodeSource, Implementation, Reference, Spec
-from .spec.sections import header, tensor
+from .spec.sections import header
+from .spec.tensors import tensor
 from .spec.where import Where
 
 # The conventions the YAML-free form takes (step needs a spec file: set:, learning_rate:).
