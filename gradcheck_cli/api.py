@@ -10,7 +10,8 @@ Two forms, one engine (the same :func:`~gradcheck_cli.runner.run` as the CLI)::
 Both return a :class:`~gradcheck_cli.result.Report`: ``report.ok``,
 ``report["b"].status``, ``report.results[0].checks``; ``print(report)`` and
 Jupyter show the same table as the terminal. A spec that cannot run raises
-:class:`~gradcheck_cli.errors.SpecError`; a failing check never raises.
+:class:`~gradcheck_cli.errors.SpecError`; a failing check never raises. (``check`` is long for its
+docstring, which is what ``help(check)`` shows a notebook user.)
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from .errors import GradcheckError, SpecError
 from .expressions import parse
 from .names import NAME_RE
 from .spec import CONVENTION_ALIASES, CONVENTIONS, CodeSource, Implementation, Reference, Spec
-from .spec.sections import header, tensor
+from .spec.sections import header
+from .spec.tensors import tensor
 from .spec.where import Where
 
 # The conventions the YAML-free form takes (step needs a spec file: set:, learning_rate:).
@@ -104,21 +105,7 @@ def python_spec(
     cls: type | None = None,
 ) -> Spec:
     """Build a :class:`Spec` from Python callables (the YAML-free form of check)."""
-    if convention is None:
-        convention = "autograd_function" if autograd_function is not None else "functional"
-        if cls is not None:
-            convention = "class"
-    convention = CONVENTION_ALIASES.get(convention, convention)
-    if convention not in API_CONVENTIONS:
-        raise GradcheckError(
-            f"unknown convention {convention!r}; choose one of {', '.join(API_CONVENTIONS)} (or cs231n)"
-        )
-    if convention == "class" and cls is None:
-        raise GradcheckError("convention='class' needs cls= (the class to build, such as cls=Lin)")
-    if cls is not None and convention not in ("class", "numpy"):
-        raise GradcheckError(f"cls= goes with convention='class' (or 'numpy'), not {convention!r}")
-    if cls is None and (isinstance(forward, str) or isinstance(backward, str)):
-        raise GradcheckError("forward= and backward= are functions (a method's name goes with cls=)")
+    convention = _convention(convention, autograd_function, cls, forward, backward)
     for arg, value in (("shapes", shapes), ("params", params)):
         if not isinstance(value, Mapping):
             raise TypeError(f"check(): {arg} must be a mapping of names to shapes, got {value!r}")
@@ -164,6 +151,32 @@ def python_spec(
         implementation=implementation,
         notes=tuple(guesses),
     )
+
+
+def _convention(
+    convention: str | None,
+    autograd_function: Any,
+    cls: type | None,
+    forward: Callable[..., Any] | str | None,
+    backward: Callable[..., Any] | str | None,
+) -> str:
+    """The convention said (or implied by what is given), checked against what is given."""
+    if convention is None:
+        convention = "autograd_function" if autograd_function is not None else "functional"
+        if cls is not None:
+            convention = "class"
+    convention = CONVENTION_ALIASES.get(convention, convention)
+    if convention not in API_CONVENTIONS:
+        raise GradcheckError(
+            f"unknown convention {convention!r}; choose one of {', '.join(API_CONVENTIONS)} (or cs231n)"
+        )
+    if convention == "class" and cls is None:
+        raise GradcheckError("convention='class' needs cls= (the class to build, such as cls=Lin)")
+    if cls is not None and convention not in ("class", "numpy"):
+        raise GradcheckError(f"cls= goes with convention='class' (or 'numpy'), not {convention!r}")
+    if cls is None and (isinstance(forward, str) or isinstance(backward, str)):
+        raise GradcheckError("forward= and backward= are functions (a method's name goes with cls=)")
+    return convention
 
 
 def _raw(entry: Sequence[int] | Mapping[str, Any]) -> Any:

@@ -42,20 +42,10 @@ from .usercode import UserCodeError, guarded_streams
 __all__ = ["Case", "generate", "make_case", "run", "run_case", "run_reference", "run_sweep", "sweep_cases"]
 
 
-def make_case(
-    spec: Spec,
-    dims: Mapping[str, int] | None = None,
-    dtype: str = "float64",
-    device: str = "cpu",
-    seed: int = 0,
-    atol: float | None = None,
-    rtol: float | None = None,
-    options: Mapping[str, Any] | None = None,
-    double: bool = False,
-    **tolerance: Any,
-) -> Case:
-    """:func:`gradcheck_cli.case.make_case`, and the CUDA device must be there (raises SpecError)."""
-    return _on_a_device(prepare(spec, dims, dtype, device, seed, atol, rtol, options, double, **tolerance))
+def make_case(spec: Spec, *args: Any, **kwargs: Any) -> Case:
+    """:func:`gradcheck_cli.case.make_case` (the same arguments), and the CUDA device must be there
+    (raises SpecError): the case as a worker, which has torch, validates it."""
+    return _on_a_device(prepare(spec, *args, **kwargs))
 
 
 def _on_a_device(case: Case) -> Case:

@@ -419,3 +419,25 @@ def test_sigterm_and_ctrl_c_write_the_report_and_leave_no_worker_behind(tmp_path
     time.sleep(1)
     alive = {pid for pid in family if Path(f"/proc/{pid}").exists()}
     assert not alive, f"left behind: {alive}"
+
+
+@pytest.mark.parametrize(
+    "grad_x",
+    [
+        "(grad_out @ weight).to(torch.complex128) + 1000j",
+        "(grad_out @ weight).numpy() + 1000j",
+        "torch.full_like(x, float('inf'))",
+        "torch.full_like(x, float('nan'))",
+    ],
+    ids=["torch-imaginary", "numpy-imaginary", "inf", "nan"],
+)
+def test_an_imaginary_or_non_finite_gradient_fails_whatever_the_tolerance(gradcheck, write_layer, grad_x):
+    code = LINEAR_FORWARD + (
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        f"    return {grad_x}, grad_out.T @ x, grad_out.sum(0)\n"
+    )
+    spec = write_layer(LINEAR_SPEC, code)
+    ran = gradcheck("run", str(spec), "--atol", "1e30", "--rtol", "1e30", "--format", "json")
+    assert ran.exit_code == 1
+    x = next(c for c in json.loads(ran.stdout)["results"][0]["checks"] if c["name"] == "x")
+    assert x["status"] in ("mismatch", "error")

@@ -20,6 +20,9 @@ TORCH_FREE = (
     "gradcheck_cli",
     "gradcheck_cli.cli",
     "gradcheck_cli.cli_options",
+    "gradcheck_cli.cli_common",
+    "gradcheck_cli.cli_layers",
+    "gradcheck_cli.case",
     "gradcheck_cli.settings",
     "gradcheck_cli.result",
     "gradcheck_cli.report",
@@ -131,3 +134,18 @@ def _torch_after_import(module: str) -> bool:
 @pytest.mark.parametrize("module", TORCH_FREE)
 def test_the_cli_path_does_not_import_torch(module):
     assert not _torch_after_import(module)
+
+
+@pytest.mark.parametrize("argv", [["run", "examples/ci/failing-suite"], ["linear", "--in", "3"]])
+def test_a_check_from_the_command_line_never_imports_torch_in_gradchecks_own_process(argv):
+    code = (
+        "import sys\n"
+        "from gradcheck_cli.cli import app\n"
+        f"try:\n    app({argv!r}, prog_name='gradcheck')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300
+    )
+    assert ran.stdout.strip().splitlines()[-1] == "NO-TORCH", ran.stderr  # the workers import it
+    assert "dtype=float64" in ran.stdout  # and a check did run

@@ -19,7 +19,8 @@ from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
 from .model import BACKENDS, Implementation, TensorSpec, grad_names
-from .sections import code_source, size
+from .sections import code_source
+from .tensors import size
 from .where import Where, check_names
 
 KEY = "implementation"

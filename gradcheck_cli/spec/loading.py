@@ -20,15 +20,14 @@ from .sections import (
     expectation,
     formulas,
     header,
-    numeric_names,
     options,
     outputs,
     reference,
     reference_grads,
-    tensors,
     timeout,
     tolerance,
 )
+from .tensors import numeric_names, tensors
 from .where import Where
 
 MAX_NODES = 100_000  # a spec is a page of YAML; this many nodes is an alias bomb or not a spec
