@@ -95,17 +95,15 @@ def pytest_configure(config: pytest.Config) -> None:
             collected.append(root)
 
     try:
-        settings = load_config(config.rootpath)
+        # [tool.gradcheck] as the command line reads it: dtype, device, seed, tolerances, timeout.
+        config.stash[_OPTIONS] = RunOptions.merged(
+            load_config(config.rootpath),
+            dtype=config.getoption("gradcheck_dtype"),
+            device=config.getoption("gradcheck_device"),
+            verbose=config.get_verbosity() > 1,
+        )
     except GradcheckError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_OPTIONS] = RunOptions(
-        dtype=config.getoption("gradcheck_dtype") or settings.dtype or "float64",
-        device=config.getoption("gradcheck_device") or settings.device or "cpu",
-        seed=settings.seed or 0,
-        atol=settings.atol,
-        rtol=settings.rtol,
-        verbose=config.get_verbosity() > 1,
-    )
 
 
 # An old-style wrapper: it works with every pluggy a user's pytest may come with.

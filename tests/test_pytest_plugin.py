@@ -242,3 +242,17 @@ def test_a_spec_that_ends_its_process_fails_its_item_and_never_the_session(pytes
     result.assert_outcomes(passed=1, failed=4)
     result.stdout.fnmatch_lines(["*the checked code ended the process: exit code 0*"])
     result.stdout.fnmatch_lines(["*the checked code ended the process: exit code 7*"])
+
+
+def test_the_plugin_reads_tool_gradcheck_as_the_command_line_does(pytester, specs):
+    (specs / "spins.yaml").write_text(
+        (specs / "dense.yaml")
+        .read_text()
+        .replace("name: dense", "name: spins")
+        .replace("dense.py", "spins.py")
+    )
+    (specs / "spins.py").write_text("def backward(grad_out, x, w, b):\n    while True:\n        pass\n")
+    pytester.path.joinpath("pyproject.toml").write_text("[tool.gradcheck]\ntimeout = 1\nratio = 3\n")
+    result = pytester.runpytest("--gradcheck", "specs", "--gradcheck-dtype", "float32")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(["*timed out after 1 s; the checked code was at *spins.py:[23] (in backward)*"])
