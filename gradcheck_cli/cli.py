@@ -26,6 +26,7 @@ from .cli_options import (
     with_common_options,
 )
 from .errors import GradcheckError
+from .templates import CONVENTIONS as TEMPLATE_CONVENTIONS
 
 if TYPE_CHECKING:
     pass
@@ -150,7 +151,11 @@ def new(
     name: Annotated[str, typer.Argument(help="Layer name: [a-z][a-z0-9_]*.")],
     convention: Annotated[
         str,
-        typer.Option("--convention", "-c", help="functional, fastai, cs231n, autograd_function or class."),
+        typer.Option(
+            "--convention",
+            "-c",
+            help=f"{', '.join(TEMPLATE_CONVENTIONS[:-1])} or {TEMPLATE_CONVENTIONS[-1]}.",
+        ),
     ] = "functional",
     directory: Annotated[
         Path, typer.Option("--dir", "-d", help="Where to write NAME.yaml and NAME.py.")

@@ -91,7 +91,7 @@ Quiet = Annotated[
 Output = Annotated[
     Path | None,
     typer.Option(
-        "--output", "-o", help="Write the report in --format to FILE (- for stdout); the table still prints."
+        "--output", "-o", help="Write the report in --format to FILE, the table still printing; - for stdout."
     ),
 ]
 Verbose = Annotated[
@@ -194,7 +194,10 @@ PathsArg = Annotated[
 Builtin = Annotated[bool, typer.Option("--builtin", help="Run the whole built-in catalogue.")]
 Keyword = Annotated[
     str | None,
-    typer.Option("-k", help="Only specs whose name matches EXPR (pytest-style: 'lin and not relu')."),
+    typer.Option(
+        "-k",
+        help="Only specs whose name or path matches EXPR, as pytest's -k: 'lin and not relu' (any case).",
+    ),
 ]
 FailFast = Annotated[
     bool, typer.Option("--fail-fast", "-x", help="Stop at the first spec that does not pass.")

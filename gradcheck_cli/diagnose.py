@@ -923,7 +923,7 @@ def _partial(d: _Diff) -> Found:
 
 def _partial_found(d: _Diff, pattern: _Pattern | None) -> tuple[str, str]:
     count, total = d.count, d.wrong.numel()
-    share = f"{100 * count / total:.0f}%"
+    share = f"{100 * count / total:.0f}%" if 100 * count >= total else "<1%"
     fraction = f"{count} of {total} elements of {d.ctx.name} ({share}) are wrong, the others right"
     if pattern is None:
         return "partial", fraction

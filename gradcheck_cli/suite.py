@@ -187,7 +187,10 @@ def _error_result(item: Item, message: str, options: RunOptions, spec_error: boo
 
 def died(item: Item, outcome: Died, options: RunOptions) -> CaseResult:
     """The result of a spec whose worker did not send one back: ended, killed, timed out, interrupted."""
-    result = _error_result(item, outcome.message, options, spec_error=False)
+    message = outcome.message
+    if outcome.where and outcome.reason in ("signal", "exit") and outcome.where not in message:
+        message += f" (at {outcome.where})"
+    result = _error_result(item, message, options, spec_error=False)
     result.duration = outcome.seconds
     if outcome.reason == "interrupted":
         result.status, result.error, result.reason = "interrupted", None, outcome.message

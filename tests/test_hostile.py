@@ -290,7 +290,9 @@ def test_a_spec_whose_process_dies_is_an_error_result_and_the_run_goes_on(gradch
     errors = {name: found[f"{name}.yaml"]["error"] for name in ENDINGS}
     assert errors["exits_0"] == "the checked code ended the process: exit code 0"
     assert errors["exits_7"] == "the checked code ended the process: exit code 7"
-    assert errors["segfaults"] == "the checked code was killed by SIGSEGV"
+    assert (
+        errors["segfaults"] == f"the checked code was killed by SIGSEGV (at {tmp_path / 'segfaults.py'}:10)"
+    )
     assert "SystemExit" in errors["sys_exit"]  # raised in the checked code: caught where it ran
     assert errors["spins"].startswith("timed out after 1 s; the checked code was at ")
     assert f"{tmp_path / 'spins.py'}:" in errors["spins"]

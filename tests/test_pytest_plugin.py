@@ -255,4 +255,6 @@ def test_the_plugin_reads_tool_gradcheck_as_the_command_line_does(pytester, spec
     pytester.path.joinpath("pyproject.toml").write_text("[tool.gradcheck]\ntimeout = 1\nratio = 3\n")
     result = pytester.runpytest("--gradcheck", "specs", "--gradcheck-dtype", "float32")
     result.assert_outcomes(passed=1, failed=3)
-    result.stdout.fnmatch_lines(["*timed out after 1 s; the checked code was at *spins.py:[23] (in backward)*"])
+    result.stdout.fnmatch_lines(
+        ["*timed out after 1 s; the checked code was at *spins.py:[23] (in backward)*"]
+    )

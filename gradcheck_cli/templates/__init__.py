@@ -8,6 +8,7 @@ from string import Template
 
 from ..errors import GradcheckError
 from ..spec.model import CONVENTIONS as SPEC_CONVENTIONS
+from ..spec.sections import COMMANDS
 
 # The template of each convention (numpy's is written the cs231n way, and named so).
 TEMPLATES = {c: "cs231n" if c == "numpy" else c for c in SPEC_CONVENTIONS}
@@ -19,6 +20,8 @@ def write_template(name: str, convention: str, directory: Path) -> list[Path]:
     """Write NAME.yaml and NAME.py into ``directory``; refuse to overwrite."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise GradcheckError(f"layer name {name!r} must match [a-z][a-z0-9_]*")
+    if name in COMMANDS:
+        raise GradcheckError(f"{name!r} is a gradcheck command; choose another name for the layer")
     template = ALIASES.get(convention, convention)
     if template not in CONVENTIONS:
         raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
