@@ -153,7 +153,10 @@ def _row(
         check = Check(t.name, t.kind, shape, list(actual.shape), "shape_error",
                       actual_labels=diagnose.label_axes(actual.shape, case.dims), **base)  # fmt: skip
     else:
-        check = _compared(t, comparison(actual, numerical), tol, shape, base)
+        compared = comparison(actual, numerical)
+        if numerical.numel and not compared.index.numel():
+            return Check(t.name, t.kind, shape, shape, "error", hint=_nothing_compared(numerical), **base)
+        check = _compared(t, compared, tol, shape, base)
         check = checks.dtype_and_device(check, subject, spec, case)
         if check.status == "mismatch" and full is not None:
             check = checks.mapped(check, subject, tol)
@@ -217,6 +220,19 @@ def _compared(t: TensorSpec, c: Comparison, tol: Any, shape: list[int], base: di
             " outside the sample is wrong (--samples all checks every one)"
         )
     return check
+
+
+def _nothing_compared(numerical: TensorNumerical) -> str:
+    """Why a tensor got no verdict: finite differences could judge none of its elements."""
+    why = []
+    if numerical.n_unstable:
+        why.append(f"{numerical.n_unstable} at a kink")
+    if numerical.n_nonfinite:
+        why.append(f"{numerical.n_nonfinite} whose perturbed forward is not finite")
+    return (
+        f"no element of {numerical.name} could be compared ({', '.join(why)}): finite differences"
+        " cannot judge it here; try another --seed, or give the spec a reference"
+    )
 
 
 def _sampled_hint(check: Check, numerical: TensorNumerical) -> str:

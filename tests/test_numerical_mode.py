@@ -124,6 +124,26 @@ def test_elements_at_a_kink_are_unstable_left_out_and_counted():
     assert wrong.status == "mismatch" and wrong.diagnosis == "partial" and wrong.mismatched == 4
 
 
+def test_a_tensor_with_every_element_at_a_kink_is_an_error_not_a_pass():
+    # Nothing left to compare is no evidence: a row of 0 of 12 compared must not read as PASS.
+    import torch
+
+    from gradcheck_cli.case import make_case
+    from gradcheck_cli.numerical import numerical_vjp
+    from gradcheck_cli.numerical_mode import _row
+    from gradcheck_cli.spec import load_spec
+
+    case = make_case(load_spec(EXAMPLES / "mistakes" / "relu_mask.yaml"))
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+    found = numerical_vjp(lambda v: {"out": v["x"].clamp(min=0)}, {"x": x}, {"out": g}, ["x"])
+    assert found["x"].n_unstable == 12
+    args = (case.tolerance, {"x": x}, found, {"out": g})
+    row = _row(case.spec, case, case.spec.tensors["x"], found["x"], g * 0, *args)
+    assert row.status == "error" and not row.ok
+    assert row.hint.startswith("no element of x could be compared (12 at a kink)")
+
+
 def test_a_big_tensor_is_sampled_and_a_wrong_element_outside_the_sample_is_caught(gradcheck, write_layer):
     spec = write_layer(
         LINEAR_SPEC.replace("{batch: 5, in: 3, out: 4}", "{batch: 8, in: 96, out: 96}"),
