@@ -117,10 +117,20 @@ def _full_precision(device: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+TF32_NOTE = "TF32 off while this ran (torch.backends.cuda.matmul and cudnn allow_tf32 = False)"
+
+
+def device_notes(device: str) -> list[str]:
+    """What the report says of the device's settings: TF32, switched off on CUDA."""
+    return [TF32_NOTE] if device.startswith("cuda") else []
+
+
 def run_case(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult:
     """Run one case; never raises for problems in the spec or the checked code."""
     with _full_precision(case.device):
-        return _run_case(case, verbose, pdb)
+        result = _run_case(case, verbose, pdb)
+    result.notes += device_notes(case.device)
+    return result
 
 
 def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gradcheck_cli.catalogue import builtin_dir
-from gradcheck_cli.runner import generate, make_case, run_case, run_reference, sweep_cases
+from gradcheck_cli.runner import (
+    TF32_NOTE,
+    device_notes,
+    generate,
+    make_case,
+    run_case,
+    run_reference,
+    sweep_cases,
+)
 from gradcheck_cli.spec import load_spec
 
 
@@ -68,6 +77,24 @@ def test_run_case_reports_every_tensor_in_spec_order():
         ("weight", "param"),
         ("bias", "param"),
     ]
+
+
+def test_a_cuda_result_says_tf32_was_off_and_a_cpu_one_says_nothing_of_it():
+    assert device_notes("cuda") == device_notes("cuda:1") == [TF32_NOTE]
+    assert device_notes("cpu") == []
+    assert TF32_NOTE not in run_case(_case("linear")).notes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_tf32_is_off_while_the_case_runs_and_restored_after():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        result = run_case(_case("linear", device="cuda"))
+        assert result.status == "pass" and TF32_NOTE in result.notes
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_sweep_sizes_are_distinct_and_the_seeds_vary():
