@@ -134,15 +134,6 @@ class Tolerance:
         """The same tolerance with atol and rtol times ``factor``."""
         return replace(self, atol=self.atol * factor, rtol=self.rtol * factor)
 
-    def describe(self) -> str:
-        """One line for a report header: which rule and which numbers."""
-        if self.calibrated:
-            return (
-                f"calibrated: error vs float64 truth <= {self.ratio:g} x PyTorch's own"
-                f" + {self.rtol:.3g} x max|truth| + {self.atol:.3g} ({self.source})"
-            )
-        return f"absolute: atol {self.atol:.3g}, rtol {self.rtol:.3g} ({self.source})"
-
     def to_dict(self) -> dict[str, Any]:
         """``{mode, atol, rtol, ratio, source}`` for the JSON report (calibrated: atol/rtol are the floor)."""
         return {

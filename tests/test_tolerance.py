@@ -130,13 +130,6 @@ def test_to_dict_gives_mode_atol_rtol_ratio_and_source() -> None:
     assert (calibrated["atol"], calibrated["rtol"]) == default_floor("bfloat16")  # the floor
 
 
-def test_describe_says_which_rule_and_which_numbers() -> None:
-    assert decide_tolerance("float64").describe() == "absolute: atol 1e-07, rtol 1e-07 (default)"
-    text = decide_tolerance("bfloat16", cli=S(ratio=3)).describe()
-    assert text.startswith("calibrated: error vs float64 truth <= 3 x PyTorch's own + 0.0625 x max|truth|")
-    assert text.endswith("(cli)")
-
-
 # -- bad values ---------------------------------------------------------------------------------
 
 
