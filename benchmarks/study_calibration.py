@@ -536,7 +536,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gradcheck_cli import conventions, runner
+from gradcheck_cli import conventions, runner, usercode
 from gradcheck_cli.catalogue import builtin_dir
 from gradcheck_cli.compare import compare, judge
 from gradcheck_cli.reference import evaluate, parse_reference
@@ -571,8 +571,8 @@ def truth_of(
             produced = evaluate(parse_reference(ref.expr, names), scope)
         else:
             assert ref.call is not None and ref.source is not None
-            namespace = conventions.load_namespace(ref.source, spec, "reference")
-            func = conventions.lookup(namespace, ref.call.func, spec, "reference.call")
+            namespace = usercode.load_namespace(ref.source, spec, "reference")
+            func = usercode.lookup(namespace, ref.call.func, spec, "reference.call")
             args = [
                 scope[a.name] if a.name is not None else a.literal for a in ref.call.args if not a.keyword
             ]

@@ -23,7 +23,7 @@ import torch
 
 from . import diagnose
 from .compare import NotATensor, as_tensor, compare, describe_dtype, excerpt, judge
-from .conventions import MISSING, Outcome
+from .handed import MISSING, Outcome
 from .result import Check, format_pair
 from .spec import Spec, TensorSpec
 from .tolerance import Judge, Tolerance

@@ -1,7 +1,7 @@
 """Running the user's code in the convention it is written in, on copies.
 
-One function per convention (see the README's "Check your own backward"),
-chosen from ``Implementation.convention``:
+One function per convention (see docs/conventions.md), chosen from
+``Implementation.convention``; the steps they share are in :mod:`gradcheck_cli.handed`:
 
 - ``functional``: ``backward(grad_out, x, w) -> x, w`` returns the gradients;
 - ``fastai``: ``out.g`` is set to the upstream gradient before a backward
@@ -23,91 +23,31 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .calls import Call, bind
 from .compare import NotATensor, as_tensor
 from .expressions import evaluate, evaluate_number
-from .names import did_you_mean
-from .spec import Spec
-from .usercode import (
-    UserCodeError,
-    explain_name_error,
-    load_namespace,
-    lookup,
-    source_notes,
-    user_code,
-    walk_attrs,
+from .handed import (
+    MISSING,
+    ConventionError,
+    Handed,
+    Outcome,
+    attribute_gradients,
+    backward_call,
+    call_forward,
+    construct,
+    handed_copy,
+    kind_of,
+    param_now,
+    returned_gradients,
+    scalar_outputs,
+    set_as,
+    snapshot,
 )
-
-MISSING = object()  # a gradient that was never given (no .g, or a None slot)
-
-
-class ConventionError(Exception):
-    """The checked code broke the calling convention (wrong count of returns...)."""
-
-
-@dataclass
-class Outcome:
-    """What the checked code produced: outputs, gradients, what it modified."""
-
-    outputs: dict[str, Any] = field(default_factory=dict)
-    grads: dict[str, Any] = field(default_factory=dict)
-    modified: list[str] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # tensor name -> what is wrong with its slot
-    updated: list[str] = field(default_factory=list)  # params a step: is meant to change in place
-    notes: list[str] = field(default_factory=list)  # said in the result (a dtype taken back, a failed import)
-    # autograd_function: the gradients of a second backward on the same graph, or what it raised.
-    repeated: dict[str, Any] | None = None
-    repeat_error: str | None = None
-
-
-@dataclass
-class Handed:
-    """What the checked code is handed (copies), the scope its calls read, what it gave back."""
-
-    spec: Spec
-    namespace: Mapping[str, Any]
-    tensors: dict[str, Any]  # copies of the inputs and params (numpy arrays with backend: numpy)
-    grad_outs: dict[str, Any]  # copies of the upstream gradients, by output
-    scope: dict[str, Any]
-    outcome: Outcome = field(default_factory=Outcome)
-    target: Any = None  # the instance built by `class:`, or None for module functions
-
-    def resolve(self, call: Call, key: str) -> Callable[..., Any]:
-        """The function a call names: in the module, or a method of the instance."""
-        if self.target is None:
-            func = lookup(self.namespace, call.func, self.spec, key)
-        elif call.func == "__call__":
-            func = self.target
-        else:
-            head, *rest = call.func.split(".")
-            if not hasattr(self.target, head):
-                methods = [m for m in dir(self.target) if not m.startswith("_")]
-                raise self.spec.error(
-                    f"{type(self.target).__name__} has no method {head!r}{did_you_mean(head, methods)}", key
-                )
-            func = walk_attrs(getattr(self.target, head), rest, call.func, self.spec, key)
-        if not callable(func):
-            raise self.spec.error(f"{call.func!r} is not callable", key)
-        return func  # type: ignore[no-any-return]
-
-    def label(self, call: Call) -> str:
-        """How a message names the call: ``lin_grad()``, ``Model.backward()``, ``Model()``."""
-        if self.target is None:
-            return f"{call.func}()"
-        cls = type(self.target).__name__
-        return f"{cls}()" if call.func == "__call__" else f"{cls}.{call.func}()"
-
-    def invoke(self, stage: str, call: Call, key: str) -> Any:
-        """Call the user's function with the call's arguments evaluated in the scope."""
-        func = self.resolve(call, key)
-        args, kwargs = bind(call, self.scope)
-        with user_code(f"{stage} {self.label(call)}"):
-            return func(*args, **kwargs)
+from .spec import Spec
+from .usercode import UserCodeError, explain_name_error, load_namespace, lookup, source_notes, user_code
 
 
 def run_implementation(
@@ -126,8 +66,8 @@ def run_implementation(
     """
     impl = spec.implementation
     numpy = impl.backend == "numpy"
-    tensors = {name: _copy(v, numpy) for name, v in values.items()}
-    upstream = {out: _copy(g, numpy) for out, g in grad_outs.items()}
+    tensors = {name: handed_copy(v, numpy) for name, v in values.items()}
+    upstream = {out: handed_copy(g, numpy) for out, g in grad_outs.items()}
     scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
     for alias, out in spec.grad_names().items():
         scope[alias] = upstream[out]
@@ -157,9 +97,9 @@ def run_implementation(
 
 def functional(h: Handed) -> None:
     """``forward(...) -> out`` (optional), then ``backward(...) -> x, w`` returns the gradients."""
-    _forward(h)
-    _returned_gradients(h, h.invoke("backward", _backward(h), "implementation.backward"))
-    _attribute_gradients(h, _backward(h))
+    call_forward(h)
+    returned_gradients(h, h.invoke("backward", backward_call(h), "implementation.backward"))
+    attribute_gradients(h, backward_call(h))
 
 
 def fastai(h: Handed) -> None:
@@ -169,10 +109,10 @@ def fastai(h: Handed) -> None:
     forward: when the reference's output is a scalar its upstream gradient is 1, and
     nothing sets ``out.g``.
     """
-    slots = _forward(h)
-    backward = _backward(h)
+    slots = call_forward(h)
+    backward = backward_call(h)
     on_g = [t for t in h.spec.checked if t.name not in h.spec.implementation.grad_attributes]
-    if not slots and on_g and not _scalar_outputs(h):
+    if not slots and on_g and not scalar_outputs(h):
         raise h.spec.error(
             "a backward without '->' reads the upstream gradient from out.g, but no forward"
             " returns the output to set it on: add 'forward: \"...(...) -> out\"'"
@@ -184,7 +124,7 @@ def fastai(h: Handed) -> None:
         if isinstance(target, torch.Tensor):
             target.g = h.grad_outs[out]  # type: ignore[attr-defined]
     returned = h.invoke("backward", backward, "implementation.backward")
-    _attribute_gradients(h, backward)
+    attribute_gradients(h, backward)
     for t in on_g:
         grad = getattr(h.tensors[t.name], "g", None)
         h.outcome.grads[t.name] = MISSING if grad is None else grad
@@ -193,7 +133,7 @@ def fastai(h: Handed) -> None:
             if returned is not None:
                 names = ", ".join(c.name for c in h.spec.checked)
                 problem += (
-                    f"; it returned {_kind(returned)}: if it returns the gradients,"
+                    f"; it returned {kind_of(returned)}: if it returns the gradients,"
                     f" name them in the spec: '{backward.text} -> {names}'"
                 )
             h.outcome.problems[t.name] = problem
@@ -202,8 +142,8 @@ def fastai(h: Handed) -> None:
 def instance(h: Handed) -> None:
     """``class: "Model(w1, b1)"`` builds the instance and ``set:`` puts tensors on it; its
     methods follow fastai or functional, and ``grads:`` reads gradients off its attributes."""
-    _construct(h)
-    if _backward(h).returns is None:
+    construct(h)
+    if backward_call(h).returns is None:
         fastai(h)
     else:
         functional(h)
@@ -227,12 +167,12 @@ def autograd_function(h: Handed) -> None:
     """
     spec, impl = h.spec, h.spec.implementation
     assert impl.args is not None
-    name, total = _apply(h)
+    name, total = apply_function(h)
     try:
         with user_code(f"backward {name}.backward()"):
             torch.autograd.backward(total, retain_graph=True)
     except UserCodeError as exc:
-        _name_gradient_index(exc, impl.args)
+        name_gradient_index(exc, impl.args)
         raise
     leaves = [h.tensors[t.name] for t in spec.checked]
     for t in spec.checked:
@@ -253,7 +193,7 @@ def autograd_function(h: Handed) -> None:
         h.tensors[t.name] = h.tensors[t.name].detach()
 
 
-def _apply(h: Handed) -> tuple[str, torch.Tensor]:
+def apply_function(h: Handed) -> tuple[str, torch.Tensor]:
     """``Function.apply`` on the arguments, with the checked tensors as leaves that require grad.
 
     Returns the Function's name and ``sum(out * grad_out)`` over its differentiable
@@ -270,8 +210,6 @@ def _apply(h: Handed) -> tuple[str, torch.Tensor]:
     for t in spec.checked:
         h.tensors[t.name].requires_grad_(True)
     h.scope.update({t.name: h.tensors[t.name] for t in spec.checked})
-    from .expressions import evaluate
-
     args = [evaluate(a, h.scope) for a in impl.args]
     with user_code(f"forward {name}.apply()"):
         result = fn.apply(*args)
@@ -281,7 +219,7 @@ def _apply(h: Handed) -> tuple[str, torch.Tensor]:
             f"{name}.apply returned {len(results)} values,"
             f" expected {len(spec.outputs)} ({', '.join(spec.outputs)})"
         )
-    h.outcome.outputs = {o: _snapshot(r) for o, r in zip(spec.outputs, results, strict=True)}
+    h.outcome.outputs = {o: snapshot(r) for o, r in zip(spec.outputs, results, strict=True)}
     pairs = [
         (r, h.grad_outs[o])
         for o, r in zip(spec.outputs, results, strict=True)
@@ -297,75 +235,22 @@ def _apply(h: Handed) -> tuple[str, torch.Tensor]:
     return name, total
 
 
-@dataclass
-class DoubleOutcome:
-    """What the double backward of a Function's backward gave (``--double``)."""
-
-    grads: dict[str, Any] = field(default_factory=dict)  # by tensor name and by upstream name
-    once_differentiable: bool = False  # the backward is marked @once_differentiable
-    problem: str | None = None  # why autograd cannot differentiate the backward's result
-
-
-def double_backward(
-    spec: Spec,
-    values: Mapping[str, torch.Tensor],
-    grad_outs: Mapping[str, torch.Tensor],
-    second_grad_outs: Mapping[str, torch.Tensor],
-    dims: Mapping[str, int],
-) -> DoubleOutcome:
-    """The Function's backward differentiated once more, as ``gradgradcheck`` does.
-
-    ``Function.apply`` on copies, then its backward with ``create_graph=True`` and the
-    upstream gradients as leaves too: the gradients ``g`` it returns are a function of
-    the tensors and of ``grad_outs``, and ``d<g, second_grad_outs>`` by each of them is
-    what :func:`~gradcheck_cli.reference.double_reference` expects.
-    """
-    from .reference import second_order, upstream_names
-
-    impl = spec.implementation
-    tensors: dict[str, Any] = {name: v.detach().clone() for name, v in values.items()}
-    upstream = {o: g.detach().clone().requires_grad_(True) for o, g in grad_outs.items()}
-    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
-    h = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, dict(upstream), scope)
-    name, total = _apply(h)
-    leaves = {t.name: h.tensors[t.name] for t in spec.checked}
-    with user_code(f"backward {name}.backward() (create_graph=True)"):
-        grads = torch.autograd.grad(total, list(leaves.values()), create_graph=True, allow_unused=True)
-    first = dict(zip(leaves, grads))
-    if any(g is not None and g.grad_fn is not None and g.grad_fn.name() == _ONCE for g in first.values()):
-        return DoubleOutcome(once_differentiable=True)
-    problem = None
-    if not any(g is not None and g.requires_grad for g in first.values()):
-        problem = (
-            f"the gradients {name}.backward returns do not require grad (computed under torch.no_grad(),"
-            " detached, or outside torch): autograd cannot differentiate them, so their double backward is 0"
-        )
-    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items()}}
-    with user_code(f"double backward of {name}.backward()"):
-        second = second_order(first, second_grad_outs, wrt)
-    return DoubleOutcome(grads=dict(second), problem=problem)
-
-
-# What autograd puts behind the result of a backward marked @once_differentiable.
-_ONCE = "torch::autograd::Error"
-
-
 def step(h: Handed) -> None:
     """``step: "train(x, t)"`` runs the forward, the backward and the update in place; each
     param's gradient is ``(before - after) / learning_rate``, the after read where ``set:``
     put it (else from the tensor handed over). The reference must be the loss it minimises."""
     spec, impl = h.spec, h.spec.implementation
     assert impl.step is not None and impl.learning_rate is not None
-    if not _scalar_outputs(h):
+    if not scalar_outputs(h):
         raise spec.error(
             "a step's update is the gradient of the loss it minimises: the reference must return"
             " that loss, a scalar",
             "reference",
         )
     if impl.cls is not None:
-        _construct(h)
-    _forward(h)
-    before = {t.name: as_tensor(_param(h, t.name)).clone() for t in spec.checked}
+        construct(h)
+    call_forward(h)
+    before = {t.name: as_tensor(param_now(h, t.name)).clone() for t in spec.checked}
     h.invoke("step", impl.step, "implementation.step")
     learning_rate = evaluate_number(impl.learning_rate, h.scope)
     if learning_rate == 0:
@@ -373,7 +258,7 @@ def step(h: Handed) -> None:
     for t in spec.checked:
         h.outcome.updated.append(t.name)
         try:
-            after = as_tensor(_param(h, t.name))
+            after = as_tensor(param_now(h, t.name))
         except NotATensor as exc:
             h.outcome.grads[t.name] = MISSING
             h.outcome.problems[t.name] = f"after {impl.step.func}(), {t.name} is {exc}, not a tensor"
@@ -386,7 +271,7 @@ def step(h: Handed) -> None:
                 f" from {list(was.shape)} to {list(after.shape)}"
             )
             continue
-        if after.dtype == was.dtype and torch.equal(after, was) and not _set_as(h, t.name):
+        if after.dtype == was.dtype and torch.equal(after, was) and not set_as(h, t.name):
             h.outcome.grads[t.name] = MISSING
             h.outcome.problems[t.name] = (
                 f"{impl.step.func}() did not change {t.name}: update it in place, or put it on the"
@@ -405,139 +290,6 @@ CONVENTIONS: dict[str, Callable[[Handed], None]] = {
     "autograd_function": autograd_function,
     "step": step,
 }
-
-
-# -- steps shared by the conventions --------------------------------------------------
-
-
-def _scalar_outputs(h: Handed) -> bool:
-    """Every output of the reference is a scalar (a loss): its upstream gradient is 1."""
-    return all(getattr(g, "ndim", None) == 0 for g in h.grad_outs.values())
-
-
-def _construct(h: Handed) -> None:
-    """Build the instance ``class:`` names, then ``set:`` each attribute to one of gradcheck's tensors."""
-    impl = h.spec.implementation
-    assert impl.cls is not None
-    h.target = h.invoke("class", impl.cls, "implementation.class")
-    cls = type(h.target).__name__
-    for path, expr in impl.set_attributes.items():
-        key = f"implementation.set.{path}"
-        *parents, attribute = path.split(".")
-        owner = walk_attrs(h.target, parents, path, h.spec, key)
-        if not hasattr(owner, attribute):
-            known = list(vars(owner)) if hasattr(owner, "__dict__") else []
-            raise h.spec.error(
-                f"{cls}() made no attribute {path!r} to set{did_you_mean(attribute, known)}"
-                f" (its attributes: {', '.join(known) or 'none'})",
-                key,
-            )
-        value = evaluate(expr, h.scope)
-        made = getattr(owner, attribute)
-        if hasattr(made, "shape") and hasattr(value, "shape") and tuple(made.shape) != tuple(value.shape):
-            raise h.spec.error(
-                f"{cls}() made {path} of shape {list(made.shape)}, but {expr} is {list(value.shape)}:"
-                " the layouts differ (transpose the spec's shape, or set another attribute)",
-                key,
-            )
-        setattr(owner, attribute, value)
-
-
-def _param(h: Handed, name: str) -> Any:
-    """A param as the instance holds it now: where ``set:`` put it, else the tensor handed over."""
-    path = _set_as(h, name)
-    if path is None:
-        return h.tensors[name]
-    return walk_attrs(h.target, path.split("."), path, h.spec, f"implementation.set.{path}")
-
-
-def _set_as(h: Handed, name: str) -> str | None:
-    """The attribute ``set:`` put this tensor on, if any."""
-    for path, expr in h.spec.implementation.set_attributes.items():
-        if expr.bare_name == name:
-            return path
-    return None
-
-
-def _attribute_gradients(h: Handed, backward: Call) -> None:
-    """``grads: {x: self.dinputs}``: read each gradient off the instance after the backward."""
-    for name, path in h.spec.implementation.grad_attributes.items():
-        value: Any = h.target
-        for attribute in path.split("."):
-            value = getattr(value, attribute, MISSING)
-            if value is MISSING:
-                break
-        h.outcome.grads[name] = MISSING if value is None else value
-        if value is MISSING or value is None:
-            what = "did not set" if value is MISSING else "left None in"
-            h.outcome.problems[name] = f"{h.label(backward)} {what} self.{path}"
-
-
-def _backward(h: Handed) -> Call:
-    backward = h.spec.implementation.backward
-    assert backward is not None
-    return backward
-
-
-def _forward(h: Handed) -> dict[str, str]:
-    """Run the forward, if there is one; bind its returns in the scope.
-
-    Returns which name in the scope holds each output (the forward's return slot for it).
-    """
-    fwd = h.spec.implementation.forward
-    if fwd is None:
-        return {}
-    bound = _unpack(fwd, h.invoke("forward", fwd, "implementation.forward"))
-    for slot in fwd.returns or ():
-        if slot.startswith("self."):
-            bound[slot] = getattr(h.target, slot.removeprefix("self."), MISSING)
-            if bound[slot] is MISSING:
-                raise ConventionError(f"{h.label(fwd)} did not set {slot}")
-    h.scope.update(bound)
-    outputs = h.spec.outputs
-    if any(o in bound for o in outputs):
-        slots = {o: o for o in outputs if o in bound}
-    else:  # outputs not named in the returns: the first slots are the outputs
-        slots = dict(zip(outputs, fwd.named_returns[: len(outputs)], strict=False))
-    h.outcome.outputs = {o: _snapshot(bound[slot]) for o, slot in slots.items()}
-    return slots
-
-
-def _returned_gradients(h: Handed, returned: Any) -> None:
-    backward = _backward(h)
-    for name, value in _unpack(backward, returned).items():
-        h.outcome.grads[name] = MISSING if value is None else value
-        if value is None:
-            h.outcome.problems[name] = f"{backward.func}() returned None for {name}"
-    for t in h.spec.checked:
-        if t.name not in h.outcome.grads and t.name not in h.spec.implementation.grad_attributes:
-            h.outcome.grads[t.name] = MISSING
-            h.outcome.problems.setdefault(t.name, f"no return slot of {backward.func}() is named {t.name!r}")
-
-
-def _unpack(call: Call, returned: Any) -> dict[str, Any]:
-    """Bind return slots to names; a single slot takes the value whole.
-
-    ``self.NAME`` slots are not positions in what is returned (they are read off the
-    instance); with no other slot, the returned value is not read.
-    """
-    assert call.returns is not None
-    slots = tuple(s for s in call.returns if not s.startswith("self."))
-    if not slots:
-        return {}
-    if len(slots) == 1:
-        values = [returned]
-    else:
-        if not isinstance(returned, (tuple, list)):
-            raise ConventionError(
-                f"{call.func}() returned {_kind(returned)}, expected {len(slots)} values ({', '.join(slots)})"
-            )
-        if len(returned) != len(slots):
-            raise ConventionError(
-                f"{call.func}() returned {len(returned)} values, expected {len(slots)} ({', '.join(slots)})"
-            )
-        values = list(returned)
-    return {name: value for name, value in zip(slots, values) if name != "_"}
 
 
 def _take_back_numpy(outcome: Outcome, values: Mapping[str, torch.Tensor]) -> None:
@@ -575,15 +327,6 @@ def _take_back_numpy(outcome: Outcome, values: Mapping[str, torch.Tensor]) -> No
         )
 
 
-def _kind(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
-
-
-def _copy(value: torch.Tensor, numpy: bool) -> Any:
-    clone = value.detach().clone()
-    return clone.cpu().numpy() if numpy else clone
-
-
 def _same(pristine: torch.Tensor, handed: Any) -> bool:
     if isinstance(handed, torch.Tensor):
         current = handed.detach()
@@ -594,16 +337,7 @@ def _same(pristine: torch.Tensor, handed: Any) -> bool:
     return bool(torch.equal(current.to(pristine.device, pristine.dtype), pristine))
 
 
-def _snapshot(value: Any) -> Any:
-    """Copy a returned output now: a later backward must not change what is compared."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if hasattr(value, "copy") and hasattr(value, "__array__"):
-        return value.copy()
-    return value
-
-
-def _name_gradient_index(exc: UserCodeError, args: tuple[Any, ...]) -> None:
+def name_gradient_index(exc: UserCodeError, args: tuple[Any, ...]) -> None:
     """torch says "invalid gradient at index 1": say which argument that is."""
     found = re.search(r"at index (\d+)", str(exc.exc))
     if found and int(found.group(1)) < len(args):
@@ -627,22 +361,20 @@ def run_forward(
     impl = spec.implementation
     numpy = impl.backend == "numpy"
     if copy_inputs or numpy:
-        tensors = {name: _copy(v, numpy) for name, v in values.items()}
+        tensors = {name: handed_copy(v, numpy) for name, v in values.items()}
     else:
         tensors = dict(values)
     scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
     h = Handed(spec, namespace, tensors, {}, scope)
     if impl.autograd_function is not None:
         fn = lookup(namespace, impl.autograd_function, spec, "implementation.autograd_function")
-        from .expressions import evaluate
-
         args = [evaluate(a, h.scope) for a in impl.args or ()]
         with user_code(f"forward {impl.autograd_function}.apply()"):
             result = fn.apply(*args)
         results = list(result) if isinstance(result, (tuple, list)) else [result]
         return dict(zip(spec.outputs, results, strict=False))
     if impl.cls is not None:
-        _construct(h)
-    if not _forward(h):
+        construct(h)
+    if not call_forward(h):
         raise spec.error("the forward returns none of the outputs", "implementation.forward")
     return h.outcome.outputs

@@ -3,24 +3,27 @@
 Its expected values are autograd's double backward of the reference
 (:func:`gradcheck_cli.reference.double_reference`, as ``gradgradcheck`` computes
 them), the checked code's those of autograd through the Function's backward
-(:func:`gradcheck_cli.conventions.double_backward`); the rows are named
+(:func:`double_backward`); the rows are named
 ``x (2nd order)`` and judged as first-order rows are.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from . import checks, diagnose
 from .case import Case
-from .conventions import MISSING, ConventionError, DoubleOutcome, double_backward
-from .reference import Expected, double_reference, in_float64, upstream_names, widened
+from .conventions import apply_function
+from .handed import MISSING, ConventionError, Handed
+from .reference import Expected, double_reference, in_float64, second_order, upstream_names, widened
 from .result import Check
 from .spec import Spec, TensorSpec
-from .usercode import UserCodeError
+from .usercode import UserCodeError, load_namespace, user_code
 
 SECOND_ORDER = "{} (2nd order)"  # how a second-order row is named: "x (2nd order)", "grad_out (2nd order)"
 
@@ -111,3 +114,57 @@ def _double_note(spec: Spec, function: str) -> str:
         f" and by {ups} (weighted by seeded random numbers), against autograd's double backward of the"
         " reference, as torch.autograd.gradgradcheck does"
     )
+
+
+# -- the checked side: autograd through the Function's backward ----------------------------
+
+
+@dataclass
+class DoubleOutcome:
+    """What the double backward of a Function's backward gave (``--double``)."""
+
+    grads: dict[str, Any] = field(default_factory=dict)  # by tensor name and by upstream name
+    once_differentiable: bool = False  # the backward is marked @once_differentiable
+    problem: str | None = None  # why autograd cannot differentiate the backward's result
+
+
+def double_backward(
+    spec: Spec,
+    values: Mapping[str, torch.Tensor],
+    grad_outs: Mapping[str, torch.Tensor],
+    second_grad_outs: Mapping[str, torch.Tensor],
+    dims: Mapping[str, int],
+) -> DoubleOutcome:
+    """The Function's backward differentiated once more, as ``gradgradcheck`` does.
+
+    ``Function.apply`` on copies, then its backward with ``create_graph=True`` and the
+    upstream gradients as leaves too: the gradients ``g`` it returns are a function of
+    the tensors and of ``grad_outs``, and ``d<g, second_grad_outs>`` by each of them is
+    what :func:`~gradcheck_cli.reference.double_reference` expects.
+    """
+    impl = spec.implementation
+    tensors: dict[str, Any] = {name: v.detach().clone() for name, v in values.items()}
+    upstream = {o: g.detach().clone().requires_grad_(True) for o, g in grad_outs.items()}
+    scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
+    h = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, dict(upstream), scope)
+    name, total = apply_function(h)
+    leaves = {t.name: h.tensors[t.name] for t in spec.checked}
+    with user_code(f"backward {name}.backward() (create_graph=True)"):
+        grads = torch.autograd.grad(total, list(leaves.values()), create_graph=True, allow_unused=True)
+    first = dict(zip(leaves, grads))
+    if any(g is not None and g.grad_fn is not None and g.grad_fn.name() == _ONCE for g in first.values()):
+        return DoubleOutcome(once_differentiable=True)
+    problem = None
+    if not any(g is not None and g.requires_grad for g in first.values()):
+        problem = (
+            f"the gradients {name}.backward returns do not require grad (computed under torch.no_grad(),"
+            " detached, or outside torch): autograd cannot differentiate them, so their double backward is 0"
+        )
+    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items()}}
+    with user_code(f"double backward of {name}.backward()"):
+        second = second_order(first, second_grad_outs, wrt)
+    return DoubleOutcome(grads=dict(second), problem=problem)
+
+
+# What autograd puts behind the result of a backward marked @once_differentiable.
+_ONCE = "torch::autograd::Error"

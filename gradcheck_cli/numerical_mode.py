@@ -20,8 +20,9 @@ import torch
 
 from . import checks, diagnose
 from .compare import DTYPES, NotATensor, as_tensor
-from .conventions import MISSING, Outcome, run_forward
+from .conventions import run_forward
 from .errors import SpecError
+from .handed import MISSING, Outcome
 from .numerical import (
     DEFAULT_SAMPLES,
     Comparison,

@@ -21,9 +21,10 @@ from . import checks, diagnose, numerical_mode
 from .case import Case, case_for
 from .case import make_case as prepare
 from .compare import tolerance_for
-from .conventions import MISSING, ConventionError, Outcome, run_implementation
+from .conventions import run_implementation
 from .double import run_double
 from .errors import SpecError
+from .handed import MISSING, ConventionError, Outcome
 from .numerical import Numerical
 from .numerical_mode import ForwardFailed, finite_differences
 from .reference import (

@@ -319,8 +319,8 @@ def backward(grad_out, x, weight):
     loaded = load_spec(write_layer(spec, code))
     report = check(loaded, dtype=dtype)
     assert report.ok, report
-    from gradcheck_cli.conventions import load_namespace
     from gradcheck_cli.runner import generate, make_case
+    from gradcheck_cli.usercode import load_namespace
 
     seen = load_namespace(loaded.implementation.source, loaded, "implementation")["SEEN"]
     values = generate(make_case(loaded, dtype=dtype))
