@@ -162,9 +162,7 @@ def _run_case(case: Case, verbose: bool, pdb: bool) -> CaseResult:
         return result.failed(str(exc), spec_error=True)
     except UserCodeError as exc:
         if pdb:
-            import pdb as pdb_module
-
-            pdb_module.post_mortem(exc.exc.__traceback__)
+            _post_mortem(exc.exc.__traceback__)
         return result.failed(str(exc))
     except ConventionError as exc:
         return result.failed(str(exc))
@@ -285,6 +283,16 @@ def check_all(
 def _reference_of(case: Case) -> Any:
     """The reference as a function of the tensors (diagnose evaluates it for an element's contributions)."""
     return functools.partial(reference_outputs, case.spec, case.dims)
+
+
+def _post_mortem(traceback: Any) -> None:
+    """pdb where the checked code raised, talking on stderr: stdout is the report's (-f json)."""
+    import pdb
+    import sys
+
+    debugger = pdb.Pdb(stdout=sys.stderr)
+    debugger.reset()
+    debugger.interaction(None, traceback)
 
 
 def run_sweep(case: Case, verbose: bool = False, pdb: bool = False) -> CaseResult:

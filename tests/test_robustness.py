@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pdb
 import shutil
+import subprocess
+import sys
 import textwrap
 import types
 
@@ -86,7 +88,7 @@ def test_sys_exit_in_the_users_code_is_an_error_not_the_end_of_the_run(gradcheck
 
 def test_pdb_opens_a_post_mortem_at_the_users_frame(gradcheck, write_layer, monkeypatch):
     seen: list[types.TracebackType] = []
-    monkeypatch.setattr(pdb, "post_mortem", lambda tb=None: seen.append(tb))
+    monkeypatch.setattr(pdb.Pdb, "interaction", lambda self, frame, tb: seen.append(tb))
     spec = write_layer(LINEAR, FORWARD + RAISING_BACKWARD)
     ran = gradcheck("run", str(spec), "--pdb")
     assert ran.exit_code == 1
@@ -98,9 +100,23 @@ def test_pdb_opens_a_post_mortem_at_the_users_frame(gradcheck, write_layer, monk
 
 
 def test_without_pdb_no_debugger_opens(gradcheck, write_layer, monkeypatch):
-    monkeypatch.setattr(pdb, "post_mortem", lambda tb=None: pytest.fail("post_mortem was called"))
+    monkeypatch.setattr(pdb.Pdb, "interaction", lambda *_: pytest.fail("a debugger opened"))
     spec = write_layer(LINEAR, FORWARD + RAISING_BACKWARD)
     assert gradcheck("run", str(spec)).exit_code == 1
+
+
+def test_the_debugger_talks_on_stderr_and_leaves_stdout_to_the_report(write_layer):
+    spec = write_layer(LINEAR, FORWARD + RAISING_BACKWARD)
+    ran = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "run", str(spec), "--pdb", "-f", "json"],
+        input="p 'inside'\nq\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 1
+    assert json.loads(ran.stdout)["results"][0]["status"] == "error"  # no prompt mixed in
+    assert "(Pdb) 'inside'" in ran.stderr and "linear_backward" in ran.stderr
 
 
 # -- wrong returns: count, type, None, dtype, device -----------------------------------
