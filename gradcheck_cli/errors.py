@@ -10,6 +10,11 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+class Stopped(BaseException):  # noqa: N818 - not an error: the run is being stopped
+    """A signal stops the run (SIGTERM while a call runs in this process): passes through the
+    guard around the checked code (``usercode.user_code``), as Ctrl-C's KeyboardInterrupt does."""
+
+
 class GradcheckError(Exception):
     """Bad input from the user: the CLI prints it on one line and exits 2."""
 

@@ -108,7 +108,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
-from .errors import GradcheckError, printable
+from .errors import GradcheckError, Stopped, printable
 from .frames import Frame, at, choose_frame, exception_frames, traceback_frames
 
 T = TypeVar("T")
@@ -170,7 +170,7 @@ class SupervisorError(GradcheckError):
     """The worker server could not be started (not a problem of the checked code)."""
 
 
-class _Terminated(BaseException):
+class _Terminated(Stopped):
     """SIGTERM during an in-process call (``isolate=False``)."""
 
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import notebooks
-from .errors import SpecError, printable
+from .errors import SpecError, Stopped, printable
 from .frames import where
 from .names import did_you_mean
 from .spec import CodeSource, Spec
@@ -37,7 +38,12 @@ class UserCodeError(Exception):
         self.exc = exc
         self.where = user_frame(exc)
         where = f" at {self.where}" if self.where else ""
-        super().__init__(printable(f"{stage} raised {type(exc).__name__}: {_text_of(exc)}{where}"))
+        did = (
+            f"called {exc}"
+            if isinstance(exc, ProcessExit)
+            else f"raised {type(exc).__name__}: {_text_of(exc)}"
+        )
+        super().__init__(printable(f"{stage} {did}{where}"))
 
 
 def _text_of(exc: BaseException) -> str:
@@ -48,13 +54,36 @@ def _text_of(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose message cannot be shown>"
 
 
+class ProcessExit(Exception):  # noqa: N818 - what the checked code did, not an error of ours
+    """The checked code called ``os._exit``: in gradcheck's own process (``check()``, ``--pdb``)
+    that would end the caller (a notebook's kernel, pytest) with that code, 0 reading as green."""
+
+    def __init__(self, code: object) -> None:
+        self.code = code
+        super().__init__(f"os._exit({code!r})")
+
+
 @contextmanager
 def user_code(stage: str) -> Iterator[None]:
-    """Run the checked code: whatever it raises (even SystemExit) becomes a UserCodeError."""
+    """Run the checked code: whatever it raises (even SystemExit, or an exception that is not an
+    Exception) becomes a UserCodeError; Ctrl-C and a stopping signal pass through. ``os._exit``
+    raises :class:`ProcessExit` meanwhile (in this process only: a child it forked exits)."""
+    real_exit, owner = os._exit, os.getpid()
+
+    def refused_exit(status: int) -> NoReturn:
+        if os.getpid() != owner:
+            real_exit(status)
+        raise ProcessExit(status)
+
+    os._exit = refused_exit
     try:
         yield
-    except (Exception, SystemExit) as exc:
+    except (KeyboardInterrupt, GeneratorExit, Stopped):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - whatever the checked code raised is its outcome
         raise UserCodeError(stage, exc) from exc
+    finally:
+        os._exit = real_exit
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -216,6 +217,30 @@ def test_an_exception_in_the_checked_code_is_a_result_not_a_raise():
     assert result.status == "error" and report.exit_code == 1
     assert "RuntimeError: not written yet" in result.error
     assert f"{__file__}:" in result.error
+
+
+class Abandon(BaseException):
+    """The checked code's own exception that is not an Exception (as KeyboardInterrupt is not)."""
+
+
+def test_os_exit_or_a_base_exception_in_the_checked_code_is_a_result_and_the_caller_lives_on(monkeypatch):
+    def no_exit(status):
+        raise AssertionError(f"the checked code's os._exit({status}) reached the real one")
+
+    monkeypatch.setattr(os, "_exit", no_exit)  # stands in for the real one, which would end pytest
+
+    def exits(grad_out, x, w, b):
+        os._exit(0)  # in this process it would end pytest with exit code 0: green
+
+    def abandons(grad_out, x, w, b):
+        raise Abandon("gave up")
+
+    for backward, said in [(exits, "called os._exit(0) at"), (abandons, "raised Abandon: gave up at")]:
+        report = check(reference=lambda x, w, b: x @ w + b, backward=backward, shapes=SHAPES)
+        (result,) = report.results
+        assert result.status == "error" and report.exit_code == 1
+        assert said in result.error and f"{__file__}:" in result.error
+    assert os._exit is no_exit  # put back once the checked code has run
 
 
 # -- the CLI's names: a layer's name, cs231n, the class convention -------------------------

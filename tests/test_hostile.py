@@ -258,6 +258,7 @@ def test_check_given_wrong_types_names_the_argument(kwargs, error, message, monk
 ENDINGS = {
     "exits_0": "import os\n    os._exit(0)",
     "exits_7": "import os\n    os._exit(7)",
+    "exits_in_c": "import ctypes\n    ctypes.CDLL(None)._exit(5)",  # under Python's os._exit
     "segfaults": "import ctypes\n    ctypes.string_at(0)",
     "sys_exit": "import sys\n    sys.exit(3)",
     "spins": "while True:\n        pass",
@@ -288,8 +289,12 @@ def test_a_spec_whose_process_dies_is_an_error_result_and_the_run_goes_on(gradch
     found = {r["source"].rsplit("/", 1)[-1]: r for r in json.loads(out.read_text())["results"]}
     assert found["a_good.yaml"]["status"] == found["z_good.yaml"]["status"] == "pass"
     errors = {name: found[f"{name}.yaml"]["error"] for name in ENDINGS}
-    assert errors["exits_0"] == "the checked code ended the process: exit code 0"
-    assert errors["exits_7"] == "the checked code ended the process: exit code 7"
+    # os._exit is refused where the checked code runs, and said with the line that called it
+    for code in (0, 7):
+        at = f"at {tmp_path / f'exits_{code}.py'}:10"
+        assert errors[f"exits_{code}"] == f"backward linear_backward() called os._exit({code}) {at}"
+    # an exit under Python's (C code's) ends the worker, which is said as well
+    assert errors["exits_in_c"] == "the checked code ended the process: exit code 5"
     assert (
         errors["segfaults"] == f"the checked code was killed by SIGSEGV (at {tmp_path / 'segfaults.py'}:10)"
     )

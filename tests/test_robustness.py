@@ -119,6 +119,23 @@ def test_the_debugger_talks_on_stderr_and_leaves_stdout_to_the_report(write_laye
     assert "(Pdb) 'inside'" in ran.stderr and "linear_backward" in ran.stderr
 
 
+def test_os_exit_0_under_pdb_is_an_error_and_a_failing_exit_not_a_silent_green(write_layer):
+    """--pdb runs the checked code in gradcheck's own process: its os._exit must not end it."""
+    code = FORWARD + "import os\n\ndef linear_backward(grad_out, x, weight, bias):\n    os._exit(0)\n"
+    spec = write_layer(LINEAR, code)
+    ran = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "run", str(spec), "--pdb", "-f", "json"],
+        input="q\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 1
+    (result,) = json.loads(ran.stdout)["results"]
+    assert result["status"] == "error"
+    assert "linear_backward() called os._exit(0) at " in result["error"]
+
+
 # -- wrong returns: count, type, None, dtype, device -----------------------------------
 
 

@@ -117,7 +117,7 @@ def test_jobs_gives_the_serial_results_in_the_serial_order(gradcheck, tmp_path):
 
 
 def test_a_worker_that_dies_takes_down_only_its_own_spec(gradcheck, tmp_path):
-    # os._exit in the checked code kills the worker process running it.
+    # os._exit in the checked code is refused; the run goes on with the others.
     write_spec(tmp_path, "crashes")
     suite = write_suite(tmp_path, "bias_not_summed", "dense", "weight_doubled")
     ran = gradcheck("run", str(suite), "--jobs", "2", "--format", "json")
@@ -129,7 +129,7 @@ def test_a_worker_that_dies_takes_down_only_its_own_spec(gradcheck, tmp_path):
         ("weight_doubled", "fail"),
     ]
     report = json.loads(ran.stdout)
-    assert report["results"][1]["error"] == "the checked code ended the process: exit code 7"
+    assert report["results"][1]["error"].startswith("backward backward() called os._exit(7) at ")
 
 
 def test_exit_zero_reports_failures_but_exits_0(gradcheck, tmp_path):
