@@ -348,8 +348,7 @@ def failing_section(dtypes: list[str], repeat: int) -> None:
 
 def cli_section(dtypes: list[str], repeat: int) -> None:
     name, dims = LAYERS["linear_4k"]
-    exe = Path(sys.executable).with_name("gradcheck")
-    gradcheck = [str(exe)] if exe.exists() else [sys.executable, "-m", "gradcheck_cli"]
+    gradcheck = [sys.executable, "-m", "gradcheck_cli"]  # the `gradcheck` script, from this checkout
     flags = [f for d, n in dims.items() for f in (f"--{d}", str(n))]
     print(f"## cli: `gradcheck {name} {' '.join(flags)}` vs runner.run in one process, end to end\n")
     header = (
