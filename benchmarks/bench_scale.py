@@ -42,8 +42,9 @@ with torch, is in neither), and the peak RSS itself. Modes alternate round after
 machine noise falls on all alike; the numbers are medians over ``--repeat`` rounds, and the
 ``load`` column is the 1-minute load average over the row's measurements (this machine has two
 cores: a load above ~0.5 means others were running and the times are less reliable than the
-memory). torch keeps its default thread count. Targets (issue 13): a passing check at most 1.3x
-the bare work in time and 1.5x in (work) memory.
+memory). torch keeps its default thread count unless ``--threads`` says (``--threads 1``: the
+work of one core, less sensitive to others' load, as a cross-check). Targets (issue 13): a
+passing check at most 1.3x the bare work in time and 1.5x in (work) memory.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ CHILD = r"""
 import gc, json, os, resource, sys, time
 spec_path, dims, dtype, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 import torch
+if os.environ.get("BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 from gradcheck_cli.spec import load_spec
 spec = load_spec(spec_path)
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
@@ -379,11 +382,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--layers", nargs="+", default=DEFAULT_LAYERS, choices=list(LAYERS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["layers", "failing", "cli"])
+    parser.add_argument(
+        "--threads", type=int, help="torch threads in the layers and failing children (default: torch's)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        os.environ["BENCH_THREADS"] = str(args.threads)
     import torch
 
+    threads = args.threads or torch.get_num_threads()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores;"
+        f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores;"
         f" medians of {args.repeat} rounds; load average at start {os.getloadavg()[0]:.1f}\n"
     )
     del torch
