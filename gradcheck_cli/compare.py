@@ -33,6 +33,7 @@ __all__ = [
     "describe_dtype",
     "excerpt",
     "judge",
+    "largest_abs",
     "tolerance_for",
 ]
 
@@ -170,7 +171,7 @@ def _reference_error(truth: torch.Tensor, reference: torch.Tensor) -> tuple[floa
         tc = t[start:stop] if t.dtype == torch.float64 else bufs.get("t", n).copy_(t[start:stop])
         rc = bufs.get("r", n).copy_(r[start:stop])
         d = rc.sub_(tc)
-        top, largest = _largest(d), _largest(tc)
+        top, largest = largest_abs(d), largest_abs(tc)
         if not math.isfinite(top):
             top = float(d.abs_().nan_to_num_(0.0, 0.0, 0.0).max())
         if not math.isfinite(largest):
@@ -179,9 +180,12 @@ def _reference_error(truth: torch.Tensor, reference: torch.Tensor) -> tuple[floa
     return error, scale
 
 
-def _largest(t: torch.Tensor) -> float:
-    """max|t| in one pass and no temporary (NaN when an element is NaN, inf when one is infinite)."""
-    lo, hi = torch.aminmax(t)
+def largest_abs(t: torch.Tensor) -> float:
+    """max|t| of a real tensor in one pass and no temporary (NaN when an element is NaN, inf when
+    one is infinite; 0 when it is empty)."""
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
     low, high = (float(v) for v in torch.stack((lo, hi)).tolist()) if t.is_cuda else (float(lo), float(hi))
     if math.isnan(low) or math.isnan(high):
         return math.nan
@@ -243,7 +247,7 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
             else bufs.get("a", n).copy_(a[start:stop])
         )
         diff = torch.sub(ac, ec, out=bufs.get("diff", n))
-        top = _largest(diff)  # NaN or inf when an element is not finite
+        top = largest_abs(diff)  # NaN or inf when an element is not finite
         im = imag[start:stop].to(device) if imag is not None else None
         if math.isfinite(top) and top <= j.atol and im is None:
             # Every element is within its allowance (atol + rtol * |expected| >= atol): what is
@@ -251,7 +255,7 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
             out.max_abs = max(out.max_abs, top)
             size = torch.abs(ec, out=bufs.get("size", n))
             zero = torch.le(size, j.near_zero(), out=bufs.get("zero", n, torch.bool))
-            rel = _largest(diff.div_(size.masked_fill_(zero, math.inf)))  # |d / e| is |d| / |e|
+            rel = largest_abs(diff.div_(size.masked_fill_(zero, math.inf)))  # |d / e| is |d| / |e|
             if rel > 0 or not bool(zero.all()):
                 out.relative(rel)
             continue
