@@ -24,6 +24,7 @@ from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, toler
 
 __all__ = [
     "DEFAULT_TOLERANCES",
+    "all_close",
     "DTYPES",
     "Judge",
     "NotATensor",
@@ -204,6 +205,33 @@ class _Buffers:
         if buf is None:
             buf = self.made[name] = torch.empty(self.width, dtype=dtype, device=self.device)
         return buf[:n]
+
+
+def all_close(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance | Judge) -> bool:
+    """``tol.allclose(actual, expected).all()``, chunk by chunk: no full-size temporary, and it
+    stops at the first chunk that is not close.
+
+    The same elementwise rule (:meth:`Judge.allclose`), computed in the same dtype; a chunk
+    whose largest difference is finite and within ``atol`` is close without the rest of it.
+    """
+    if isinstance(tol, Tolerance):
+        if tol.calibrated:
+            raise TypeError("a calibrated tolerance needs PyTorch's own error: use compare.judge()")
+        tol = Judge(tol.atol, tol.rtol)
+    if tuple(actual.shape) != tuple(expected.shape):  # broadcast: whole, as allclose does
+        return bool(tol.allclose(actual, expected).all())
+    a, e = _flat(actual), _flat(expected)
+    numel = e.numel()
+    step = _chunk(e.device, numel, a, e)
+    for start in range(0, numel, step):
+        ac, ec = a[start : start + step], e[start : start + step]
+        diff = torch.sub(ac, ec)
+        top = largest_abs(diff) if not diff.is_complex() else float(diff.abs().max())
+        if math.isfinite(top) and top <= tol.atol:
+            continue
+        if not bool(tol.allclose(ac, ec).all()):
+            return False
+    return True
 
 
 # -- the comparison ------------------------------------------------------------------------
