@@ -165,7 +165,9 @@ def mapped(check: Check, subject: Subject, tol: Tolerance | Judge) -> Check:
     expected = subject.expected.detach()
     allowed = subject.judge(tol)
     wide = torch.float64 if expected.dtype == torch.float64 else torch.float32
-    allowance = allowed.atol + allowed.rtol * expected.abs().to(wide) if allowed.rtol else allowed.atol
+    allowance: torch.Tensor | float = allowed.atol
+    if allowed.rtol:  # atol + rtol * |expected|, in one temporary
+        allowance = expected.abs().to(wide).mul_(allowed.rtol).add_(allowed.atol)
     try:
         error_map = build_error_map(expected, actual, allowance, check.expected_labels)
     except ValueError:  # nothing to draw (an empty tensor)
