@@ -190,7 +190,7 @@ def largest_abs(t: torch.Tensor) -> float:
     low, high = (float(v) for v in torch.stack((lo, hi)).tolist()) if t.is_cuda else (float(lo), float(hi))
     if math.isnan(low) or math.isnan(high):
         return math.nan
-    return max(-low, high)
+    return abs(max(-low, high))  # abs: max(-0.0, 0.0) is -0.0
 
 
 class _Buffers:

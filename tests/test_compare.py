@@ -493,3 +493,10 @@ def test_all_close_is_allclose_all_chunk_by_chunk(monkeypatch: pytest.MonkeyPatc
     for got in (actual, repaired, repaired + 2e-3, expected):
         assert all_close(got, expected, loose) == bool(loose.allclose(got, expected).all())
     assert not all_close(actual, expected, loose) and all_close(repaired, expected, loose)
+
+
+def test_an_exact_match_has_errors_of_zero_not_minus_zero() -> None:
+    expected = -torch.rand(4, 5, dtype=torch.float64)  # every element negative: d / e is -0.0
+    check = compare("x", "input", expected, expected.clone(), TOL)
+    assert (check.max_abs_err, check.max_rel_err) == (0.0, 0.0)
+    assert math.copysign(1.0, check.max_rel_err) == 1.0 and math.copysign(1.0, check.max_abs_err) == 1.0
