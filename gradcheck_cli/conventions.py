@@ -580,18 +580,31 @@ def _kind(value: Any) -> str:
 
 
 def _copy(value: torch.Tensor, numpy: bool) -> Any:
-    clone = value.detach().clone()
-    return clone.cpu().numpy() if numpy else clone
+    """The checked code's own copy of a tensor: one copy, on the tensor's device (a numpy array:
+    on the CPU, with no second copy on a GPU)."""
+    if numpy:
+        return value.detach().to("cpu", copy=True).numpy()
+    return value.detach().clone()
 
 
 def _same(pristine: torch.Tensor, handed: Any) -> bool:
+    """Whether a copy the checked code was handed still holds the tensor's values: the same
+    shape, equal elements, NaN where NaN was. One pass with no temporary when it does (a numpy
+    copy of a GPU tensor is compared on the CPU); an element-wise look only when it does not."""
     if isinstance(handed, torch.Tensor):
         current = handed.detach()
     else:
         current = torch.from_numpy(handed) if hasattr(handed, "__array__") else handed
     if not isinstance(current, torch.Tensor) or current.shape != pristine.shape:
         return False
-    return bool(torch.equal(current.to(pristine.device, pristine.dtype), pristine))
+    if current.device.type == "cpu" and pristine.device.type != "cpu":
+        pristine = pristine.cpu()
+    current = current.to(pristine.device, pristine.dtype)
+    if torch.equal(current, pristine):
+        return True
+    if not (pristine.is_floating_point() or pristine.is_complex()):
+        return False
+    return bool(((current == pristine) | (current.isnan() & pristine.isnan())).all())  # NaN != NaN
 
 
 def _snapshot(value: Any) -> Any:
