@@ -16,13 +16,13 @@ new Check (or list) and never changes its argument.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import diagnose
-from .compare import NotATensor, as_tensor, compare, describe_dtype, excerpt, judge
+from .compare import NotATensor, as_tensor, compare, describe_dtype, excerpt, judge, largest_abs
 from .handed import MISSING, Outcome
 from .result import Check, format_pair
 from .spec import Spec, TensorSpec
@@ -45,6 +45,10 @@ class Subject:
     # checked dtype (what the checked code's dtype must be, and the measure of its error).
     reference: torch.Tensor | None = None
     checked_dtype: torch.dtype | None = None  # when neither is in it (finite differences are float64)
+    # Each allowance asked for, by tolerance: a calibrated one is a full pass over both tensors.
+    _judged: dict[Tolerance | Judge, Judge] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def what(self) -> str:
@@ -58,8 +62,12 @@ class Subject:
         return (self.reference if self.reference is not None else self.expected).dtype
 
     def judge(self, tol: Tolerance | Judge) -> Judge:
-        """The allowance this tensor is judged by (one number in calibrated mode)."""
-        return judge(tol, self.expected, self.reference)
+        """The allowance this tensor is judged by (one number in calibrated mode), worked out once
+        (the comparison, the error map and the diagnosis all ask)."""
+        found = self._judged.get(tol)
+        if found is None:
+            found = self._judged[tol] = judge(tol, self.expected, self.reference)
+        return found
 
 
 def measure(subject: Subject, spec: Spec, case: Case, tol: Tolerance | Judge, verbose: bool) -> Check:
@@ -157,7 +165,9 @@ def mapped(check: Check, subject: Subject, tol: Tolerance | Judge) -> Check:
     expected = subject.expected.detach()
     allowed = subject.judge(tol)
     wide = torch.float64 if expected.dtype == torch.float64 else torch.float32
-    allowance = allowed.atol + allowed.rtol * expected.abs().to(wide) if allowed.rtol else allowed.atol
+    allowance: torch.Tensor | float = allowed.atol
+    if allowed.rtol:  # atol + rtol * |expected|, in one temporary
+        allowance = expected.abs().to(wide).mul_(allowed.rtol).add_(allowed.atol)
     try:
         error_map = build_error_map(expected, actual, allowance, check.expected_labels)
     except ValueError:  # nothing to draw (an empty tensor)
@@ -269,7 +279,7 @@ def precision_note(check: Check, expected: torch.Tensor, dtype: str) -> str | No
     the precision they look like (``errors ~1e-7 relative: ... in float32``)."""
     if dtype != "float64" or not check.ok or not check.max_abs_err or not expected.numel():
         return None
-    scale = float(expected.detach().abs().max())
+    scale = float(expected.detach().abs().max()) if expected.is_complex() else largest_abs(expected)
     if not scale > 0 or not math.isfinite(scale):
         return None
     relative = check.max_abs_err / scale

@@ -5,9 +5,10 @@ tensor is judged by (in calibrated mode that needs PyTorch's own result); :func:
 the errors and fills a :class:`~gradcheck_cli.result.Check`.
 
 Both run in chunks of the flattened tensors, in float64, on the device the expected tensor is on:
-a few passes over each chunk while it is in cache, a few chunk-sized temporaries and no full-size
-one, and only scalars come back from a GPU. (``_scan`` and ``compare`` run past 60 lines: one
-pass per chunk that keeps every running maximum together is what keeps them linear.)
+a few passes over each chunk (a passing one: the difference, its largest value, the expected
+values' sizes, a mask of the ~0 ones and the relative error, seven in all), a few chunk-sized
+buffers (within one copy of the tensor) and no full-size temporary, and only scalars come back
+from a GPU.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, toler
 
 __all__ = [
     "DEFAULT_TOLERANCES",
+    "all_close",
     "DTYPES",
     "Judge",
     "NotATensor",
@@ -32,6 +34,7 @@ __all__ = [
     "describe_dtype",
     "excerpt",
     "judge",
+    "largest_abs",
     "tolerance_for",
 ]
 
@@ -46,8 +49,11 @@ DTYPES: dict[str, torch.dtype] = {
 # fewer, larger launches (128 MiB per temporary).
 CPU_CHUNK = 1 << 20
 CUDA_CHUNK = 1 << 24
-# Never more than a 32nd of the tensor (the chunk's five float64 buffers and two masks, 42 bytes an
-# element, stay under one copy of even a bfloat16 tensor), nor less than this.
+# The work buffers of a chunk take at most this many bytes per element (a failing chunk's float64
+# values, errors, sizes and allowances, and two masks: 4 * 8 + 2 + the actual's upcast 8), and a
+# chunk is never longer than keeps them within one copy of the compared tensor, nor shorter
+# than MIN_CHUNK.
+BUFFER_BYTES = 42
 MIN_CHUNK = 1 << 16
 
 
@@ -93,9 +99,11 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1)  # a view when contiguous; else the one copy of this tensor
 
 
-def _chunk(device: torch.device, numel: int) -> int:
+def _chunk(device: torch.device, numel: int, *tensors: torch.Tensor) -> int:
+    """Elements per chunk: the device's size, within one copy of the smallest of ``tensors``."""
     top = CPU_CHUNK if device.type == "cpu" else CUDA_CHUNK
-    return max(1, min(top, max(MIN_CHUNK, numel // 32)))
+    itemsize = min((t.element_size() for t in tensors), default=8)
+    return max(1, min(top, max(MIN_CHUNK, numel * itemsize // BUFFER_BYTES)))
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
@@ -150,30 +158,80 @@ def judge(tol: Tolerance | Judge, truth: torch.Tensor, reference: torch.Tensor |
 
 
 def _reference_error(truth: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
-    """(max|reference - truth|, max|truth|) over the elements where both are finite."""
+    """(max|reference - truth|, max|truth|), a non-finite difference or truth counted as 0."""
     t, r = _flat(truth), _flat(reference)
     if r.is_complex():
         r = r.real
     device, numel = t.device, t.numel()
-    step = _chunk(device, numel)
-    width = min(step, numel)
-    t_buf = None if t.dtype == torch.float64 else torch.empty(width, dtype=torch.float64, device=device)
-    r_buf, d_buf = (torch.empty(width, dtype=torch.float64, device=device) for _ in range(2))
+    step = _chunk(device, numel, t, r)
+    bufs = _Buffers(min(step, numel), device)
     error = scale = 0.0
     for start in range(0, numel, step):
         stop = min(start + step, numel)
         n = stop - start
-        tc = t[start:stop] if t_buf is None else t_buf[:n].copy_(t[start:stop])
-        rc = r_buf[:n].copy_(r[start:stop])
-        d = torch.sub(rc, tc, out=d_buf[:n]).abs_()
-        size = torch.abs(tc, out=r_buf[:n])  # rc is not needed any more
-        top, largest = float(d.max()), float(size.max())
+        tc = t[start:stop] if t.dtype == torch.float64 else bufs.get("t", n).copy_(t[start:stop])
+        rc = bufs.get("r", n).copy_(r[start:stop])
+        d = rc.sub_(tc)
+        top, largest = largest_abs(d), largest_abs(tc)
         if not math.isfinite(top):
-            top = float(d.nan_to_num_(0.0, 0.0, 0.0).max())
+            top = float(d.abs_().nan_to_num_(0.0, 0.0, 0.0).max())
         if not math.isfinite(largest):
-            largest = float(size.nan_to_num_(0.0, 0.0, 0.0).max())
+            largest = float(torch.abs(tc, out=rc).nan_to_num_(0.0, 0.0, 0.0).max())  # d is not needed now
         error, scale = max(error, top), max(scale, largest)
     return error, scale
+
+
+def largest_abs(t: torch.Tensor) -> float:
+    """max|t| of a real tensor in one pass and no temporary (NaN when an element is NaN, inf when
+    one is infinite; 0 when it is empty)."""
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
+    low, high = (float(v) for v in torch.stack((lo, hi)).tolist()) if t.is_cuda else (float(lo), float(hi))
+    if math.isnan(low) or math.isnan(high):
+        return math.nan
+    return abs(max(-low, high))  # abs: max(-0.0, 0.0) is -0.0
+
+
+class _Buffers:
+    """Chunk-sized work buffers, allocated on first use and reused for every chunk."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        self.width, self.device = width, device
+        self.made: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        buf = self.made.get(name)
+        if buf is None:
+            buf = self.made[name] = torch.empty(self.width, dtype=dtype, device=self.device)
+        return buf[:n]
+
+
+def all_close(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance | Judge) -> bool:
+    """``tol.allclose(actual, expected).all()``, chunk by chunk: no full-size temporary, and it
+    stops at the first chunk that is not close.
+
+    The same elementwise rule (:meth:`Judge.allclose`), computed in the same dtype; a chunk
+    whose largest difference is finite and within ``atol`` is close without the rest of it.
+    """
+    if isinstance(tol, Tolerance):
+        if tol.calibrated:
+            raise TypeError("a calibrated tolerance needs PyTorch's own error: use compare.judge()")
+        tol = Judge(tol.atol, tol.rtol)
+    if tuple(actual.shape) != tuple(expected.shape):  # broadcast: whole, as allclose does
+        return bool(tol.allclose(actual, expected).all())
+    a, e = _flat(actual), _flat(expected)
+    numel = e.numel()
+    step = _chunk(e.device, numel, a, e)
+    for start in range(0, numel, step):
+        ac, ec = a[start : start + step], e[start : start + step]
+        diff = torch.sub(ac, ec)
+        top = largest_abs(diff) if not diff.is_complex() else float(diff.abs().max())
+        if math.isfinite(top) and top <= tol.atol:
+            continue
+        if not bool(tol.allclose(ac, ec).all()):
+            return False
+    return True
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -191,6 +249,9 @@ class _Scan:
     imaginary: int = 0  # elements with a nonzero imaginary part
     max_imag: float = 0.0
 
+    def relative(self, rel: float) -> None:
+        self.max_rel = rel if self.max_rel is None else max(self.max_rel, rel)
+
 
 def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
     e = _flat(expected)
@@ -199,76 +260,99 @@ def _scan(expected: torch.Tensor, actual: torch.Tensor, j: Judge) -> _Scan:
     if a.is_complex():
         a, imag = a.real, a.imag
     device, numel = e.device, e.numel()
-    step = _chunk(device, numel)
-    near_zero = j.near_zero()
+    step = _chunk(device, numel, e, a)
     out = _Scan()
-    # The chunks' float64 values, errors, sizes and allowances, and two masks: allocated once.
-    width = min(step, numel)
-
-    def buffer(dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        return torch.empty(width, dtype=dtype, device=device)
-
-    e_buf = None if e.dtype == torch.float64 else buffer()
-    a_buf = None if a.dtype == torch.float64 and a.device == device else buffer()
-    diff_buf, size_buf, allow_buf = buffer(), buffer(), buffer()
-    ok_buf, zero_buf = buffer(torch.bool), buffer(torch.bool)
+    # The chunks' float64 values, errors, sizes and allowances, and two masks: allocated on first
+    # use, once. A passing chunk needs three of them (five when the values are not float64).
+    bufs = _Buffers(min(step, numel), device)
     for start in range(0, numel, step):
         stop = min(start + step, numel)
         n = stop - start
-        ec = e[start:stop] if e_buf is None else e_buf[:n].copy_(e[start:stop])
-        ac = a[start:stop] if a_buf is None else a_buf[:n].copy_(a[start:stop])
-        diff = torch.sub(ac, ec, out=diff_buf[:n]).abs_()
-        size = torch.abs(ec, out=size_buf[:n])
-        top = float(diff.max())  # NaN or inf when an element is not finite
-        fin = None
-        if not math.isfinite(top):
-            fin = diff.isfinite()
-            diff.masked_fill_(~fin, 0.0)  # the error columns measure the finite elements
-            top = float(diff.max())
-        out.max_abs = max(out.max_abs, top)
-        allow: torch.Tensor | float = (
-            torch.mul(size, j.rtol, out=allow_buf[:n]).add_(j.atol) if j.rtol else j.atol
+        ec = e[start:stop] if e.dtype == torch.float64 else bufs.get("e", n).copy_(e[start:stop])
+        ac = (
+            a[start:stop]
+            if a.dtype == torch.float64 and a.device == device
+            else bufs.get("a", n).copy_(a[start:stop])
         )
-        ok = torch.le(diff, allow, out=ok_buf[:n])
-        if fin is not None:
-            # A non-finite value is close only to the same infinity, whatever the tolerance.
-            ok &= fin
-            ok |= ac == ec
-        nonzero = None
-        if imag is not None:
-            im = imag[start:stop].to(device)
-            nonzero = im != 0
-            count = int(nonzero.sum())
-            if count:
-                ok &= ~nonzero
-                out.imaginary += count
-                out.max_imag = max(out.max_imag, float(im.abs().max()))
-        bad = n - int(ok.sum())
-        out.mismatched += bad
-        # Relative error where the expected value is not ~0 (the tolerance alone accepts 0 there);
-        # a mismatched element where ~0 is expected is infinitely relative (never on a pass).
-        zero = torch.le(size, near_zero, out=zero_buf[:n])
-        if fin is not None:
-            zero |= ~fin
-        if bad and bool((zero & ~ok).any()):
-            out.max_rel = math.inf
-        if bad:
-            # The worst mismatched element: a non-finite (or imaginary) one first, else the one
-            # furthest outside its allowance. (The allowance is not needed after this.)
-            excess = torch.sub(diff, allow, out=allow_buf[:n])
-            if fin is not None:
-                excess.masked_fill_(~fin, math.inf)
-            if nonzero is not None:
-                excess.masked_fill_(nonzero, math.inf)
-            excess.masked_fill_(ok, -math.inf)
-            i = int(excess.argmax())
-            value = float(excess[i])
-            if out.worst is None or value > out.worst_excess:
-                out.worst, out.worst_excess = start + i, value
-        if not bool(zero.all()):
-            rel = float(diff.div_(size).masked_fill_(zero, 0.0).max())  # diff is not used after this
-            out.max_rel = rel if out.max_rel is None else max(out.max_rel, rel)
+        diff = torch.sub(ac, ec, out=bufs.get("diff", n))
+        top = largest_abs(diff)  # NaN or inf when an element is not finite
+        im = imag[start:stop].to(device) if imag is not None else None
+        if math.isfinite(top) and top <= j.atol and im is None:
+            # Every element is within its allowance (atol + rtol * |expected| >= atol): what is
+            # left to measure is the largest relative error, in four passes.
+            out.max_abs = max(out.max_abs, top)
+            size = torch.abs(ec, out=bufs.get("size", n))
+            zero = torch.le(size, j.near_zero(), out=bufs.get("zero", n, torch.bool))
+            rel = largest_abs(diff.div_(size.masked_fill_(zero, math.inf)))  # |d / e| is |d| / |e|
+            if rel > 0 or not bool(zero.all()):
+                out.relative(rel)
+            continue
+        _scan_mismatches(out, start, diff.abs_(), ec, ac, im, j, bufs)
     return out
+
+
+def _scan_mismatches(
+    out: _Scan,
+    start: int,
+    diff: torch.Tensor,
+    ec: torch.Tensor,
+    ac: torch.Tensor,
+    im: torch.Tensor | None,
+    j: Judge,
+    bufs: _Buffers,
+) -> None:
+    """One chunk with an element outside the allowance (or not finite, or imaginary): counts, the
+    worst element and the relative error, from ``diff = |actual - expected|``."""
+    n = diff.numel()
+    near_zero = j.near_zero()
+    size = torch.abs(ec, out=bufs.get("size", n))
+    top = float(diff.max())  # NaN or inf when an element is not finite
+    fin = None
+    if not math.isfinite(top):
+        fin = diff.isfinite()
+        diff.masked_fill_(~fin, 0.0)  # the error columns measure the finite elements
+        top = float(diff.max())
+    out.max_abs = max(out.max_abs, top)
+    allow: torch.Tensor | float = (
+        torch.mul(size, j.rtol, out=bufs.get("allow", n)).add_(j.atol) if j.rtol else j.atol
+    )
+    ok = torch.le(diff, allow, out=bufs.get("ok", n, torch.bool))
+    if fin is not None:
+        # A non-finite value is close only to the same infinity, whatever the tolerance.
+        ok &= fin
+        ok |= ac == ec
+    nonzero = None
+    if im is not None:
+        nonzero = im != 0
+        count = int(nonzero.sum())
+        if count:
+            ok &= ~nonzero
+            out.imaginary += count
+            out.max_imag = max(out.max_imag, float(im.abs().max()))
+    bad = n - int(ok.sum())
+    out.mismatched += bad
+    # Relative error where the expected value is not ~0 (the tolerance alone accepts 0 there);
+    # a mismatched element where ~0 is expected is infinitely relative (never on a pass).
+    zero = torch.le(size, near_zero, out=bufs.get("zero", n, torch.bool))
+    if fin is not None:
+        zero |= ~fin
+    if bad and bool((zero & ~ok).any()):
+        out.max_rel = math.inf
+    if bad:
+        # The worst mismatched element: a non-finite (or imaginary) one first, else the one
+        # furthest outside its allowance. (The allowance is not needed after this.)
+        excess = torch.sub(diff, allow, out=bufs.get("allow", n))
+        if fin is not None:
+            excess.masked_fill_(~fin, math.inf)
+        if nonzero is not None:
+            excess.masked_fill_(nonzero, math.inf)
+        excess.masked_fill_(ok, -math.inf)
+        i = int(excess.argmax())
+        value = float(excess[i])
+        if out.worst is None or value > out.worst_excess:
+            out.worst, out.worst_excess = start + i, value
+    if not bool(zero.all()):
+        out.relative(float(diff.div_(size).masked_fill_(zero, 0.0).max()))  # diff is not used after this
 
 
 def compare(

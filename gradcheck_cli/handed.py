@@ -224,8 +224,11 @@ def kind_of(value: Any) -> str:
 
 
 def handed_copy(value: torch.Tensor, numpy: bool) -> Any:
-    clone = value.detach().clone()
-    return clone.cpu().numpy() if numpy else clone
+    """The checked code's own copy of a tensor: one copy, on the tensor's device (a numpy array:
+    on the CPU, with no second copy on a GPU)."""
+    if numpy:
+        return value.detach().to("cpu", copy=True).numpy()
+    return value.detach().clone()
 
 
 def snapshot(value: Any) -> Any:

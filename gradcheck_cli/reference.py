@@ -1,7 +1,7 @@
 """The reference side: what the outputs and gradients should be.
 
 :func:`run_reference` evaluates the spec's reference (an expression, or a
-call into a reference file) on its own clones of the case's tensors,
+call into a reference file) on the case's tensors (:func:`_leaves`),
 differentiates it with autograd, and returns an :class:`Expected`: the one
 value object that every producer of expected results gives and that the
 comparison reads. The other producers:
@@ -16,6 +16,7 @@ comparison reads. The other producers:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,11 @@ def reference_outputs(
 
 def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
     """A reference that gives NaN or Inf is the spec's problem, not the checked code's."""
-    if not (value.is_floating_point() or value.is_complex()):
+    if not (value.is_floating_point() or value.is_complex()) or not value.numel():
+        return
+    parts = torch.view_as_real(value.detach()) if value.is_complex() else value.detach()
+    low, high = torch.aminmax(parts)  # one pass, no temporary: NaN or +-inf when one element is
+    if math.isfinite(float(low)) and math.isfinite(float(high)):
         return
     bad = int((~torch.isfinite(value.detach())).sum())
     if bad:
@@ -115,16 +120,17 @@ def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[s
 def run_reference(
     case: Case, values: Mapping[str, torch.Tensor], grad_outs: Mapping[str, torch.Tensor] | None = None
 ) -> Expected:
-    """Differentiate the reference with autograd, on its own clones of ``values``.
+    """Differentiate the reference with autograd, on ``values`` (which it must not change).
 
     The upstream gradients are drawn from the case's seed, unless ``grad_outs`` gives them.
     """
     spec = case.spec
-    leaves = _leaves(spec, values)
+    leaves, versions = _leaves(spec, values), _versions(values)
     with torch.enable_grad():  # whatever grad mode the caller (or user code run earlier) left behind
         outputs = reference_outputs(spec, case.dims, leaves)
         grad_outs = dict(grad_outs) if grad_outs is not None else upstream_gradients(outputs, case.seed)
         grads = _vjp(spec, outputs, grad_outs, leaves, [t.name for t in spec.checked])
+    _untouched(spec, values, versions)
     _all_finite(spec, outputs, grads)
     return Expected(
         outputs={n: o.detach() for n, o in outputs.items()},
@@ -145,12 +151,13 @@ def written_reference(
     when every checked gradient is written.
     """
     spec = case.spec
-    leaves = _leaves(spec, values)
+    leaves, versions = _leaves(spec, values), _versions(values)
     by_autograd = [t.name for t in spec.checked if t.name not in spec.reference_grads]
     with torch.enable_grad():
         outputs = reference_outputs(spec, case.dims, leaves)
         grad_outs = dict(grad_outs) if grad_outs is not None else upstream_gradients(outputs, case.seed)
         grads = _vjp(spec, outputs, grad_outs, leaves, by_autograd) if by_autograd else {}
+    _untouched(spec, values, versions)
     scope = _scope(spec, case.dims, {n: v.detach().clone() for n, v in values.items()}, grad_outs)
     for name, expr in spec.reference_grads.items():
         grads[name] = _written(spec, name, expr, scope, values[name])
@@ -219,7 +226,7 @@ def double_reference(
     ``v`` and ``u`` instead of drawing them (a float64 truth from the same rounded ones).
     """
     spec = case.spec
-    leaves = _leaves(spec, values)
+    leaves, versions = _leaves(spec, values), _versions(values)
     checked = [t.name for t in spec.checked]
     with torch.enable_grad():
         outputs = reference_outputs(spec, case.dims, leaves)
@@ -238,6 +245,7 @@ def double_reference(
         )
         wrt = {**{n: leaves[n] for n in checked}, **{upstream_names(spec)[o]: g for o, g in v.items()}}
         second = second_order(first, u, wrt)
+    _untouched(spec, values, versions)
     described = describe_written(spec) if spec.reference_grads else spec.reference.describe()
     return Expected(
         outputs={n: g.detach() for n, g in first.items()},
@@ -270,8 +278,30 @@ def _all_finite(spec: Spec, outputs: Mapping[str, torch.Tensor], grads: Mapping[
 
 
 def _leaves(spec: Spec, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The reference's own clones of the tensors; the checked ones require grad."""
-    return {name: v.detach().clone().requires_grad_(spec.tensors[name].grad) for name, v in values.items()}
+    """The tensors as the reference's leaves: each checked one a new leaf that requires grad and
+    shares the value's memory (no copy: autograd refuses an in-place change to a leaf that
+    requires grad, and :func:`_untouched` catches one made under ``torch.no_grad()``); the others
+    the reference's own clones (it may change an integer target in place)."""
+    return {
+        name: v.detach().requires_grad_(True) if spec.tensors[name].grad else v.detach().clone()
+        for name, v in values.items()
+    }
+
+
+def _versions(values: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Each tensor's version counter (an in-place change adds to it; a detached leaf shares it)."""
+    return {name: v._version for name, v in values.items()}
+
+
+def _untouched(spec: Spec, values: Mapping[str, torch.Tensor], versions: Mapping[str, int]) -> None:
+    """A SpecError when the reference changed a tensor it shares with the checked code."""
+    changed = [name for name, v in values.items() if v._version != versions[name]]
+    if changed:
+        raise spec.error(
+            f"the reference changed {', '.join(changed)} in place (under torch.no_grad()?):"
+            " a reference must leave the tensors it is given as they are",
+            "reference",
+        )
 
 
 def _vjp(

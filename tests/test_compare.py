@@ -13,6 +13,7 @@ from gradcheck_cli.compare import (
     Judge,
     NotATensor,
     Tolerance,
+    all_close,
     as_tensor,
     compare,
     excerpt,
@@ -474,3 +475,28 @@ def test_tensors_on_the_gpu_are_compared_there_with_the_same_result() -> None:
     cpu = compare("w", "param", truth, got, BF16, reference=own)
     gpu = compare("w", "param", truth.cuda(), got.cuda(), BF16, reference=own.cuda())
     assert gpu == cpu
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_all_close_is_allclose_all_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    import gradcheck_cli.compare as compare_module
+
+    monkeypatch.setattr(compare_module, "CPU_CHUNK", chunk)
+    expected, actual = messy(5000, seed=3)
+    expected, actual = expected.double(), actual.double()
+    loose = Judge(1e-3, 1e-3)
+    # NaN, an infinity and mismatches: not close; the same without them: close; the same
+    # infinity on both sides is close to itself, as in allclose.
+    finite = torch.isfinite(actual) & (torch.isfinite(expected) | (actual == expected))
+    repaired = torch.where(finite, actual, expected)
+    repaired[(repaired - expected).abs() > 1e-4] = expected[(repaired - expected).abs() > 1e-4]
+    for got in (actual, repaired, repaired + 2e-3, expected):
+        assert all_close(got, expected, loose) == bool(loose.allclose(got, expected).all())
+    assert not all_close(actual, expected, loose) and all_close(repaired, expected, loose)
+
+
+def test_an_exact_match_has_errors_of_zero_not_minus_zero() -> None:
+    expected = -torch.rand(4, 5, dtype=torch.float64)  # every element negative: d / e is -0.0
+    check = compare("x", "input", expected, expected.clone(), TOL)
+    assert (check.max_abs_err, check.max_rel_err) == (0.0, 0.0)
+    assert math.copysign(1.0, check.max_rel_err) == 1.0 and math.copysign(1.0, check.max_abs_err) == 1.0

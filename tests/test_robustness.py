@@ -282,6 +282,43 @@ def linear_backward(grad_out, x, weight, bias):
     assert checks["weight"]["status"] == checks["bias"]["status"] == "pass"
 
 
+NAN_INPUT_SPEC = """
+name: layer
+dims: {n: 6}
+inputs:
+  x: [n]
+  holes: {shape: [n], grad: false}
+  filled: "torch.where(holes > 0, holes, float('nan'))"   # NaN where there is a hole
+reference: "x * torch.nan_to_num(filled, nan=0.0)"
+implementation:
+  file: layer.py
+  forward: "f(x, filled) -> out"
+  backward: "g(grad_out, filled) -> x"
+"""
+
+
+@pytest.mark.parametrize("change", ["", "filled.mul_(2)"])
+def test_an_input_holding_nan_is_modified_only_when_the_code_changes_it(gradcheck, write_layer, change):
+    # NaN is not equal to itself: an untouched copy must still compare as the same tensor.
+    code = f"""
+import torch
+
+def f(x, filled):
+    return x * torch.nan_to_num(filled, nan=0.0)
+
+def g(grad_out, filled):
+    grad = grad_out * torch.nan_to_num(filled, nan=0.0)
+    {change}
+    return grad
+"""
+    exit_code, report = run_json(gradcheck, str(write_layer(NAN_INPUT_SPEC, code)))
+    checks = checks_of(report)
+    if change:
+        assert exit_code == 1 and checks["filled"]["diagnosis"] == "modified_input"
+    else:
+        assert exit_code == 0 and "filled" not in checks, checks
+
+
 def test_an_optimizer_step_inside_a_fastai_backward_is_flagged_on_the_param(gradcheck, write_layer):
     spec = LIN_FASTAI_SPEC
     code = """

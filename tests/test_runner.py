@@ -153,3 +153,30 @@ def test_a_reference_cut_from_the_graph_is_a_spec_error(gradcheck, write_layer):
     ran = gradcheck("run", str(spec))
     assert ran.exit_code == 2
     assert "does not depend on any checked tensor through autograd" in ran.stderr
+
+
+CHANGING_REFERENCE = """
+import torch
+
+
+def lin(x, w, b):
+    with torch.no_grad():
+        w.clamp_(min=0.0)  # changes the tensor it is given, where autograd does not look
+    return x @ w + b
+"""
+
+
+def test_a_reference_that_changes_a_checked_tensor_in_place_is_a_spec_error(gradcheck, write_layer):
+    # The reference differentiates the drawn tensors themselves (no copy of each): one that
+    # changes them would change what the checked code is handed, so it is stopped and named.
+    spec = write_layer(
+        LIN_SPEC.format(name="changing", reference="x @ w + b").replace(
+            'reference: "x @ w + b"', 'reference: {file: ref.py, call: "lin(x, w, b)"}'
+        ),
+        NO_GRAD_USER_CODE.replace("torch.set_grad_enabled(False)", ""),
+        name="changing",
+    )
+    (spec.parent / "ref.py").write_text(CHANGING_REFERENCE)
+    ran = gradcheck("run", str(spec))
+    assert ran.exit_code == 2, ran.stdout
+    assert "the reference changed w in place" in ran.stderr
