@@ -19,9 +19,14 @@ Two modes:
 - **arithmetic** (shapes, bounds, constraints): numbers, names,
   ``+ - * / // % **``, comparisons and ``and``/``or``/``not``.
 
-Work is bounded: integers past 4096 bits, sequences past a million items,
-deep nesting and overlong text are errors, not hangs. Names that are
-Python keywords (a dim called ``in``) are renamed before parsing.
+Python's own work is bounded: integers past 4096 bits (``**``,
+``math.factorial``, ``comb``, ``perm``, ``prod`` are refused before they
+run), sequences and ranges past a million items, ``%`` formatting of text,
+deep nesting and overlong text are errors, not hangs. torch's work is not:
+``torch.ones(10**5, 10**5)`` runs as torch runs it, and in a worker the
+spec's timeout stops it (under ``check()`` and ``--pdb`` nothing does).
+Names that are Python keywords (a dim called ``in``) are renamed before
+parsing.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from __future__ import annotations
 import ast
 import builtins
 import io
+import math
 import operator
 import tokenize
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,17 +240,72 @@ def _bounded_len(value: Any) -> Any:
     return value
 
 
+def _bounded_range(*args: Any) -> range:
+    numbers = range(*args)
+    try:
+        return _bounded_len(numbers)  # type: ignore[no-any-return]
+    except OverflowError:  # more items than a C length holds
+        raise ExpressionError(f"{numbers} is too long (at most {MAX_ITEMS} items)") from None
+
+
 def _safe_builtins() -> dict[str, Any]:
     found = {name: getattr(builtins, name) for name in BUILTINS}
     found["list"] = lambda *a: list(_bounded_len(a[0])) if a else []
     found["tuple"] = lambda *a: tuple(_bounded_len(a[0])) if a else ()
+    found["range"] = _bounded_range
     return found
+
+
+def _too_large(what: str) -> ExpressionError:
+    return ExpressionError(f"{what} is too large a number (at most {MAX_INT_BITS} bits)")
+
+
+def _factorial(n: Any) -> Any:
+    if _is_int(n) and n > 1000:  # 1000! has 8530 bits
+        raise _too_large(f"math.factorial({n})")
+    return math.factorial(n)
+
+
+def _choose(name: str) -> Callable[..., Any]:
+    """math.comb / math.perm, refused when the result's bits (at most k * bits(n)) are too many."""
+    real = getattr(math, name)
+
+    def bounded(n: Any, k: Any = None) -> Any:
+        if _is_int(n) and n > 0:
+            taken = n if k is None else k
+            if name == "comb" and _is_int(taken):
+                taken = min(taken, n - taken)
+            if _is_int(taken) and taken > 0 and taken * n.bit_length() > 2 * MAX_INT_BITS:
+                raise _too_large(f"math.{name}({n})" if k is None else f"math.{name}({n}, {k})")
+        return real(n) if k is None else real(n, k)
+
+    return bounded
+
+
+def _prod(iterable: Any, *, start: Any = 1) -> Any:
+    result = start
+    for item in _bounded_len(iterable):
+        result = result * item
+        if _is_int(result) and result.bit_length() > MAX_INT_BITS:
+            raise _too_large("math.prod(...)")
+    return result
+
+
+# math's functions whose integer work grows without bound, by what stands in for them.
+_BOUNDED_MATH: dict[Any, Callable[..., Any]] = {
+    math.factorial: _factorial,
+    math.comb: _choose("comb"),
+    math.perm: _choose("perm"),
+    math.prod: _prod,
+}
 
 
 def _binop(op: ast.operator, left: Any, right: Any) -> Any:
     if isinstance(op, ast.Pow) and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
         if right * left.bit_length() > MAX_INT_BITS:
             raise ExpressionError(f"{left} ** {right} is too large a number")
+    if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
+        raise ExpressionError("'%' formatting of text is not allowed in an expression")
     if isinstance(op, ast.Mult):
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple)) and _is_int(times) and len(seq) * times > MAX_ITEMS:
@@ -329,6 +391,8 @@ class _Walker:
             raise ExpressionError(f"{ast.unparse(node.func)} is not callable")
         args = [self.walk(a) for a in node.args]
         kwargs = {k.arg: self.walk(k.value) for k in node.keywords if k.arg is not None}
+        if isinstance(func, types.BuiltinFunctionType):  # hashable, and math's are among them
+            func = _BOUNDED_MATH.get(func, func)
         return func(*args, **kwargs)
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:

@@ -26,10 +26,13 @@ import torch.nn.functional as F
 
 OUT = Path(__file__).resolve().parent.parent / "gradcheck_cli" / "allowlist.py"
 
-# Kernels of one backend, quantized and sparse constructors, symbolic-shape helpers, file reading.
+# Kernels of one backend, quantized and sparse constructors, symbolic-shape helpers, file reading;
+# uninitialised memory (``empty*``: whatever the allocator last held, so no two runs agree) and
+# tensors over a Python buffer (``frombuffer``, ``asarray``: writing one writes an immutable
+# ``bytes`` object, corrupting the interpreter).
 NOT_MATH = re.compile(
-    r"^(cudnn_|miopen_|mkldnn_|fbgemm_|quantize|quantized_|fake_quantize|dequantize|empty_quantized"
-    r"|sparse_|resize_as_sparse_|sym_|from_file$|is_vulkan|is_nonzero$|set_)"
+    r"^(cudnn_|miopen_|mkldnn_|fbgemm_|quantize|quantized_|fake_quantize|dequantize|empty"
+    r"|sparse_|resize_as_sparse_|sym_|from_file$|frombuffer$|asarray$|is_vulkan|is_nonzero$|set_)"
 )
 # Tensor attributes that lead out of the tensor's values: storage and memory handles, hooks,
 # the autograd graph, interop capsules, in-place application of arbitrary Python callables.
@@ -41,6 +44,10 @@ TENSOR_EXCLUDED = {
     "is_shared",
     "pin_memory",
     "data_ptr",
+    "const_data_ptr",
+    "mutable_data_ptr",
+    "new_empty",
+    "new_empty_strided",
     "register_hook",
     "register_post_accumulate_grad_hook",
     "retain_grad",

@@ -114,11 +114,48 @@ def test_attributes_of_values_are_checked_against_the_values_type_when_evaluated
         ("list(range(10 ** 9))", "too long"),
         ("(" * 500 + "x" + ")" * 500, "nested"),
         ("x" + " + x" * 30000, "characters long"),
+        ("sum(range(10 ** 13))", "10000000000000 items is too long"),
+        ("range(10 ** 30)", "is too long"),
+        ("math.factorial(10 ** 6)", r"math.factorial\(1000000\) is too large a number"),
+        ("math.comb(10 ** 6, 5 * 10 ** 5)", "too large a number"),
+        ("math.perm(10 ** 9)", r"math.perm\(1000000000\) is too large"),
+        ("math.prod(range(1, 10 ** 5))", "too large a number"),
+        ("'%0900000000d' % 1", "'%' formatting of text is not allowed"),
     ],
 )
 def test_evaluation_is_bounded(expr, message):
     with pytest.raises(ExpressionError, match=message):
         ev(expr)
+
+
+@pytest.mark.parametrize(
+    "expr, value",
+    [("math.factorial(5)", 120), ("math.comb(10, 3)", 120), ("math.perm(5)", 120), ("math.prod([2, 3])", 6)],
+)
+def test_bounded_functions_still_compute_what_they_name(expr, value):
+    assert ev(expr) == value
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "torch.frombuffer(b'abcd', dtype=torch.uint8)",
+        "torch.asarray(b'ab')",
+        "torch.empty(3)",
+        "x.new_empty(3)",
+        "torch.empty_like(x)",
+        "torch.empty_strided((2,), (1,))",
+    ],
+)
+def test_uninitialised_memory_and_python_buffers_are_out_of_reach(expr):
+    """``empty`` hands back whatever memory held before; ``frombuffer`` writes an immutable bytes."""
+    with pytest.raises(ExpressionError, match="is not allowed"):
+        parse_reference(expr, NAMES)
+
+
+def test_a_tensors_memory_address_is_out_of_reach():
+    with pytest.raises(ExpressionError, match="attribute 'const_data_ptr' is not allowed"):
+        ev("x.const_data_ptr()")
 
 
 def test_named_results_dtypes_and_finfo_are_reachable():
