@@ -32,9 +32,7 @@ parsing.
 from __future__ import annotations
 
 import ast
-import builtins
 import io
-import math
 import operator
 import tokenize
 import types
@@ -42,6 +40,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounds import BOUNDED_MATH, binop, safe_builtins
+from .bounds import ExpressionError as ExpressionError  # the evaluator's error, raised by both
 from .names import did_you_mean, is_keyword
 from .reach import GLOBALS, Namespace, ReachError, check_attribute, namespaces, value_attribute
 
@@ -61,13 +61,7 @@ BUILTINS = (
     "round",
 )
 MAX_TEXT = 20_000
-MAX_INT_BITS = 4096
-MAX_ITEMS = 1_000_000
 _MANGLE = "_kw_"
-
-
-class ExpressionError(ValueError):
-    """An expression that is not allowed, or cannot be evaluated within bounds."""
 
 
 @dataclass(frozen=True)
@@ -234,97 +228,6 @@ def _checked(node: ast.Attribute) -> None:
 # -- evaluation -------------------------------------------------------------------------
 
 
-def _bounded_len(value: Any) -> Any:
-    if hasattr(value, "__len__") and len(value) > MAX_ITEMS:
-        raise ExpressionError(f"a sequence of {len(value)} items is too long (at most {MAX_ITEMS})")
-    return value
-
-
-def _bounded_range(*args: Any) -> range:
-    numbers = range(*args)
-    try:
-        return _bounded_len(numbers)  # type: ignore[no-any-return]
-    except OverflowError:  # more items than a C length holds
-        raise ExpressionError(f"{numbers} is too long (at most {MAX_ITEMS} items)") from None
-
-
-def _safe_builtins() -> dict[str, Any]:
-    found = {name: getattr(builtins, name) for name in BUILTINS}
-    found["list"] = lambda *a: list(_bounded_len(a[0])) if a else []
-    found["tuple"] = lambda *a: tuple(_bounded_len(a[0])) if a else ()
-    found["range"] = _bounded_range
-    return found
-
-
-def _too_large(what: str) -> ExpressionError:
-    return ExpressionError(f"{what} is too large a number (at most {MAX_INT_BITS} bits)")
-
-
-def _factorial(n: Any) -> Any:
-    if _is_int(n) and n > 1000:  # 1000! has 8530 bits
-        raise _too_large(f"math.factorial({n})")
-    return math.factorial(n)
-
-
-def _choose(name: str) -> Callable[..., Any]:
-    """math.comb / math.perm, refused when the result's bits (at most k * bits(n)) are too many."""
-    real = getattr(math, name)
-
-    def bounded(n: Any, k: Any = None) -> Any:
-        if _is_int(n) and n > 0:
-            taken = n if k is None else k
-            if name == "comb" and _is_int(taken):
-                taken = min(taken, n - taken)
-            if _is_int(taken) and taken > 0 and taken * n.bit_length() > 2 * MAX_INT_BITS:
-                raise _too_large(f"math.{name}({n})" if k is None else f"math.{name}({n}, {k})")
-        return real(n) if k is None else real(n, k)
-
-    return bounded
-
-
-def _prod(iterable: Any, *, start: Any = 1) -> Any:
-    result = start
-    for item in _bounded_len(iterable):
-        result = result * item
-        if _is_int(result) and result.bit_length() > MAX_INT_BITS:
-            raise _too_large("math.prod(...)")
-    return result
-
-
-# math's functions whose integer work grows without bound, by what stands in for them.
-_BOUNDED_MATH: dict[Any, Callable[..., Any]] = {
-    math.factorial: _factorial,
-    math.comb: _choose("comb"),
-    math.perm: _choose("perm"),
-    math.prod: _prod,
-}
-
-
-def _binop(op: ast.operator, left: Any, right: Any) -> Any:
-    if isinstance(op, ast.Pow) and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
-        if right * left.bit_length() > MAX_INT_BITS:
-            raise ExpressionError(f"{left} ** {right} is too large a number")
-    if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
-        raise ExpressionError("'%' formatting of text is not allowed in an expression")
-    if isinstance(op, ast.Mult):
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and _is_int(times) and len(seq) * times > MAX_ITEMS:
-                raise ExpressionError("a repeated sequence would be too long")
-    try:
-        result = _BINOPS[type(op)](left, right)
-    except ZeroDivisionError:
-        raise ExpressionError("division by zero") from None
-    except OverflowError:
-        raise ExpressionError("a number overflowed") from None
-    if _is_int(result) and result.bit_length() > MAX_INT_BITS:
-        raise ExpressionError("too large a number")
-    return result
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class _Walker:
     def __init__(self, scope: Mapping[str, Any]) -> None:
         self.scope = scope
@@ -334,7 +237,7 @@ class _Walker:
         if name in self.scope:
             return self.scope[name]
         if self.fallback is None:
-            self.fallback = {**_safe_builtins(), **namespaces()}
+            self.fallback = {**safe_builtins(BUILTINS), **namespaces()}
         if name in self.fallback:
             return self.fallback[name]
         raise ExpressionError(f"unknown name {name!r}{did_you_mean(name, self.scope)}")
@@ -352,7 +255,7 @@ class _Walker:
         return self.name(unmangle(node.id))
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
-        return _binop(node.op, self.walk(node.left), self.walk(node.right))
+        return binop(node.op, _BINOPS[type(node.op)], self.walk(node.left), self.walk(node.right))
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         return _UNARY[type(node.op)](self.walk(node.operand))
@@ -392,7 +295,7 @@ class _Walker:
         args = [self.walk(a) for a in node.args]
         kwargs = {k.arg: self.walk(k.value) for k in node.keywords if k.arg is not None}
         if isinstance(func, types.BuiltinFunctionType):  # hashable, and math's are among them
-            func = _BOUNDED_MATH.get(func, func)
+            func = BOUNDED_MATH.get(func, func)
         return func(*args, **kwargs)
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
