@@ -24,6 +24,8 @@ CONVENTION_DIRS = (
 EXAMPLE_SPECS = sorted(p for d in CONVENTION_DIRS for p in (EXAMPLES / d).glob("*.yaml"))
 # Engineers' autograd Functions: surrogate gradients, repeatability, double backward, permutations.
 FUNCTION_SPECS = sorted((EXAMPLES / "functions").glob("*.yaml"))
+# Deliberately wrong, each one (docs/reading-failures.md, docs/autograd-functions.md, docs/numerical.md).
+MISTAKE_SPECS = sorted((EXAMPLES / "mistakes").rglob("*.yaml"))
 
 
 def checks_of(stdout: str) -> dict[str, dict]:
@@ -83,6 +85,15 @@ def test_the_function_examples_are_the_ones_the_docs_describe():
     assert [p.stem for p in FUNCTION_SPECS] == [
         "bias_norm", "gradient_reversal", "lower_bound", "reverse_sort", "softmax", "ste", "swish",
     ]  # fmt: skip
+
+
+def test_every_mistake_example_fails(gradcheck):
+    # --double: the mistake of mistakes/functions/swish_saved_sigmoid.yaml is in its double backward.
+    ran = gradcheck("run", str(EXAMPLES / "mistakes"), "--double", "--format", "json")
+    assert ran.exit_code == 1
+    results = json.loads(ran.stdout)["results"]
+    assert len(results) == len(MISTAKE_SPECS) >= 10
+    assert [r["source"] for r in results if r["status"] != "fail"] == []
 
 
 @pytest.mark.parametrize("spec", FUNCTION_SPECS, ids=lambda p: p.stem)
