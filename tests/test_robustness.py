@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
 
@@ -105,15 +106,19 @@ def test_without_pdb_no_debugger_opens(gradcheck, write_layer, monkeypatch):
     assert gradcheck("run", str(spec)).exit_code == 1
 
 
-def test_the_debugger_talks_on_stderr_and_leaves_stdout_to_the_report(write_layer):
-    spec = write_layer(LINEAR, FORWARD + RAISING_BACKWARD)
-    ran = subprocess.run(
+def run_under_pdb(spec: Path, typed: str) -> subprocess.CompletedProcess[str]:
+    """``gradcheck run SPEC --pdb -f json`` in a process of its own, ``typed`` at the debugger."""
+    return subprocess.run(
         [sys.executable, "-m", "gradcheck_cli", "run", str(spec), "--pdb", "-f", "json"],
-        input="p 'inside'\nq\n",
+        input=typed,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_the_debugger_talks_on_stderr_and_leaves_stdout_to_the_report(write_layer):
+    ran = run_under_pdb(write_layer(LINEAR, FORWARD + RAISING_BACKWARD), "p 'inside'\nq\n")
     assert ran.returncode == 1
     assert json.loads(ran.stdout)["results"][0]["status"] == "error"  # no prompt mixed in
     assert "(Pdb) 'inside'" in ran.stderr and "linear_backward" in ran.stderr
@@ -122,14 +127,7 @@ def test_the_debugger_talks_on_stderr_and_leaves_stdout_to_the_report(write_laye
 def test_os_exit_0_under_pdb_is_an_error_and_a_failing_exit_not_a_silent_green(write_layer):
     """--pdb runs the checked code in gradcheck's own process: its os._exit must not end it."""
     code = FORWARD + "import os\n\ndef linear_backward(grad_out, x, weight, bias):\n    os._exit(0)\n"
-    spec = write_layer(LINEAR, code)
-    ran = subprocess.run(
-        [sys.executable, "-m", "gradcheck_cli", "run", str(spec), "--pdb", "-f", "json"],
-        input="q\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = run_under_pdb(write_layer(LINEAR, code), "q\n")
     assert ran.returncode == 1
     (result,) = json.loads(ran.stdout)["results"]
     assert result["status"] == "error"
