@@ -352,3 +352,34 @@ def test_quiet_shows_failing_results_in_full_and_one_line_per_pass(gradcheck, tm
     assert len(quiet.splitlines()) < len(full.splitlines())
     assert "dense" in quiet and "dense [batch=6" not in silent
     assert silent.rstrip().endswith("FAIL: 1 passed, 1 failed")
+
+
+# -- --output never overwrites what the run reads ----------------------------------
+
+
+def test_output_never_overwrites_a_spec_that_does_not_load_nor_the_code_it_names(gradcheck, tmp_path):
+    from .ci_suites import write_spec
+
+    broken = write_spec(tmp_path, "broken")  # loads no further than its unknown key
+    (tmp_path / "broken.py").write_text("def backward(grad_out, x, w, b):\n    pass\n")
+    dense = write_spec(tmp_path, "dense")
+    before = {path: path.read_text() for path in (broken, tmp_path / "broken.py", dense)}
+    _one_line_error(gradcheck("run", str(tmp_path), "-o", str(broken)), f"is the spec file {broken}")
+    _one_line_error(
+        gradcheck("run", str(broken), "-o", str(tmp_path / "broken.py")),
+        f"is the implementation file {broken} names",
+    )
+    # A spec that -k leaves out is still the user's file.
+    _one_line_error(gradcheck("run", str(tmp_path), "-k", "broken", "-o", str(dense)), "is the spec file")
+    assert {path: path.read_text() for path in before} == before
+
+
+def test_output_never_overwrites_a_hard_link_to_a_checked_file(gradcheck, tmp_path):
+    from .ci_suites import write_spec
+
+    spec = write_spec(tmp_path / "specs", "dense")
+    link = tmp_path / "report.json"
+    link.hardlink_to(spec.with_suffix(".py"))
+    before = link.read_text()
+    _one_line_error(gradcheck("run", str(spec), "-f", "json", "-o", str(link)), "is dense's implementation")
+    assert link.read_text() == before
