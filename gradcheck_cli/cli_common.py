@@ -50,6 +50,8 @@ def guard_output(emit: Emit, files: Iterable[tuple[str, Path]]) -> None:
     target = emit.output.resolve()
     if target.is_dir():
         fail(f"--output {emit.output} is a directory; give a file name")
+    if not target.parent.is_dir():  # said now, not after every spec has run
+        fail(f"cannot write --output {emit.output}: no directory {target.parent}")
     for what, path in files:
         if _same_file(path, target):
             fail(f"--output {emit.output} is {what}: gradcheck will not overwrite it")
