@@ -44,7 +44,8 @@ def settings(options: dict[str, Any]) -> tuple[RunSettings, Emit]:
 
 
 def guard_output(emit: Emit, files: Iterable[tuple[str, Path]]) -> None:
-    """Refuse an --output that is a file the run reads: ``files`` gives (what it is, its path)."""
+    """Refuse an --output that is a file the run reads: ``files`` gives (what it is, its path); the
+    config file (``[tool.gradcheck]``'s pyproject.toml) is always one."""
     if emit.output is None:
         return
     target = emit.output.resolve()
@@ -52,7 +53,8 @@ def guard_output(emit: Emit, files: Iterable[tuple[str, Path]]) -> None:
         fail(f"--output {emit.output} is a directory; give a file name")
     if not target.parent.is_dir():  # said now, not after every spec has run
         fail(f"cannot write --output {emit.output}: no directory {target.parent}")
-    for what, path in files:
+    settings_file = config().path  # the pyproject.toml whose [tool.gradcheck] this run read
+    for what, path in [*files, *([("the config file", settings_file)] if settings_file else [])]:
         if _same_file(path, target):
             fail(f"--output {emit.output} is {what}: gradcheck will not overwrite it")
 

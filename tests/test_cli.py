@@ -478,3 +478,17 @@ def test_a_timeout_in_tool_gradcheck_past_what_can_be_waited_for_is_a_usage_erro
     (tmp_path / "pyproject.toml").write_text("[tool.gradcheck]\ntimeout = 1e10\n")
     monkeypatch.chdir(tmp_path)
     _clean_usage_error(gradcheck("linear"), "[tool.gradcheck] timeout is 1e+10 seconds: at most 1000000")
+
+
+def test_output_never_overwrites_the_config_file_the_run_read(gradcheck, tmp_path, monkeypatch):
+    from .ci_suites import write_spec
+
+    spec = write_spec(tmp_path / "specs", "dense")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[project]\nname = 'mine'\n\n[tool.gradcheck]\nseed = 3\n")
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(
+        gradcheck("run", str(spec), "-o", "pyproject.toml"), "is the config file: gradcheck will not"
+    )
+    _one_line_error(gradcheck("linear", "-f", "json", "-o", str(pyproject)), "is the config file")
+    assert pyproject.read_text() == "[project]\nname = 'mine'\n\n[tool.gradcheck]\nseed = 3\n"
