@@ -129,7 +129,9 @@ def run(**kwargs: Any) -> None:
         common.fail(str(exc))
     if not items:
         common.fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
-    common.guard_output(emit, [item.spec for item in items if item.spec is not None])
+    from .spec import find_spec_files
+
+    common.guard_output(emit, common.files_read(find_spec_files(targets), items))
     common.refuse_missing_device(settings.device)
     report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=common.progress_wanted(emit))
     if not watching:

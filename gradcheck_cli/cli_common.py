@@ -3,7 +3,10 @@ out (stdout, ``--output``) and the exit code. Nothing here imports torch."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -15,7 +18,7 @@ from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .result import Report
-    from .spec import Spec
+    from .suite import Item
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -40,17 +43,64 @@ def settings(options: dict[str, Any]) -> tuple[RunSettings, Emit]:
         fail(str(exc))
 
 
-def guard_output(emit: Emit, specs: list[Spec]) -> None:
-    """Refuse an --output that is a file a checked spec reads (its spec, implementation or reference)."""
+def guard_output(emit: Emit, files: Iterable[tuple[str, Path]]) -> None:
+    """Refuse an --output that is a file the run reads: ``files`` gives (what it is, its path); the
+    config file (``[tool.gradcheck]``'s pyproject.toml) is always one."""
     if emit.output is None:
         return
     target = emit.output.resolve()
     if target.is_dir():
         fail(f"--output {emit.output} is a directory; give a file name")
-    for spec in specs:
-        for key, path in spec.files_read().items():
-            if path.resolve() == target:
-                fail(f"--output {emit.output} is {spec.name}'s {key}: gradcheck will not overwrite it")
+    if not target.parent.is_dir():  # said now, not after every spec has run
+        fail(f"cannot write --output {emit.output}: no directory {target.parent}")
+    settings_file = config().path  # the pyproject.toml whose [tool.gradcheck] this run read
+    for what, path in [*files, *([("the config file", settings_file)] if settings_file else [])]:
+        if _same_file(path, target):
+            fail(f"--output {emit.output} is {what}: gradcheck will not overwrite it")
+
+
+def _same_file(path: Path, target: Path) -> bool:
+    """The same file by its resolved path, or (a hard link) by its device and inode."""
+    if path.resolve() == target:
+        return True
+    try:
+        return os.path.samefile(path, target)
+    except OSError:
+        return False
+
+
+def files_read(spec_files: Iterable[Path], items: Iterable[Item]) -> list[tuple[str, Path]]:
+    """Every file a run may read, described: each spec file found (deselected by -k or not loading,
+    too) and the code files each names (a spec that did not load: those its YAML names)."""
+    loaded = {item.path: item.spec for item in items if item.spec is not None}
+    found: list[tuple[str, Path]] = []
+    for path in spec_files:
+        spec = loaded.get(path)
+        if spec is not None:
+            found += [(f"{spec.name}'s {key}", file) for key, file in spec.files_read().items()]
+            continue
+        found.append((f"the spec file {path}", path))
+        found += [(f"the {key} file {path} names", file) for key, file in _named_code_files(path).items()]
+    return found
+
+
+def _named_code_files(path: Path) -> dict[str, Path]:
+    """The ``file:`` of a spec's implementation and reference, read from its YAML alone (for a spec
+    that does not load); none when the YAML cannot be read."""
+    from .errors import SpecError
+    from .spec import parse_yaml, read_spec_text
+
+    try:
+        data, _ = parse_yaml(read_spec_text(path), path)
+    except SpecError:
+        return {}
+    named: dict[str, Path] = {}
+    for key in ("implementation", "reference"):
+        section = data.get(key) if isinstance(data, dict) else None
+        file = section.get("file") if isinstance(section, dict) else None
+        if isinstance(file, str) and file and "\x00" not in file:
+            named[key] = path.parent / file
+    return named
 
 
 def emit(report: Report, settings: Emit) -> NoReturn:

@@ -10,6 +10,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,19 @@ from .report import FORMATS
 from .settings import DEFAULT_TIMEOUT, RunSettings
 
 COLORS = ("auto", "always", "never")
+# The longest --timeout: a poll of the worker's pipes waits at most 2**31 - 1 ms (about 24 days);
+# longer, and the wait itself overflows.
+MAX_TIMEOUT = 1_000_000.0
+
+
+def timeout_problem(value: object, name: str) -> str | None:
+    """Why a timeout in seconds (``name`` says where it was given) cannot be waited for, if it cannot."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # no timeout, or not a number: RunSettings says so
+    if MAX_TIMEOUT < value < math.inf:  # inf and nan: not a number of seconds, as RunSettings says
+        return f"{name} is {value:g} seconds: at most {MAX_TIMEOUT:.0f} (about 11 days) can be waited for"
+    return None
+
 
 # -- options shared by every layer command and `run` ---------------------------------
 
@@ -171,6 +185,10 @@ def settings_from(options: dict[str, Any], config: Config) -> tuple[RunSettings,
     elif output is not None:  # absolute now: checked code that changes directory cannot move it
         output = output.absolute()
     emit = Emit(fmt, output, options.pop("exit_zero"), options["verbose"], color, quiet)
+    for value, name in ((options.get("timeout"), "--timeout"), (config.timeout, "[tool.gradcheck] timeout")):
+        problem = timeout_problem(value, name)
+        if problem:
+            raise GradcheckError(problem)
     return RunSettings.merged(config, **options), emit
 
 

@@ -22,6 +22,7 @@ which the JUnit schema pytest's ``--junit-xml`` follows does not allow.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -59,6 +60,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DEVICE",
         help="Device of the gradcheck specs: cpu (default) or cuda.",
     )
+    group.addoption(
+        "--gradcheck-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Stop a gradcheck spec that runs longer (default 120; or [tool.gradcheck] timeout, or a"
+        " spec's timeout:).",
+    )
 
 
 def _absolute(path: str | Path, base: Path) -> Path:
@@ -74,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
     given: list[str] = config.getoption("gradcheck")
     if not given:
         return
+    from .cli_options import timeout_problem
     from .config import load_config
     from .errors import GradcheckError
     from .suite import RunOptions
@@ -94,12 +104,25 @@ def pytest_configure(config: pytest.Config) -> None:
             config.args.append(text)
             collected.append(root)
 
+    # [tool.gradcheck] as the command line reads it: dtype, device, seed, tolerances, timeout. A bad
+    # value, there or in an option, is pytest's usage error (exit 4), never an internal error.
     try:
-        # [tool.gradcheck] as the command line reads it: dtype, device, seed, tolerances, timeout.
+        settings = load_config(config.rootpath)
+    except GradcheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    timeout: float | None = config.getoption("gradcheck_timeout")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise pytest.UsageError(f"--gradcheck-timeout must be a positive number of seconds, got {timeout!r}")
+    for value, name in ((timeout, "--gradcheck-timeout"), (settings.timeout, "[tool.gradcheck] timeout")):
+        problem = timeout_problem(value, name)
+        if problem:
+            raise pytest.UsageError(problem)
+    try:
         config.stash[_OPTIONS] = RunOptions.merged(
-            load_config(config.rootpath),
+            settings,
             dtype=config.getoption("gradcheck_dtype"),
             device=config.getoption("gradcheck_device"),
+            timeout=timeout,
             verbose=config.get_verbosity() > 1,
         )
     except GradcheckError as exc:

@@ -4,15 +4,18 @@ For someone writing a backward in an editor beside a terminal: after the
 first run, the files every spec reads (the spec, its implementation and
 reference files) are polled; when one changes, the specs that read it
 (and any spec file that appeared or was edited) are collected again and
-run again, and their report is printed. Ctrl-C ends it.
+run again, and their report is printed. A spec file that is deleted is
+said to be gone, and watched for until it comes back. Ctrl-C ends it.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .errors import GradcheckError
 from .suite import Item, collect
 
 Stamp = tuple[int, int] | None  # (mtime_ns, size), or None for a file that is gone
@@ -36,6 +39,68 @@ def watched_files(items: Iterable[Item]) -> dict[Path, set[Path]]:
     return readers
 
 
+def _say(message: str) -> None:
+    print(f"\n-- {time.strftime('%H:%M:%S')}: {message} --\n", flush=True)
+
+
+class Watcher:
+    """What the watch knows between two polls; :meth:`step` is one poll."""
+
+    def __init__(
+        self,
+        targets: list[Path],
+        keyword: str | None,
+        items: list[Item],
+        run: Callable[[list[Item]], None],
+    ) -> None:
+        self.targets, self.keyword, self.run = targets, keyword, run
+        self._remember(items)
+        self.gone: set[Path] = set()  # targets given on the command line that are not there now
+
+    def _remember(self, items: list[Item]) -> None:
+        self.readers = watched_files(items)
+        self.stamps = {path: _stamp(path) for path in self.readers}
+        self.known = {item.path.resolve(): item for item in items}
+
+    def _collect(self) -> list[Item] | None:
+        """The specs under the targets that are there now (None: they cannot be read this time)."""
+        present = [t for t in self.targets if t.exists() or t.is_symlink()]
+        for target in self.targets:
+            if target in present:
+                self.gone.discard(target)
+            elif target not in self.gone:
+                self.gone.add(target)
+                if target.resolve() not in self.known:  # a spec file that goes is said below
+                    _say(f"{target} is gone; watching for it to come back")
+        try:
+            return collect(present, self.keyword)
+        except GradcheckError as exc:  # a folder removed between the check and the walk: next poll
+            print(f"gradcheck: warning: {exc}", file=sys.stderr)
+            return None
+
+    def step(self) -> list[Item]:
+        """Poll once: say which specs are gone, run again those a change touched; returns those."""
+        changed = {path for path in self.stamps if _stamp(path) != self.stamps[path]}
+        found = self._collect()
+        if found is None:
+            return []
+        here = {item.path.resolve() for item in found}
+        new = [item for item in found if item.path.resolve() not in self.known]
+        gone = [item for path, item in self.known.items() if path not in here and _stamp(path) is None]
+        if not changed and not new and not gone:
+            return []
+        for item in gone:
+            _say(f"{item.name} ({item.path}) is gone; still watching")
+        stale = {spec.resolve() for path in changed for spec in self.readers.get(path, ())}
+        again = [item for item in found if item.path.resolve() in stale] + new
+        self._remember(found)
+        if again:
+            names = ", ".join(item.name for item in again)
+            _say(f"{len(again)} changed ({names}), running again")
+            self.run(again)
+        return again
+
+
 def watch(
     targets: list[Path],
     keyword: str | None,
@@ -45,24 +110,9 @@ def watch(
     rounds: int | None = None,
 ) -> None:
     """Poll until interrupted (or for ``rounds`` polls); ``run`` gets the items to run again."""
-    readers = watched_files(items)
-    stamps = {path: _stamp(path) for path in readers}
-    known = {item.path.resolve() for item in items}
+    watcher = Watcher(targets, keyword, items, run)
     done = 0
     while rounds is None or done < rounds:
         time.sleep(interval)
         done += 1
-        changed = {path for path in stamps if _stamp(path) != stamps[path]}
-        found = collect(targets, keyword)
-        new = [item for item in found if item.path.resolve() not in known]
-        if not changed and not new:
-            continue
-        stale = {spec.resolve() for path in changed for spec in readers.get(path, ())}
-        again = [item for item in found if item.path.resolve() in stale] + new
-        readers = watched_files(found)
-        stamps = {path: _stamp(path) for path in readers}
-        known = {item.path.resolve() for item in found}
-        if again:
-            names = ", ".join(item.name for item in again)
-            print(f"\n-- {time.strftime('%H:%M:%S')}: {len(again)} changed ({names}), running again --\n")
-            run(again)
+        watcher.step()

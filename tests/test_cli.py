@@ -352,3 +352,143 @@ def test_quiet_shows_failing_results_in_full_and_one_line_per_pass(gradcheck, tm
     assert len(quiet.splitlines()) < len(full.splitlines())
     assert "dense" in quiet and "dense [batch=6" not in silent
     assert silent.rstrip().endswith("FAIL: 1 passed, 1 failed")
+
+
+# -- --output never overwrites what the run reads ----------------------------------
+
+
+def test_output_never_overwrites_a_spec_that_does_not_load_nor_the_code_it_names(gradcheck, tmp_path):
+    from .ci_suites import write_spec
+
+    broken = write_spec(tmp_path, "broken")  # loads no further than its unknown key
+    (tmp_path / "broken.py").write_text("def backward(grad_out, x, w, b):\n    pass\n")
+    dense = write_spec(tmp_path, "dense")
+    before = {path: path.read_text() for path in (broken, tmp_path / "broken.py", dense)}
+    _one_line_error(gradcheck("run", str(tmp_path), "-o", str(broken)), f"is the spec file {broken}")
+    _one_line_error(
+        gradcheck("run", str(broken), "-o", str(tmp_path / "broken.py")),
+        f"is the implementation file {broken} names",
+    )
+    # A spec that -k leaves out is still the user's file.
+    _one_line_error(gradcheck("run", str(tmp_path), "-k", "broken", "-o", str(dense)), "is the spec file")
+    assert {path: path.read_text() for path in before} == before
+
+
+def test_output_never_overwrites_a_hard_link_to_a_checked_file(gradcheck, tmp_path):
+    from .ci_suites import write_spec
+
+    spec = write_spec(tmp_path / "specs", "dense")
+    link = tmp_path / "report.json"
+    link.hardlink_to(spec.with_suffix(".py"))
+    before = link.read_text()
+    _one_line_error(gradcheck("run", str(spec), "-f", "json", "-o", str(link)), "is dense's implementation")
+    assert link.read_text() == before
+
+
+# -- every option of `run` and of a layer command, given something hostile ---------------
+
+HOSTILE = [
+    (["--timeout", "0"], "--timeout must be a positive number of seconds"),
+    (["--timeout", "-1"], "--timeout must be a positive number of seconds"),
+    (["--timeout", "nan"], "--timeout must be a positive number of seconds, got nan"),
+    (["--timeout", "inf"], "--timeout must be a positive number of seconds, got inf"),
+    (["--timeout", "1e10"], "--timeout is 1e+10 seconds: at most 1000000"),
+    (["--timeout", "1e308"], "--timeout is 1e+308 seconds: at most 1000000"),
+    (["--timeout", "soon"], "Invalid value for '--timeout'"),
+    (["--timeout", ""], "Invalid value for '--timeout'"),
+    (["--atol", "-1"], "--atol must be a non-negative number"),
+    (["--atol", "nan"], "--atol must be a non-negative number, got nan"),
+    (["--atol", "1e400"], "--atol must be a non-negative number, got inf"),
+    (["--rtol", "-0.5"], "--rtol must be a non-negative number"),
+    (["--rtol", "inf"], "--rtol must be a non-negative number, got inf"),
+    (["--ratio", "-1"], "--ratio must be a non-negative number"),
+    (["--ratio", "nan"], "--ratio must be a non-negative number, got nan"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2**63 - 1"),
+    (["--seed", str(2**64)], "--seed must be an integer from 0 to 2**63 - 1"),
+    (["--seed", "nan"], "Invalid value for '--seed'"),
+    (["--seed", ""], "Invalid value for '--seed'"),
+    (["--samples", "-1"], "--samples must be a number of elements (0 for all)"),
+    (["--samples", "many"], "Invalid value for '--samples'"),
+    (["--dtype", ""], "unknown dtype ''"),
+    (["--dtype", "float8"], "unknown dtype 'float8'"),
+    (["--device", ""], "unknown device ''"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--tolerance", ""], "unknown tolerance mode ''"),
+    (["--format", ""], "unknown --format ''"),
+    (["--color", ""], "unknown --color ''"),
+    (["--output", "{tmp}"], "is a directory; give a file name"),
+    (["--output", ""], "is a directory; give a file name"),  # the empty path is the current directory
+    (["--output", "{tmp}/nowhere/report.json"], "no directory {tmp}/nowhere"),
+    (["--output", "{tmp}/specs/dense.py/report.json"], "no directory {tmp}/specs/dense.py"),
+]
+RUN_ONLY = [
+    (["--jobs", "0"], "Invalid value for '--jobs'"),
+    (["--jobs", "-1"], "Invalid value for '--jobs'"),
+    (["--jobs", ""], "Invalid value for '--jobs'"),
+    (["-k", ""], "-k '' is not a valid expression"),
+    (["-k", "("], "-k '(' is not a valid expression"),
+    (["-k", "nothing_is_called_this"], "no specs found matching -k"),
+    (["{tmp}/nowhere.yaml"], "nowhere.yaml: no such file or directory"),
+]
+LAYER_ONLY = [
+    (["--in", "0"], "--in must be a positive integer, got '0'"),
+    (["--in", "-3"], "--in must be a positive integer, got '-3'"),
+    (["--in", "nan"], "--in must be a positive integer, got 'nan'"),
+    (["--in", ""], "--in must be a positive integer, got ''"),
+    (["--in", "1" + "0" * 40], "larger than any tensor can be"),
+    (["--option", ""], "--option takes NAME=VALUE, got ''"),
+    (["--option", "a=["], "--option a: '[' is not a YAML value"),
+]
+
+
+def _clean_usage_error(ran, fragment):
+    """Exit 2, nothing run (no report on stdout), no traceback, and the error on one line."""
+    assert ran.exit_code == 2, (ran.stdout, ran.stderr)
+    assert ran.stdout == ""
+    assert "Traceback" not in ran.stderr
+    errors = [line for line in ran.stderr.splitlines() if line.startswith(("gradcheck: error:", "Error:"))]
+    assert len(errors) == 1 and fragment in errors[0], ran.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message", HOSTILE + RUN_ONLY, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_run_refuses_hostile_options_with_one_line_and_exit_2(gradcheck, tmp_path, args, message):
+    from .ci_suites import write_spec
+
+    spec = write_spec(tmp_path / "specs", "dense")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    _clean_usage_error(gradcheck("run", str(spec), *args), message.replace("{tmp}", str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    "args, message", HOSTILE + LAYER_ONLY, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_a_layer_command_refuses_hostile_options_with_one_line_and_exit_2(gradcheck, tmp_path, args, message):
+    from .ci_suites import write_spec
+
+    write_spec(tmp_path / "specs", "dense")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    _clean_usage_error(gradcheck("linear", *args), message.replace("{tmp}", str(tmp_path)))
+
+
+def test_a_timeout_in_tool_gradcheck_past_what_can_be_waited_for_is_a_usage_error(
+    gradcheck, tmp_path, monkeypatch
+):
+    (tmp_path / "pyproject.toml").write_text("[tool.gradcheck]\ntimeout = 1e10\n")
+    monkeypatch.chdir(tmp_path)
+    _clean_usage_error(gradcheck("linear"), "[tool.gradcheck] timeout is 1e+10 seconds: at most 1000000")
+
+
+def test_output_never_overwrites_the_config_file_the_run_read(gradcheck, tmp_path, monkeypatch):
+    from .ci_suites import write_spec
+
+    spec = write_spec(tmp_path / "specs", "dense")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[project]\nname = 'mine'\n\n[tool.gradcheck]\nseed = 3\n")
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(
+        gradcheck("run", str(spec), "-o", "pyproject.toml"), "is the config file: gradcheck will not"
+    )
+    _one_line_error(gradcheck("linear", "-f", "json", "-o", str(pyproject)), "is the config file")
+    assert pyproject.read_text() == "[project]\nname = 'mine'\n\n[tool.gradcheck]\nseed = 3\n"

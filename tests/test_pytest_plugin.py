@@ -260,3 +260,59 @@ def test_the_plugin_reads_tool_gradcheck_as_the_command_line_does(pytester, spec
     result.stdout.fnmatch_lines(
         ["*timed out after 1 s; the checked code was at *spins.py:[23] (in backward)*"]
     )
+
+
+@pytest.mark.parametrize(
+    "args, pyproject, message",
+    [
+        (["--gradcheck-timeout", "soon"], None, "argument --gradcheck-timeout: invalid float value: 'soon'"),
+        (
+            ["--gradcheck-timeout", "-1"],
+            None,
+            "--gradcheck-timeout must be a positive number of seconds, got -1.0",
+        ),
+        (
+            ["--gradcheck-timeout", "nan"],
+            None,
+            "--gradcheck-timeout must be a positive number of seconds, got nan",
+        ),
+        (["--gradcheck-timeout", "1e10"], None, "--gradcheck-timeout is 1e+10 seconds: at most 1000000"),
+        (["--gradcheck-dtype", "float8"], None, "unknown dtype 'float8'"),
+        (["--gradcheck-device", "tpu"], None, "unknown device 'tpu'"),
+        ([], "timeout = 1e10", "[tool.gradcheck] timeout is 1e+10 seconds: at most 1000000"),
+        ([], "timeout = -1", "--timeout must be a positive number of seconds, got -1"),
+        ([], "atol = nan", "[tool.gradcheck] atol: expected a finite number >= 0, got nan"),
+        ([], 'tolerance = "loose"', "[tool.gradcheck] tolerance: unknown tolerance mode 'loose'"),
+        ([], 'ratio = "x"', "[tool.gradcheck]: ratio has the wrong type ('x')"),
+        ([], "seed = 99999999999999999999999", "--seed must be an integer from 0 to 2**63 - 1"),
+        ([], "atoll = 1", "[tool.gradcheck]: unknown key 'atoll'"),
+    ],
+)
+def test_bad_settings_are_pytest_usage_errors_not_internal_errors(pytester, specs, args, pyproject, message):
+    if pyproject is not None:
+        pytester.path.joinpath("pyproject.toml").write_text(f"[tool.gradcheck]\n{pyproject}\n")
+    result = pytester.runpytest_subprocess("--gradcheck", "specs", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    assert message in result.stderr.str()
+
+
+def test_a_spec_tolerance_outranks_tool_gradcheck_in_the_plugin_as_in_gradcheck_run(pytester, gradcheck):
+    """[tool.gradcheck] would let a doubled weight gradient pass; the spec's own tolerance says no."""
+    specs = write_suite(pytester.path / "specs", "weight_doubled")
+    with (specs / "weight_doubled.yaml").open("a") as spec:
+        spec.write("tolerance: {atol: 1.0e-9, rtol: 0}\n")
+    pytester.path.joinpath("pyproject.toml").write_text("[tool.gradcheck]\natol = 100.0\nrtol = 100.0\n")
+    ran = gradcheck("run", str(specs), "-f", "json")  # the config is read from here, as pytest's rootdir
+    assert ran.exit_code == 1
+    assert '"source": "spec"' in ran.stdout
+    result = pytester.runpytest("--gradcheck", "specs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*w: mismatch in 6/6 elements*", "*atol=1e-09 rtol=0 (spec)*"])
+    # Without the spec's word, the config decides, in both.
+    (specs / "weight_doubled.yaml").write_text(
+        (specs / "weight_doubled.yaml").read_text().replace("tolerance: {atol: 1.0e-9, rtol: 0}\n", "")
+    )
+    assert gradcheck("run", str(specs)).exit_code == 0
+    pytester.runpytest("--gradcheck", "specs").assert_outcomes(passed=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,66 @@ def test_new_rejects_bad_input_with_exit_2(gradcheck, tmp_path, args, message):
     assert ran.exit_code == 2
     assert message in ran.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _one_line_error(ran, fragment):
+    assert ran.exit_code == 2, (ran.stdout, ran.stderr)
+    assert "Traceback" not in ran.stderr + ran.stdout
+    assert ran.stderr.strip().splitlines() == [f"gradcheck: error: {fragment}"]
+
+
+def test_new_into_a_file_is_a_usage_error(gradcheck, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    _one_line_error(gradcheck("new", "lin", "--dir", str(afile)), f"--dir {afile} is a file, not a directory")
+    _one_line_error(
+        gradcheck("new", "lin", "--dir", str(afile / "sub")),
+        f"cannot create --dir {afile / 'sub'}: Not a directory",
+    )
+    assert afile.read_text() == "mine\n"
+
+
+def test_new_into_a_directory_it_cannot_write_is_a_usage_error(gradcheck, tmp_path):
+    import os
+
+    if os.geteuid() == 0:  # root writes through any mode bits; sysfs refuses even root
+        locked = Path("/sys")
+        if not locked.is_dir():
+            pytest.skip("no /sys to be refused by")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+    _one_line_error(
+        gradcheck("new", "lin", "--dir", str(locked)),
+        f"cannot write {locked / 'lin.yaml'}: Permission denied",
+    )
+    assert not (locked / "lin.yaml").exists()
+
+
+def test_new_that_cannot_finish_leaves_no_half_written_layer(gradcheck, tmp_path, monkeypatch):
+    import builtins
+    import errno
+    import os
+
+    import gradcheck_cli.templates as templates
+
+    def full_disk(path, *args, **kwargs):
+        if str(path).endswith(".py"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(templates, "open", full_disk, raising=False)
+    _one_line_error(
+        gradcheck("new", "lin", "--dir", str(tmp_path)),
+        f"cannot write {tmp_path / 'lin.py'}: No space left on device",
+    )
+    assert list(tmp_path.iterdir()) == []  # the spec written first is gone again
+
+
+def test_new_never_writes_through_a_dangling_symlink(gradcheck, tmp_path):
+    (tmp_path / "lin.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    _one_line_error(
+        gradcheck("new", "lin", "--dir", str(tmp_path)),
+        f"{tmp_path / 'lin.yaml'} already exists; not overwriting it",
+    )
+    assert not (tmp_path / "elsewhere.yaml").exists()

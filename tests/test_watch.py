@@ -66,3 +66,66 @@ def test_watch_runs_again_only_what_an_edit_touched_and_ends_on_ctrl_c(tmp_path)
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# The poll itself, driven directly: no sleeping, no subprocess.
+
+
+def _polls(tmp_path, *targets):
+    from gradcheck_cli.suite import collect
+
+    ran: list[list[str]] = []
+    items = collect(list(targets))
+    return items, ran, (lambda again: ran.append([item.name for item in again]))
+
+
+def test_a_spec_given_by_name_and_deleted_is_said_gone_and_the_watch_goes_on(tmp_path, capsys):
+    from gradcheck_cli.watch import watch
+
+    suite = write_suite(tmp_path / "specs", "dense", "weight_doubled")
+    dense, other = suite / "dense.yaml", suite / "weight_doubled.yaml"
+    items, ran, run = _polls(tmp_path, dense, other)
+    dense.unlink()
+    watch([dense, other], None, items, run, interval=0, rounds=1)  # no traceback
+    out = capsys.readouterr().out
+    assert f"dense ({dense}) is gone; still watching" in out
+    assert ran == []  # nothing else changed: nothing runs again
+
+    from gradcheck_cli.watch import Watcher
+
+    watcher = Watcher([dense, other], None, items, run)
+    assert watcher.step() == [] and watcher.step() == []
+    assert capsys.readouterr().out.count("is gone") == 1  # said once, then quiet
+    write_spec(suite, "dense")  # back: collected again and run
+    assert [item.name for item in watcher.step()] == ["dense"]
+    assert ran == [["dense"]]
+
+
+def test_a_spec_deleted_from_a_watched_folder_is_said_gone_and_the_rest_still_run_again(tmp_path, capsys):
+    from gradcheck_cli.watch import Watcher
+
+    suite = write_suite(tmp_path / "specs", "dense", "weight_doubled")
+    items, ran, run = _polls(tmp_path, suite)
+    watcher = Watcher([suite], None, items, run)
+    (suite / "dense.yaml").unlink()
+    assert watcher.step() == []
+    assert "dense (" in capsys.readouterr().out
+    write_spec(suite, "weight_doubled", like="dense")  # an edit to a spec still there
+    (suite / "weight_doubled.py").touch()
+    assert watcher.step() and ran == [["weight_doubled"]]
+
+
+def test_a_watched_folder_that_goes_away_is_waited_for(tmp_path, capsys):
+    import shutil
+
+    from gradcheck_cli.watch import Watcher
+
+    suite = write_suite(tmp_path / "specs", "dense")
+    items, ran, run = _polls(tmp_path, suite)
+    watcher = Watcher([suite], None, items, run)
+    shutil.rmtree(suite)
+    assert watcher.step() == []
+    out = capsys.readouterr().out
+    assert f"{suite} is gone; watching for it to come back" in out
+    write_suite(suite, "dense")
+    assert [item.name for item in watcher.step()] == ["dense"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from string import Template
@@ -26,12 +27,25 @@ def write_template(name: str, convention: str, directory: Path) -> list[Path]:
     if template not in CONVENTIONS:
         raise GradcheckError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     here = Path(__file__).parent
+    texts = [(here / f"{template}{suffix}.tmpl").read_text(encoding="utf-8") for suffix in (".yaml", ".py")]
     targets = [directory / f"{name}.yaml", directory / f"{name}.py"]
+    if directory.exists() and not directory.is_dir():
+        raise GradcheckError(f"--dir {directory} is a file, not a directory")
     for target in targets:
-        if target.exists():
+        if os.path.lexists(target):  # a dangling symlink too: writing would follow it
             raise GradcheckError(f"{target} already exists; not overwriting it")
-    directory.mkdir(parents=True, exist_ok=True)
-    for target, suffix in zip(targets, (".yaml", ".py")):
-        text = (here / f"{template}{suffix}.tmpl").read_text(encoding="utf-8")
-        target.write_text(Template(text).substitute(name=name), encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GradcheckError(f"cannot create --dir {directory}: {exc.strerror or exc}") from None
+    written: list[Path] = []
+    try:
+        for target, text in zip(targets, texts):
+            with open(target, "x", encoding="utf-8") as out:  # "x": never over a file made meanwhile
+                written.append(target)
+                out.write(Template(text).substitute(name=name))
+    except OSError as exc:
+        for path in written:  # no half-written layer left behind
+            path.unlink(missing_ok=True)
+        raise GradcheckError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from None
     return targets
