@@ -1117,7 +1117,8 @@ class Supervisor:
             (f.kill_at if f.stopping else f.deadline) for f in live.values() if not (f.answered or f.killed)
         ]
         due = [t for t in times if t is not None]
-        timeout = max(0.0, min(due) - now) if due else None
+        # At most a day at a time: select() overflows past ~2**31 ms, and a spec may ask for more.
+        timeout = min(max(0.0, min(due) - now), 86_400.0) if due else None
         for key, events in selector.select(timeout):
             if key.data == "wake":
                 with contextlib.suppress(OSError):

@@ -295,6 +295,28 @@ def test_a_command_shown_but_not_run_is_caught(tmp_path: Path) -> None:
     ]
 
 
+def _broken_links(documents: list[Path]) -> list[str]:
+    """Each relative link ``[text](path)`` or ``[text](path#anchor)`` whose file does not exist."""
+    broken = []
+    for document in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text(encoding="utf-8")):
+            path = target.split("#", 1)[0]
+            if path and not re.match(r"[a-z]+:", path) and not (document.parent / path).exists():
+                broken.append(f"{document.name}: {target}")
+    return broken
+
+
+def test_every_relative_link_in_the_docs_leads_to_a_file() -> None:
+    assert _broken_links(DOCUMENTS) == []
+
+
+def test_a_broken_link_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "here.md").write_text("x", encoding="utf-8")
+    doc = tmp_path / "doc.md"
+    doc.write_text("[a](here.md#top) [b](gone.md) [c](https://example.com/x) [d](#local)", encoding="utf-8")
+    assert _broken_links([doc]) == ["doc.md: gone.md"]
+
+
 @pytest.mark.parametrize(("command", "output"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
 def test_readme_example_output_is_current(monkeypatch: pytest.MonkeyPatch, command: str, output: str) -> None:
     for name, value in PLAIN.items():

@@ -109,6 +109,13 @@ def test_a_value_comes_back(supervisor: Supervisor) -> None:
     assert supervisor.run(targets.add, (2, 3), timeout=10, label="add") == 5
 
 
+def test_a_timeout_longer_than_the_wait_can_hold_is_waited_for_a_day_at_a_time(
+    supervisor: Supervisor,
+) -> None:
+    """select() takes at most ~2**31 ms; a spec's ``timeout: 1.0e+10`` overflowed it, a traceback."""
+    assert supervisor.run(targets.add, (2, 3), timeout=1e10, label="add") == 5
+
+
 def test_the_worker_is_a_fork_of_a_server_that_imported_torch(supervisor: Supervisor) -> None:
     first = supervisor.run(targets.identify, ())
     second = supervisor.run(targets.identify, ())
