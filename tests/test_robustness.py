@@ -172,6 +172,40 @@ def test_a_bad_gradient_is_flagged_on_its_own_row(gradcheck, write_layer, bias_g
     assert checks["x"]["status"] == checks["weight"]["status"] == "pass"
 
 
+@pytest.mark.parametrize(
+    "bias_grad, status, hint",
+    [
+        (
+            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
+            "error",
+            "the gradient for bias has dtype complex128, expected float64; its values match",
+        ),
+        (
+            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
+            "mismatch",
+            "; and the gradient for bias has dtype complex128, expected float64",
+        ),
+        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
+        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
+    ],
+    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
+)
+def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype(
+    gradcheck, write_layer, bias_grad, status, hint
+):
+    # autograd refuses both for a float64 tensor ("expected dtype Double but got dtype ComplexDouble"):
+    # a complex gradient whose imaginary part is 0 must not pass on its real part.
+    code = FORWARD + (
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        f"    return grad_out @ weight, grad_out.T @ x, {bias_grad}\n"
+    )
+    exit_code, report = run_json(gradcheck, str(write_layer(LINEAR, code)))
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert (bias["status"], bias["diagnosis"]) == (status, "wrong_dtype")
+    assert hint in bias["hint"]
+
+
 def test_a_forward_returning_none_is_flagged_on_the_output_row(gradcheck, write_layer):
     code = "def linear_forward(x, weight, bias):\n    x @ weight.T + bias\n" + RIGHT_BACKWARD
     exit_code, report = run_json(gradcheck, str(write_layer(LINEAR, code)))
