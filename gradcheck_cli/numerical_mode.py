@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import checks, diagnose
-from .compare import DTYPES, NotATensor, as_tensor
+from .compare import DTYPES, NotATensor, as_tensor, imaginary_hint
 from .conventions import run_forward
 from .errors import SpecError
 from .handed import MISSING, Outcome
@@ -147,17 +148,18 @@ def _row(
             hint=f"the gradient for {t.name} is {exc}, not a tensor",
             **base,
         )
-    full = _full_expected(numerical, actual)
+    real = actual.real if actual.is_complex() else actual  # compared; the imaginary part said below
+    full = _full_expected(numerical, real)
     expected = full if full is not None else numerical.grad
     subject = checks.Subject(t.name, t.kind, expected, got, t, checked_dtype=DTYPES[case.dtype])
     if list(actual.shape) != shape:
         check = Check(t.name, t.kind, shape, list(actual.shape), "shape_error",
                       actual_labels=diagnose.label_axes(actual.shape, case.dims), **base)  # fmt: skip
     else:
-        compared = comparison(actual, numerical)
+        compared = comparison(real, numerical)
         if numerical.numel and not compared.index.numel():
             return Check(t.name, t.kind, shape, shape, "error", hint=_nothing_compared(numerical), **base)
-        check = _compared(t, compared, tol, shape, base)
+        check = _imaginary(_compared(t, compared, tol, shape, base), actual)
         check = checks.dtype_and_device(check, subject, spec, case)
         if check.status == "mismatch" and full is not None:
             check = checks.mapped(check, subject, tol)
@@ -167,6 +169,19 @@ def _row(
     elif check.status in ("mismatch", "shape_error"):
         check.hint = _sampled_hint(check, numerical)
     return check
+
+
+def _imaginary(check: Check, actual: torch.Tensor) -> Check:
+    """A complex gradient with a nonzero imaginary part is an error, whatever its real part (as
+    :func:`~gradcheck_cli.compare.compare` says with a reference)."""
+    if not actual.is_complex():
+        return check
+    imag = actual.imag
+    count = int((imag != 0).sum())
+    if not count:
+        return check
+    hint = imaginary_hint(check.name, check.kind, count, actual.numel(), float(imag.abs().max()))
+    return replace(check, status="error", hint=hint)
 
 
 def _forward_as_reference(spec: Spec, case: Case) -> Any:
@@ -307,6 +322,4 @@ def reference_opinion(case: Case, values: Mapping[str, torch.Tensor], expected: 
 
 
 def _widened(case: Case) -> Case:
-    from dataclasses import replace
-
     return replace(case, dtype="float64")

@@ -205,3 +205,40 @@ def test_a_calibrated_tolerance_needs_a_reference(gradcheck):
     code, result = run_json(gradcheck, str(NUMERICAL / "lin.yaml"), "--dtype", "float32")
     assert code == 0 and result["tolerance"]["mode"] == "absolute"
     assert "finite differences in float64; the backward ran in float32" in result["notes"]
+
+
+NO_REFERENCE = LINEAR_SPEC.replace('reference: "F.linear(x, weight, bias)"\n', "")
+
+
+@pytest.mark.parametrize(
+    "bias_grad, status, hint",
+    [
+        (
+            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
+            "error",
+            "the gradient for bias has dtype complex128, expected float64; its values match",
+        ),
+        (
+            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
+            "mismatch",
+            "the gradient for bias has dtype complex128, expected float64",
+        ),
+        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
+        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
+    ],
+    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
+)
+def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype_by_finite_differences(
+    gradcheck, write_layer, bias_grad, status, hint
+):
+    # As with a reference (test_robustness): autograd refuses both for a float64 tensor.
+    code = LINEAR_FORWARD + (
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        f"    return grad_out @ weight, grad_out.T @ x, {bias_grad}\n"
+    )
+    exit_code, result = run_json(gradcheck, str(write_layer(NO_REFERENCE, code)))
+    assert exit_code == 1
+    bias = checks_of(result)["bias"]
+    assert (bias["status"], bias["diagnosis"]) == (status, "wrong_dtype")
+    assert hint in bias["hint"]
+    assert checks_of(result)["x"]["status"] == checks_of(result)["weight"]["status"] == "pass"
