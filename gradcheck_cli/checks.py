@@ -3,9 +3,10 @@
 For each forward output and each checked gradient: :func:`measure` compares
 the values (or says why they cannot be compared), :func:`dtype_and_device`
 flags a value of the wrong kind (another dtype, complex included, is
-``wrong_dtype``; a float keeps its comparison), :func:`diagnosed` names the mistake of a
-failing gradient. Then, over all checks of a case, :func:`forward_flagged`
-marks the gradients as not meaningful when the forward is wrong,
+``wrong_dtype``; a float keeps its comparison), :func:`diagnosed` names the
+mistake of a failing gradient. An integer forward output (argmax indices) is
+compared exactly, in the reference's dtype. Then, over all checks of a case,
+:func:`forward_flagged` marks the gradients as not meaningful when the forward is wrong,
 :func:`repeat_flagged` reports an autograd.Function's backward that gives
 other values when run again, and :func:`modified_flagged` reports what the
 checked code changed in place. :func:`precision_note` says when a passing
@@ -57,8 +58,16 @@ class Subject:
             return self.checked_dtype
         return (self.reference if self.reference is not None else self.expected).dtype
 
+    @property
+    def exact(self) -> bool:
+        """An integer (or bool) forward output, such as argmax indices: compared exactly, in the
+        reference's dtype (it has no gradient, and no rounding to allow for)."""
+        return self.kind == "output" and not (self.expected.is_floating_point() or self.expected.is_complex())
+
     def judge(self, tol: Tolerance | Judge) -> Judge:
-        """The allowance this tensor is judged by (one number in calibrated mode)."""
+        """The allowance this tensor is judged by (one number in calibrated mode; none when exact)."""
+        if self.exact:
+            return Judge(0.0, 0.0)
         return judge(tol, self.expected, self.reference)
 
 
@@ -106,7 +115,8 @@ def measured(subject: Subject, spec: Spec, case: Case, line: int | None, verbose
 def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> Check:
     """A value of another dtype does not pass (``wrong_dtype``): a float (or a complex value, for a
     real tensor: autograd refuses it) keeps its comparison; an integer one where a float is
-    expected is an error. A value on another device is an error."""
+    expected is an error. An integer output must have the reference's dtype. A value on another
+    device is an error."""
     if check.status not in ("pass", "mismatch", "error"):  # compared values only
         return check
     try:
@@ -118,7 +128,7 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
     if check.status == "error":  # compare's one error: an imaginary part, for a real tensor
         return replace(check, diagnosis="wrong_dtype") if actual.is_complex() else check
     problems = []
-    integral = not actual.is_floating_point() and not actual.is_complex()
+    integral = not actual.is_floating_point() and not actual.is_complex() and not subject.exact
     if integral:
         problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
     got = subject.got

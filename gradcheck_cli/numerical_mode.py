@@ -75,7 +75,8 @@ def finite_differences(
         raise SpecError(f"the forward gives no {missing[0]!r}", spec.path)
     dtype = DTYPES[case.dtype]
     grad_outs = {n: g.to(dtype) for n, g in upstream_gradients(outputs, case.seed).items()}
-    upstream = {n: g.to(torch.float64) for n, g in grad_outs.items()}  # the same, rounded ones
+    # The same, rounded ones; an integer output (argmax indices) has no gradient to difference.
+    upstream = {n: g.to(torch.float64) for n, g in grad_outs.items() if outputs[n].is_floating_point()}
     try:
         checked = [t.name for t in spec.checked]
         found = numerical_vjp(forward, wide, upstream, checked, samples=samples_for(case), seed=case.seed)

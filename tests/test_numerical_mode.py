@@ -242,3 +242,23 @@ def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype_by_fini
     assert (bias["status"], bias["diagnosis"]) == (status, "wrong_dtype")
     assert hint in bias["hint"]
     assert checks_of(result)["x"]["status"] == checks_of(result)["weight"]["status"] == "pass"
+
+
+def test_an_integer_output_is_left_out_of_the_finite_differences(gradcheck, write_layer):
+    # A quantized copy of x beside the float output: its steps under the perturbation are no gradient.
+    spec = NO_REFERENCE.replace("implementation:", "outputs: [out, levels]\nimplementation:").replace(
+        "-> out", "-> out, levels"
+    )
+    code = (
+        "def linear_forward(x, weight, bias):\n"
+        "    return x @ weight.T + bias, (x * 1e7).long()\n"
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        "    return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)\n"
+    )
+    exit_code, result = run_json(gradcheck, str(write_layer(spec, code)))
+    assert {c["name"]: c["status"] for c in result["checks"]} == {
+        "x": "pass",
+        "weight": "pass",
+        "bias": "pass",
+    }
+    assert exit_code == 0

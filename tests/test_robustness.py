@@ -526,3 +526,43 @@ def test_a_reference_file_that_raises_is_a_spec_error_at_its_line(gradcheck, tmp
     assert ran.exit_code == 2
     assert "reference: the reference raised ValueError" in ran.stderr
     assert f"at {ref}:{line_of(ref, 'chunk(3')}" in ran.stderr
+
+
+# -- an integer forward output ----------------------------------------------------------
+
+WITH_INDICES = LINEAR.replace(
+    'reference: "F.linear(x, weight, bias)"',
+    'outputs: [out, idx]\nreference: "(F.linear(x, weight, bias), F.linear(x, weight, bias).argmax(1))"',
+).replace("-> out", "-> out, idx")
+
+
+@pytest.mark.parametrize(
+    "indices, status, diagnosis, hint",
+    [
+        ("out.argmax(1)", "pass", None, None),
+        ("out.argmin(1)", "mismatch", "forward_mismatch", "the hand-written forward's idx differs"),
+        (
+            "out.argmax(1).float()",
+            "error",
+            "wrong_dtype",
+            "has dtype float32, expected int64; its values match",
+        ),
+        ("out.argmax(1).int()", "error", "wrong_dtype", "has dtype int32, expected int64; its values match"),
+    ],
+    ids=["right", "wrong-indices", "float", "int32"],
+)
+def test_an_integer_output_is_compared_exactly_in_the_references_dtype(
+    gradcheck, write_layer, indices, status, diagnosis, hint
+):
+    # argmax indices beside the float output: no gradient, no rounding; not "expected a float tensor".
+    code = (
+        "def linear_forward(x, weight, bias):\n"
+        f"    out = x @ weight.T + bias\n    return out, {indices}\n" + RIGHT_BACKWARD
+    )
+    exit_code, report = run_json(gradcheck, str(write_layer(WITH_INDICES, code)))
+    assert exit_code == (0 if status == "pass" else 1)
+    idx = checks_of(report)["idx"]
+    assert (idx["kind"], idx["status"], idx["diagnosis"]) == ("output", status, diagnosis)
+    if hint:
+        assert hint in idx["hint"]
+    assert checks_of(report)["out"]["status"] == "pass"
