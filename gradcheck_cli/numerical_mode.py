@@ -264,9 +264,18 @@ def describe(found: Numerical) -> str:
     return f"numerical ({found.describe()})"
 
 
+DOUBLE_NOT_CHECKED = (
+    "{}: the double backward is not checked in numerical mode (finite differences of the forward"
+    " give first-order gradients only); the rows above are first order: give the spec a reference to"
+    " check the double backward"
+)
+
+
 def notes(case: Case, found: Numerical) -> list[str]:
-    """What the report says of the finite differences: their dtype, samples, kinks, warnings."""
-    said = []
+    """What the report says of the finite differences: their dtype, samples, kinks, warnings, and
+    that ``--double`` (or the spec's ``double: true``) is not checked in this mode."""
+    asked = "--double" if case.double else "double: true" if case.spec.double else None
+    said = [DOUBLE_NOT_CHECKED.format(asked)] if asked else []
     if case.dtype != "float64":
         said.append(f"finite differences in float64; the backward ran in {case.dtype}")
     for tensor in found.tensors.values():

@@ -262,3 +262,19 @@ def test_an_integer_output_is_left_out_of_the_finite_differences(gradcheck, writ
         "bias": "pass",
     }
     assert exit_code == 0
+
+
+def test_the_double_backward_is_said_not_checked_in_numerical_mode(gradcheck, tmp_path):
+    # Finite differences give first order only: --double (or double: true) must not pass in silence.
+    spec = NUMERICAL / "linear_function.yaml"
+    code, result = run_json(gradcheck, str(spec))
+    assert code == 0 and not any("double backward" in note for note in result["notes"])
+    code, result = run_json(gradcheck, str(spec), "--double")
+    assert code == 0 and all("2nd order" not in c["name"] for c in result["checks"])
+    assert "--double: the double backward is not checked in numerical mode" in " ".join(result["notes"])
+    data = yaml.safe_load(spec.read_text())
+    data["double"] = True
+    data["implementation"]["file"] = str((spec.parent / data["implementation"]["file"]).resolve())
+    (tmp_path / "double.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    code, result = run_json(gradcheck, str(tmp_path / "double.yaml"))
+    assert "double: true: the double backward is not checked in numerical mode" in " ".join(result["notes"])
