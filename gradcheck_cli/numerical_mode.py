@@ -169,6 +169,11 @@ def _row(
         check = checks.diagnosed(check, subject, ctx)
     elif check.status in ("mismatch", "shape_error"):
         check.hint = _sampled_hint(check, numerical)
+    if full is not None and check.hint is not None:
+        counted = _counted(check, numerical, ", taken as right below")
+        check = replace(check, hint=f"{counted}; {check.hint}") if counted else check
+    elif full is not None:
+        check = replace(check, hint=_counted(check, numerical))
     return check
 
 
@@ -239,15 +244,32 @@ def _compared(t: TensorSpec, c: Comparison, tol: Any, shape: list[int], base: di
     return check
 
 
-def _nothing_compared(numerical: TensorNumerical) -> str:
-    """Why a tensor got no verdict: finite differences could judge none of its elements."""
+def _left_out(numerical: TensorNumerical) -> tuple[int, str]:
+    """How many computed elements were left out of the comparison, and why (``4 at a kink``)."""
     why = []
     if numerical.n_unstable:
         why.append(f"{numerical.n_unstable} at a kink")
     if numerical.n_nonfinite:
         why.append(f"{numerical.n_nonfinite} whose perturbed forward is not finite")
+    return int((numerical.unstable | numerical.nonfinite).sum()), ", ".join(why)
+
+
+def _counted(check: Check, numerical: TensorNumerical, then: str = "") -> str | None:
+    """A mismatch's count over the elements really compared, when some were left out (a kink, a
+    non-finite forward): ``4 of 8 compared elements mismatch (4 left out: 4 at a kink)``. The
+    pattern a diagnosis describes takes the left-out elements as right."""
+    left, why = _left_out(numerical)
+    if check.status != "mismatch" or not left or check.mismatched is None:
+        return None
+    compared = numerical.elements - left
+    return f"{check.mismatched} of {compared} compared elements mismatch ({left} left out: {why}{then})"
+
+
+def _nothing_compared(numerical: TensorNumerical) -> str:
+    """Why a tensor got no verdict: finite differences could judge none of its elements."""
+    _, why = _left_out(numerical)
     return (
-        f"no element of {numerical.name} could be compared ({', '.join(why)}): finite differences"
+        f"no element of {numerical.name} could be compared ({why}): finite differences"
         " cannot judge it here; try another --seed, or give the spec a reference"
     )
 
@@ -256,7 +278,10 @@ def _sampled_hint(check: Check, numerical: TensorNumerical) -> str:
     if check.status == "shape_error":
         return f"shape {check.actual_shape} where {check.expected_shape} is expected"
     elements, numel = numerical.elements, numerical.numel
-    text = check.hint or f"{check.mismatched} of the {elements} sampled elements (of {numel}) are wrong"
+    left, why = _left_out(numerical)
+    of = f"{elements} sampled of {numel}" + (f"; {left} left out: {why}" if left else "")
+    counted = f"{check.mismatched} of the {elements - left} compared elements are wrong ({of})"
+    text = check.hint or counted
     return f"{text}; the pattern is not searched on a sample (--samples all checks every element)"
 
 

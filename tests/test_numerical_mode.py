@@ -278,3 +278,56 @@ def test_the_double_backward_is_said_not_checked_in_numerical_mode(gradcheck, tm
     (tmp_path / "double.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     code, result = run_json(gradcheck, str(tmp_path / "double.yaml"))
     assert "double: true: the double backward is not checked in numerical mode" in " ".join(result["notes"])
+
+
+def _relu_row(x, backward_gives, samples=None):
+    """The table lines and the row a ReLU's x gradient gets against finite differences."""
+    import torch
+
+    from gradcheck_cli.case import make_case
+    from gradcheck_cli.numerical import numerical_vjp
+    from gradcheck_cli.numerical_mode import _row
+    from gradcheck_cli.report.table import details, row
+    from gradcheck_cli.spec import load_spec
+
+    case = make_case(load_spec(EXAMPLES / "mistakes" / "relu_mask.yaml"))
+    g = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).reshape(x.shape)
+    found = numerical_vjp(
+        lambda v: {"out": v["x"].clamp(min=0)}, {"x": x}, {"out": g}, ["x"], samples=samples
+    )
+    args = (case.tolerance, {"x": x}, found, {"out": g})
+    check = _row(case.spec, case, case.spec.tensors["x"], found["x"], backward_gives(g), *args)
+    return check, row(check), details(check, False)
+
+
+def test_a_mismatch_counts_only_the_compared_elements_and_says_how_many_were_left_out():
+    # 4 of the 12 elements sit at the kink and are left out: "4 of 12" would claim 12 were compared.
+    import torch
+
+    x = torch.tensor(
+        [[-1.0, 0.0, 2.0], [0.0, 3.0, -2.0], [1.0, -1.0, 0.0], [0.5, 0.0, -0.5]], dtype=torch.float64
+    )
+    check, _, lines = _relu_row(x, lambda g: g)  # the mask forgotten: wrong wherever x < 0
+    assert (check.status, check.mismatched, check.unstable) == ("mismatch", 4, 4)
+    assert check.hint.startswith(
+        "4 of 8 compared elements mismatch (4 left out: 4 at a kink, taken as right below); "
+    )
+    assert lines[0].startswith("x: [partial] 4 of 8 compared elements mismatch (4 left out: 4 at a kink")
+    right, _, _ = _relu_row(x, lambda g: g * (x > 0))
+    assert right.status == "pass" and right.hint is None
+    wrong_without_kinks, _, _ = _relu_row(x + 0.25, lambda g: g)  # nothing left out: nothing to say
+    assert wrong_without_kinks.status == "mismatch" and "compared elements" not in wrong_without_kinks.hint
+
+
+def test_a_sampled_mismatch_counts_the_compared_elements_of_the_sample():
+    import torch
+
+    x = torch.linspace(-3, 3, 40, dtype=torch.float64).reshape(8, 5)
+    x[::2] = 0.0  # half the elements at the kink
+    check, _, _ = _relu_row(x, lambda g: g, samples=20)
+    sampled, compared = check.sampled["elements"], 20 - check.unstable
+    assert check.status == "mismatch" and check.sampled["elements"] == sampled == 20
+    assert check.hint.startswith(
+        f"{check.mismatched} of the {compared} compared elements are wrong (20 sampled of 40;"
+        f" {check.unstable} left out: {check.unstable} at a kink)"
+    )
