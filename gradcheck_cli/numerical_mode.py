@@ -159,7 +159,8 @@ def _row(
     else:
         compared = comparison(real, numerical)
         if numerical.numel and not compared.index.numel():
-            return Check(t.name, t.kind, shape, shape, "error", hint=_nothing_compared(numerical), **base)
+            hint = _nothing_compared(numerical)
+            return Check(t.name, t.kind, shape, shape, "error", hint=hint, actual_labels=labels, **base)
         check = _imaginary(_compared(t, compared, tol, shape, base), actual)
         check = checks.dtype_and_device(check, subject, spec, case)
         if check.status == "mismatch" and full is not None:

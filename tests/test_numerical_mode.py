@@ -142,6 +142,7 @@ def test_a_tensor_with_every_element_at_a_kink_is_an_error_not_a_pass():
     row = _row(case.spec, case, case.spec.tensors["x"], found["x"], g * 0, *args)
     assert row.status == "error" and not row.ok
     assert row.hint.startswith("no element of x could be compared (12 at a kink)")
+    assert row.shapes_text() == ("[batch=4, features=3]", "[batch=4, features=3]")  # the shape is right
 
 
 def test_a_big_tensor_is_sampled_and_a_wrong_element_outside_the_sample_is_caught(gradcheck, write_layer):
