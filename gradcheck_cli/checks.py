@@ -2,10 +2,11 @@
 
 For each forward output and each checked gradient: :func:`measure` compares
 the values (or says why they cannot be compared), :func:`dtype_and_device`
-flags a value of the wrong kind (a float of another dtype keeps its
-comparison: ``wrong_dtype``), :func:`diagnosed` names the mistake of a
-failing gradient. Then, over all checks of a case, :func:`forward_flagged`
-marks the gradients as not meaningful when the forward is wrong,
+flags a value of the wrong kind (another dtype, complex included, is
+``wrong_dtype``; a float keeps its comparison), :func:`diagnosed` names the
+mistake of a failing gradient. An integer forward output (argmax indices) is
+compared exactly, in the reference's dtype. Then, over all checks of a case,
+:func:`forward_flagged` marks the gradients as not meaningful when the forward is wrong,
 :func:`repeat_flagged` reports an autograd.Function's backward that gives
 other values when run again, and :func:`modified_flagged` reports what the
 checked code changed in place. :func:`precision_note` says when a passing
@@ -61,9 +62,17 @@ class Subject:
             return self.checked_dtype
         return (self.reference if self.reference is not None else self.expected).dtype
 
+    @property
+    def exact(self) -> bool:
+        """An integer (or bool) forward output, such as argmax indices: compared exactly, in the
+        reference's dtype (it has no gradient, and no rounding to allow for)."""
+        return self.kind == "output" and not (self.expected.is_floating_point() or self.expected.is_complex())
+
     def judge(self, tol: Tolerance | Judge) -> Judge:
-        """The allowance this tensor is judged by (one number in calibrated mode), worked out once
-        (the comparison, the error map and the diagnosis all ask)."""
+        """The allowance this tensor is judged by (one number in calibrated mode; none when exact),
+        worked out once (the comparison, the error map and the diagnosis all ask)."""
+        if self.exact:
+            return Judge(0.0, 0.0)
         found = self._judged.get(tol)
         if found is None:
             found = self._judged[tol] = judge(tol, self.expected, self.reference)
@@ -112,16 +121,23 @@ def measured(subject: Subject, spec: Spec, case: Case, line: int | None, verbose
 
 
 def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> Check:
-    """A value in another float dtype keeps its comparison and does not pass (``wrong_dtype``);
-    a value that is not a float, or on another device, is an error."""
-    if check.status not in ("pass", "mismatch"):  # compared values only
+    """A value of another dtype does not pass (``wrong_dtype``): a float (or a complex value, for a
+    real tensor: autograd refuses it) keeps its comparison; an integer one where a float is
+    expected is an error. An integer output must have the reference's dtype. A value on another
+    device is an error."""
+    if check.status not in ("pass", "mismatch", "error"):  # compared values only
         return check
     try:
         actual = as_tensor(subject.got)
     except NotATensor:
         return check
+    if actual.is_meta:
+        return check
+    if check.status == "error":  # compare's one error: an imaginary part, for a real tensor
+        return replace(check, diagnosis="wrong_dtype") if actual.is_complex() else check
     problems = []
-    if not actual.is_floating_point() and not actual.is_complex():
+    integral = not actual.is_floating_point() and not actual.is_complex() and not subject.exact
+    if integral:
         problems.append(f"dtype {describe_dtype(actual)}, expected a float tensor")
     got = subject.got
     if (
@@ -131,10 +147,9 @@ def dtype_and_device(check: Check, subject: Subject, spec: Spec, case: Case) -> 
     ):
         problems.append(f"on device {got.device}, expected {case.device}")
     if problems:
-        return replace(
-            check, status="error", hint=f"the {subject.what} for {check.name} has " + " and ".join(problems)
-        )
-    if actual.dtype == subject.dtype or not actual.is_floating_point():
+        hint = f"the {subject.what} for {check.name} has " + " and ".join(problems)
+        return replace(check, status="error", diagnosis="wrong_dtype" if integral else None, hint=hint)
+    if actual.dtype == subject.dtype:
         return check
     dtypes = f"dtype {describe_dtype(actual)}, expected {str(subject.dtype).replace('torch.', '')}"
     hint = f"the {subject.what} for {check.name} has {dtypes}"
@@ -147,7 +162,8 @@ def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
     """A failing gradient with the mistake it looks like (a pass is never touched)."""
     if check.status not in ("mismatch", "shape_error") or subject.got is MISSING:
         return check
-    diagnosis, hint = diagnose.explain(subject.expected, as_tensor(subject.got), ctx)
+    actual = as_tensor(subject.got)
+    diagnosis, hint = diagnose.explain(subject.expected, actual.real if actual.is_complex() else actual, ctx)
     if check.diagnosis == "wrong_dtype":  # the values are wrong too: say both, the values' mistake first
         return replace(check, diagnosis=diagnosis or "wrong_dtype", hint=f"{hint}; and {check.hint}")
     return replace(check, diagnosis=diagnosis, hint=hint)

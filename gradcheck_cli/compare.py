@@ -34,6 +34,7 @@ __all__ = [
     "compare",
     "describe_dtype",
     "excerpt",
+    "imaginary_hint",
     "judge",
     "largest_abs",
     "tolerance_for",
@@ -417,14 +418,18 @@ def compare(
         check.expected_value = float(_host(expected[at]))
         check.actual_value = float(_host(actual[at]))
     if scan.imaginary:
-        what = "output" if kind == "output" else "gradient"
         check.status = "error"
-        check.hint = (
-            f"the {what} for {name} is complex with a nonzero imaginary part ({scan.imaginary} of"
-            f" {check.numel} elements, largest |imag| {scan.max_imag:.3g}): the {what} of a real"
-            " tensor is real"
-        )
+        check.hint = imaginary_hint(name, kind, scan.imaginary, expected.numel(), scan.max_imag)
     return check
+
+
+def imaginary_hint(name: str, kind: str, count: int, numel: int, largest: float) -> str:
+    """What a row says of a complex value, for a real tensor, with ``count`` nonzero imaginary parts."""
+    what = "output" if kind == "output" else "gradient"
+    return (
+        f"the {what} for {name} is complex with a nonzero imaginary part ({count} of {numel} elements,"
+        f" largest |imag| {largest:.3g}): the {what} of a real tensor is real"
+    )
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:

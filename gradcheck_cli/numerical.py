@@ -272,9 +272,9 @@ def comparison(analytic: torch.Tensor, numerical: TensorNumerical) -> Comparison
             f"{numerical.name}: the analytic gradient has shape {list(analytic.shape)}, "
             f"the tensor {list(numerical.grad.shape)}"
         )
+    if analytic.is_complex():  # before the cast, which would drop the imaginary part
+        raise ValueError(f"{numerical.name}: the analytic gradient is complex (compare its real part)")
     a = analytic.detach().to("cpu", torch.float64)
-    if a.is_complex():
-        raise ValueError(f"{numerical.name}: the analytic gradient is complex")
     use = (numerical.computed & ~numerical.unstable & ~numerical.nonfinite).reshape(-1)
     index = use.nonzero().reshape(-1)
     flat = a.reshape(-1)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import checks, diagnose
-from .compare import DTYPES, NotATensor, as_tensor
+from .compare import DTYPES, NotATensor, as_tensor, imaginary_hint
 from .conventions import run_forward
 from .errors import SpecError
 from .handed import MISSING, Outcome
@@ -74,7 +75,8 @@ def finite_differences(
         raise SpecError(f"the forward gives no {missing[0]!r}", spec.path)
     dtype = DTYPES[case.dtype]
     grad_outs = {n: g.to(dtype) for n, g in upstream_gradients(outputs, case.seed).items()}
-    upstream = {n: g.to(torch.float64) for n, g in grad_outs.items()}  # the same, rounded ones
+    # The same, rounded ones; an integer output (argmax indices) has no gradient to difference.
+    upstream = {n: g.to(torch.float64) for n, g in grad_outs.items() if outputs[n].is_floating_point()}
     try:
         checked = [t.name for t in spec.checked]
         found = numerical_vjp(forward, wide, upstream, checked, samples=samples_for(case), seed=case.seed)
@@ -147,17 +149,19 @@ def _row(
             hint=f"the gradient for {t.name} is {exc}, not a tensor",
             **base,
         )
-    full = _full_expected(numerical, actual)
+    real = actual.real if actual.is_complex() else actual  # compared; the imaginary part said below
+    full = _full_expected(numerical, real)
     expected = full if full is not None else numerical.grad
     subject = checks.Subject(t.name, t.kind, expected, got, t, checked_dtype=DTYPES[case.dtype])
     if list(actual.shape) != shape:
         check = Check(t.name, t.kind, shape, list(actual.shape), "shape_error",
                       actual_labels=diagnose.label_axes(actual.shape, case.dims), **base)  # fmt: skip
     else:
-        compared = comparison(actual, numerical)
+        compared = comparison(real, numerical)
         if numerical.numel and not compared.index.numel():
-            return Check(t.name, t.kind, shape, shape, "error", hint=_nothing_compared(numerical), **base)
-        check = _compared(t, compared, tol, shape, base)
+            hint = _nothing_compared(numerical)
+            return Check(t.name, t.kind, shape, shape, "error", hint=hint, actual_labels=labels, **base)
+        check = _imaginary(_compared(t, compared, tol, shape, base), actual)
         check = checks.dtype_and_device(check, subject, spec, case)
         if check.status == "mismatch" and full is not None:
             check = checks.mapped(check, subject, tol)
@@ -166,7 +170,25 @@ def _row(
         check = checks.diagnosed(check, subject, ctx)
     elif check.status in ("mismatch", "shape_error"):
         check.hint = _sampled_hint(check, numerical)
+    if full is not None and check.hint is not None:
+        counted = _counted(check, numerical, ", taken as right below")
+        check = replace(check, hint=f"{counted}; {check.hint}") if counted else check
+    elif full is not None:
+        check = replace(check, hint=_counted(check, numerical))
     return check
+
+
+def _imaginary(check: Check, actual: torch.Tensor) -> Check:
+    """A complex gradient with a nonzero imaginary part is an error, whatever its real part (as
+    :func:`~gradcheck_cli.compare.compare` says with a reference)."""
+    if not actual.is_complex():
+        return check
+    imag = actual.imag
+    count = int((imag != 0).sum())
+    if not count:
+        return check
+    hint = imaginary_hint(check.name, check.kind, count, actual.numel(), float(imag.abs().max()))
+    return replace(check, status="error", hint=hint)
 
 
 def _forward_as_reference(spec: Spec, case: Case) -> Any:
@@ -223,15 +245,32 @@ def _compared(t: TensorSpec, c: Comparison, tol: Any, shape: list[int], base: di
     return check
 
 
-def _nothing_compared(numerical: TensorNumerical) -> str:
-    """Why a tensor got no verdict: finite differences could judge none of its elements."""
+def _left_out(numerical: TensorNumerical) -> tuple[int, str]:
+    """How many computed elements were left out of the comparison, and why (``4 at a kink``)."""
     why = []
     if numerical.n_unstable:
         why.append(f"{numerical.n_unstable} at a kink")
     if numerical.n_nonfinite:
         why.append(f"{numerical.n_nonfinite} whose perturbed forward is not finite")
+    return int((numerical.unstable | numerical.nonfinite).sum()), ", ".join(why)
+
+
+def _counted(check: Check, numerical: TensorNumerical, then: str = "") -> str | None:
+    """A mismatch's count over the elements really compared, when some were left out (a kink, a
+    non-finite forward): ``4 of 8 compared elements mismatch (4 left out: 4 at a kink)``. The
+    pattern a diagnosis describes takes the left-out elements as right."""
+    left, why = _left_out(numerical)
+    if check.status != "mismatch" or not left or check.mismatched is None:
+        return None
+    compared = numerical.elements - left
+    return f"{check.mismatched} of {compared} compared elements mismatch ({left} left out: {why}{then})"
+
+
+def _nothing_compared(numerical: TensorNumerical) -> str:
+    """Why a tensor got no verdict: finite differences could judge none of its elements."""
+    _, why = _left_out(numerical)
     return (
-        f"no element of {numerical.name} could be compared ({', '.join(why)}): finite differences"
+        f"no element of {numerical.name} could be compared ({why}): finite differences"
         " cannot judge it here; try another --seed, or give the spec a reference"
     )
 
@@ -240,7 +279,10 @@ def _sampled_hint(check: Check, numerical: TensorNumerical) -> str:
     if check.status == "shape_error":
         return f"shape {check.actual_shape} where {check.expected_shape} is expected"
     elements, numel = numerical.elements, numerical.numel
-    text = check.hint or f"{check.mismatched} of the {elements} sampled elements (of {numel}) are wrong"
+    left, why = _left_out(numerical)
+    of = f"{elements} sampled of {numel}" + (f"; {left} left out: {why}" if left else "")
+    counted = f"{check.mismatched} of the {elements - left} compared elements are wrong ({of})"
+    text = check.hint or counted
     return f"{text}; the pattern is not searched on a sample (--samples all checks every element)"
 
 
@@ -248,9 +290,18 @@ def describe(found: Numerical) -> str:
     return f"numerical ({found.describe()})"
 
 
+DOUBLE_NOT_CHECKED = (
+    "{}: the double backward is not checked in numerical mode (finite differences of the forward"
+    " give first-order gradients only); the rows above are first order: give the spec a reference to"
+    " check the double backward"
+)
+
+
 def notes(case: Case, found: Numerical) -> list[str]:
-    """What the report says of the finite differences: their dtype, samples, kinks, warnings."""
-    said = []
+    """What the report says of the finite differences: their dtype, samples, kinks, warnings, and
+    that ``--double`` (or the spec's ``double: true``) is not checked in this mode."""
+    asked = "--double" if case.double else "double: true" if case.spec.double else None
+    said = [DOUBLE_NOT_CHECKED.format(asked)] if asked else []
     if case.dtype != "float64":
         said.append(f"finite differences in float64; the backward ran in {case.dtype}")
     for tensor in found.tensors.values():
@@ -307,6 +358,4 @@ def reference_opinion(case: Case, values: Mapping[str, torch.Tensor], expected: 
 
 
 def _widened(case: Case) -> Case:
-    from dataclasses import replace
-
     return replace(case, dtype="float64")

@@ -533,6 +533,8 @@ def test_bad_arguments_are_one_line_errors() -> None:
         numerical_vjp(linear, LINEAR, {"out": randn(4, 5)}, ["x"])
     with pytest.raises(ValueError, match=r"shape \[3, 4\], the tensor \[4, 3\]"):
         comparison(torch.zeros(3, 4), numerical_vjp(linear, LINEAR, g, ["weight"])["weight"])
+    with pytest.raises(ValueError, match="the analytic gradient is complex"):  # not its real part, silently
+        comparison(torch.zeros(4, 3) + 1j, numerical_vjp(linear, LINEAR, g, ["weight"])["weight"])
 
 
 def test_a_float32_output_limits_the_precision_and_says_so() -> None:

@@ -142,6 +142,7 @@ def test_a_tensor_with_every_element_at_a_kink_is_an_error_not_a_pass():
     row = _row(case.spec, case, case.spec.tensors["x"], found["x"], g * 0, *args)
     assert row.status == "error" and not row.ok
     assert row.hint.startswith("no element of x could be compared (12 at a kink)")
+    assert row.shapes_text() == ("[batch=4, features=3]", "[batch=4, features=3]")  # the shape is right
 
 
 def test_a_big_tensor_is_sampled_and_a_wrong_element_outside_the_sample_is_caught(gradcheck, write_layer):
@@ -205,3 +206,129 @@ def test_a_calibrated_tolerance_needs_a_reference(gradcheck):
     code, result = run_json(gradcheck, str(NUMERICAL / "lin.yaml"), "--dtype", "float32")
     assert code == 0 and result["tolerance"]["mode"] == "absolute"
     assert "finite differences in float64; the backward ran in float32" in result["notes"]
+
+
+NO_REFERENCE = LINEAR_SPEC.replace('reference: "F.linear(x, weight, bias)"\n', "")
+
+
+@pytest.mark.parametrize(
+    "bias_grad, status, hint",
+    [
+        (
+            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
+            "error",
+            "the gradient for bias has dtype complex128, expected float64; its values match",
+        ),
+        (
+            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
+            "mismatch",
+            "the gradient for bias has dtype complex128, expected float64",
+        ),
+        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
+        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
+    ],
+    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
+)
+def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype_by_finite_differences(
+    gradcheck, write_layer, bias_grad, status, hint
+):
+    # As with a reference (test_robustness): autograd refuses both for a float64 tensor.
+    code = LINEAR_FORWARD + (
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        f"    return grad_out @ weight, grad_out.T @ x, {bias_grad}\n"
+    )
+    exit_code, result = run_json(gradcheck, str(write_layer(NO_REFERENCE, code)))
+    assert exit_code == 1
+    bias = checks_of(result)["bias"]
+    assert (bias["status"], bias["diagnosis"]) == (status, "wrong_dtype")
+    assert hint in bias["hint"]
+    assert checks_of(result)["x"]["status"] == checks_of(result)["weight"]["status"] == "pass"
+
+
+def test_an_integer_output_is_left_out_of_the_finite_differences(gradcheck, write_layer):
+    # A quantized copy of x beside the float output: its steps under the perturbation are no gradient.
+    spec = NO_REFERENCE.replace("implementation:", "outputs: [out, levels]\nimplementation:").replace(
+        "-> out", "-> out, levels"
+    )
+    code = (
+        "def linear_forward(x, weight, bias):\n"
+        "    return x @ weight.T + bias, (x * 1e7).long()\n"
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        "    return grad_out @ weight, grad_out.T @ x, grad_out.sum(0)\n"
+    )
+    exit_code, result = run_json(gradcheck, str(write_layer(spec, code)))
+    assert {c["name"]: c["status"] for c in result["checks"]} == {
+        "x": "pass",
+        "weight": "pass",
+        "bias": "pass",
+    }
+    assert exit_code == 0
+
+
+def test_the_double_backward_is_said_not_checked_in_numerical_mode(gradcheck, tmp_path):
+    # Finite differences give first order only: --double (or double: true) must not pass in silence.
+    spec = NUMERICAL / "linear_function.yaml"
+    code, result = run_json(gradcheck, str(spec))
+    assert code == 0 and not any("double backward" in note for note in result["notes"])
+    code, result = run_json(gradcheck, str(spec), "--double")
+    assert code == 0 and all("2nd order" not in c["name"] for c in result["checks"])
+    assert "--double: the double backward is not checked in numerical mode" in " ".join(result["notes"])
+    data = yaml.safe_load(spec.read_text())
+    data["double"] = True
+    data["implementation"]["file"] = str((spec.parent / data["implementation"]["file"]).resolve())
+    (tmp_path / "double.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    code, result = run_json(gradcheck, str(tmp_path / "double.yaml"))
+    assert "double: true: the double backward is not checked in numerical mode" in " ".join(result["notes"])
+
+
+def _relu_row(x, backward_gives, samples=None):
+    """The table lines and the row a ReLU's x gradient gets against finite differences."""
+    import torch
+
+    from gradcheck_cli.case import make_case
+    from gradcheck_cli.numerical import numerical_vjp
+    from gradcheck_cli.numerical_mode import _row
+    from gradcheck_cli.report.table import details, row
+    from gradcheck_cli.spec import load_spec
+
+    case = make_case(load_spec(EXAMPLES / "mistakes" / "relu_mask.yaml"))
+    g = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).reshape(x.shape)
+    found = numerical_vjp(
+        lambda v: {"out": v["x"].clamp(min=0)}, {"x": x}, {"out": g}, ["x"], samples=samples
+    )
+    args = (case.tolerance, {"x": x}, found, {"out": g})
+    check = _row(case.spec, case, case.spec.tensors["x"], found["x"], backward_gives(g), *args)
+    return check, row(check), details(check, False)
+
+
+def test_a_mismatch_counts_only_the_compared_elements_and_says_how_many_were_left_out():
+    # 4 of the 12 elements sit at the kink and are left out: "4 of 12" would claim 12 were compared.
+    import torch
+
+    x = torch.tensor(
+        [[-1.0, 0.0, 2.0], [0.0, 3.0, -2.0], [1.0, -1.0, 0.0], [0.5, 0.0, -0.5]], dtype=torch.float64
+    )
+    check, _, lines = _relu_row(x, lambda g: g)  # the mask forgotten: wrong wherever x < 0
+    assert (check.status, check.mismatched, check.unstable) == ("mismatch", 4, 4)
+    assert check.hint.startswith(
+        "4 of 8 compared elements mismatch (4 left out: 4 at a kink, taken as right below); "
+    )
+    assert lines[0].startswith("x: [partial] 4 of 8 compared elements mismatch (4 left out: 4 at a kink")
+    right, _, _ = _relu_row(x, lambda g: g * (x > 0))
+    assert right.status == "pass" and right.hint is None
+    wrong_without_kinks, _, _ = _relu_row(x + 0.25, lambda g: g)  # nothing left out: nothing to say
+    assert wrong_without_kinks.status == "mismatch" and "compared elements" not in wrong_without_kinks.hint
+
+
+def test_a_sampled_mismatch_counts_the_compared_elements_of_the_sample():
+    import torch
+
+    x = torch.linspace(-3, 3, 40, dtype=torch.float64).reshape(8, 5)
+    x[::2] = 0.0  # half the elements at the kink
+    check, _, _ = _relu_row(x, lambda g: g, samples=20)
+    sampled, compared = check.sampled["elements"], 20 - check.unstable
+    assert check.status == "mismatch" and check.sampled["elements"] == sampled == 20
+    assert check.hint.startswith(
+        f"{check.mismatched} of the {compared} compared elements are wrong (20 sampled of 40;"
+        f" {check.unstable} left out: {check.unstable} at a kink)"
+    )

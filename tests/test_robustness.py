@@ -187,6 +187,40 @@ def test_a_bad_gradient_is_flagged_on_its_own_row(gradcheck, write_layer, bias_g
     assert checks["x"]["status"] == checks["weight"]["status"] == "pass"
 
 
+@pytest.mark.parametrize(
+    "bias_grad, status, hint",
+    [
+        (
+            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
+            "error",
+            "the gradient for bias has dtype complex128, expected float64; its values match",
+        ),
+        (
+            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
+            "mismatch",
+            "; and the gradient for bias has dtype complex128, expected float64",
+        ),
+        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
+        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
+    ],
+    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
+)
+def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype(
+    gradcheck, write_layer, bias_grad, status, hint
+):
+    # autograd refuses both for a float64 tensor ("expected dtype Double but got dtype ComplexDouble"):
+    # a complex gradient whose imaginary part is 0 must not pass on its real part.
+    code = FORWARD + (
+        "\ndef linear_backward(grad_out, x, weight, bias):\n"
+        f"    return grad_out @ weight, grad_out.T @ x, {bias_grad}\n"
+    )
+    exit_code, report = run_json(gradcheck, str(write_layer(LINEAR, code)))
+    assert exit_code == 1
+    bias = checks_of(report)["bias"]
+    assert (bias["status"], bias["diagnosis"]) == (status, "wrong_dtype")
+    assert hint in bias["hint"]
+
+
 def test_a_forward_returning_none_is_flagged_on_the_output_row(gradcheck, write_layer):
     code = "def linear_forward(x, weight, bias):\n    x @ weight.T + bias\n" + RIGHT_BACKWARD
     exit_code, report = run_json(gradcheck, str(write_layer(LINEAR, code)))
@@ -544,3 +578,43 @@ def test_a_reference_file_that_raises_is_a_spec_error_at_its_line(gradcheck, tmp
     assert ran.exit_code == 2
     assert "reference: the reference raised ValueError" in ran.stderr
     assert f"at {ref}:{line_of(ref, 'chunk(3')}" in ran.stderr
+
+
+# -- an integer forward output ----------------------------------------------------------
+
+WITH_INDICES = LINEAR.replace(
+    'reference: "F.linear(x, weight, bias)"',
+    'outputs: [out, idx]\nreference: "(F.linear(x, weight, bias), F.linear(x, weight, bias).argmax(1))"',
+).replace("-> out", "-> out, idx")
+
+
+@pytest.mark.parametrize(
+    "indices, status, diagnosis, hint",
+    [
+        ("out.argmax(1)", "pass", None, None),
+        ("out.argmin(1)", "mismatch", "forward_mismatch", "the hand-written forward's idx differs"),
+        (
+            "out.argmax(1).float()",
+            "error",
+            "wrong_dtype",
+            "has dtype float32, expected int64; its values match",
+        ),
+        ("out.argmax(1).int()", "error", "wrong_dtype", "has dtype int32, expected int64; its values match"),
+    ],
+    ids=["right", "wrong-indices", "float", "int32"],
+)
+def test_an_integer_output_is_compared_exactly_in_the_references_dtype(
+    gradcheck, write_layer, indices, status, diagnosis, hint
+):
+    # argmax indices beside the float output: no gradient, no rounding; not "expected a float tensor".
+    code = (
+        "def linear_forward(x, weight, bias):\n"
+        f"    out = x @ weight.T + bias\n    return out, {indices}\n" + RIGHT_BACKWARD
+    )
+    exit_code, report = run_json(gradcheck, str(write_layer(WITH_INDICES, code)))
+    assert exit_code == (0 if status == "pass" else 1)
+    idx = checks_of(report)["idx"]
+    assert (idx["kind"], idx["status"], idx["diagnosis"]) == ("output", status, diagnosis)
+    if hint:
+        assert hint in idx["hint"]
+    assert checks_of(report)["out"]["status"] == "pass"
