@@ -149,3 +149,65 @@ def test_a_check_from_the_command_line_never_imports_torch_in_gradchecks_own_pro
     )
     assert ran.stdout.strip().splitlines()[-1] == "NO-TORCH", ran.stderr  # the workers import it
     assert "dtype=float64" in ran.stdout  # and a check did run
+
+
+# -- sizes: the spine stays readable ----------------------------------------------------------
+
+SPINE = (
+    "spec",
+    "expressions",
+    "bounds",
+    "usercode",
+    "conventions",
+    "handed",
+    "runner",
+    "compare",
+    "api",
+    "suite",
+)
+SPINE += ("cli", "cli_common", "cli_options", "cli_layers")
+# The spine's modules past 400 lines or with a function past 60, each saying why in its docstring.
+LONG_BY_DESIGN = {"api": "check is long for its docstring", "compare": "one pass per chunk"}
+
+
+def _sizes(path: Path) -> tuple[int, list[str]]:
+    source = path.read_text(encoding="utf-8")
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 60
+    ]
+    return source.count("\n"), long
+
+
+@pytest.mark.parametrize("name", SPINE)
+def test_no_spine_module_past_400_lines_or_function_past_60_unless_it_says_why(name):
+    paths = sorted((PACKAGE / name).glob("*.py")) if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"]
+    for path in paths:
+        lines, long = _sizes(path)
+        if name in LONG_BY_DESIGN:
+            docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            assert "long" in docstring or "past" in docstring, f"{path.name} does not say why it is long"
+        else:
+            assert lines <= 400 and not long, f"{path.name}: {lines} lines, long functions {long}"
+
+
+def test_no_merge_conflict_is_left_in_a_tracked_file():
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=PACKAGE.parent, capture_output=True, text=True
+    ).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout (an sdist)")
+    left = []
+    for name in files:
+        path = PACKAGE.parent / name
+        if (
+            path.suffix in {".py", ".md", ".yaml", ".yml", ".toml", ".json", ".txt", ".cfg"}
+            and path.is_file()
+        ):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in text.splitlines()):
+                left.append(name)
+    assert left == []
