@@ -20,7 +20,15 @@ from . import checks, diagnose
 from .case import Case
 from .conventions import apply_function
 from .handed import MISSING, ConventionError, Handed
-from .reference import Expected, double_reference, in_float64, second_order, upstream_names, widened
+from .reference import (
+    Expected,
+    differentiable,
+    double_reference,
+    in_float64,
+    second_order,
+    upstream_names,
+    widened,
+)
 from .result import Check
 from .spec import Spec, TensorSpec
 from .usercode import UserCodeError, load_namespace, user_code
@@ -65,7 +73,7 @@ def run_double(
     if first_ok:
         rows = [_untracked(row, function) for row in rows]
     wanted = {SECOND_ORDER.format(key): want for key, want in second.grads.items()}
-    return wanted, rows, _double_note(spec, function)
+    return wanted, rows, _double_note(spec, function, second)
 
 
 def double_checks(
@@ -107,8 +115,9 @@ def _untracked(check: Check, function: str) -> Check:
     return replace(check, hint=hint)
 
 
-def _double_note(spec: Spec, function: str) -> str:
-    ups = ", ".join(upstream_names(spec).values())
+def _double_note(spec: Spec, function: str, second: Expected | None = None) -> str:
+    names = upstream_names(spec).values()
+    ups = ", ".join(n for n in names if second is None or n in second.grads)  # an integer output's: none
     return (
         f"2nd order: the gradients {function}.backward returns, differentiated once more by each tensor"
         f" and by {ups} (weighted by seeded random numbers), against autograd's double backward of the"
@@ -144,7 +153,7 @@ def double_backward(
     """
     impl = spec.implementation
     tensors: dict[str, Any] = {name: v.detach().clone() for name, v in values.items()}
-    upstream = {o: g.detach().clone().requires_grad_(True) for o, g in grad_outs.items()}
+    upstream = {o: g.detach().clone().requires_grad_(differentiable(g)) for o, g in grad_outs.items()}
     scope: dict[str, Any] = {**copy.deepcopy(spec.options), **dims, **tensors}
     h = Handed(spec, load_namespace(impl.source, spec, "implementation"), tensors, dict(upstream), scope)
     name, total = apply_function(h)
@@ -160,7 +169,7 @@ def double_backward(
             f"the gradients {name}.backward returns do not require grad (computed under torch.no_grad(),"
             " detached, or outside torch): autograd cannot differentiate them, so their double backward is 0"
         )
-    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items()}}
+    wrt = {**leaves, **{upstream_names(spec)[o]: g for o, g in upstream.items() if g.requires_grad}}
     with user_code(f"double backward of {name}.backward()"):
         second = second_order(first, second_grad_outs, wrt)
     return DoubleOutcome(grads=dict(second), problem=problem)

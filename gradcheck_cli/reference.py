@@ -104,6 +104,11 @@ def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
         )
 
 
+def differentiable(value: torch.Tensor) -> bool:
+    """Whether autograd can follow a tensor: floating or complex, not integer or bool."""
+    return value.is_floating_point() or value.is_complex()
+
+
 def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     """Seeded random normal in each output's shape; 1 for a scalar output (a loss)."""
     gen = torch.Generator().manual_seed(seed + UPSTREAM_SEED_OFFSET)
@@ -231,7 +236,7 @@ def double_reference(
     with torch.enable_grad():
         outputs = reference_outputs(spec, case.dims, leaves)
         drawn = dict(upstream) if upstream is not None else upstream_gradients(outputs, case.seed)
-        v = {o: g.detach().clone().requires_grad_(True) for o, g in drawn.items()}
+        v = {o: g.detach().clone().requires_grad_(differentiable(g)) for o, g in drawn.items()}
         by_autograd = [n for n in checked if n not in spec.reference_grads]
         first = _vjp(spec, outputs, v, leaves, by_autograd, create_graph=True) if by_autograd else {}
         scope = _scope(spec, case.dims, leaves, v)
@@ -243,7 +248,9 @@ def double_reference(
             if second is not None
             else upstream_gradients({n: g.detach() for n, g in first.items()}, case.seed + SECOND_SEED_OFFSET)
         )
-        wrt = {**{n: leaves[n] for n in checked}, **{upstream_names(spec)[o]: g for o, g in v.items()}}
+        # An integer output's upstream gradient (argmax indices) is no variable: no 2nd-order row.
+        wrt = {n: leaves[n] for n in checked}
+        wrt.update({upstream_names(spec)[o]: g for o, g in v.items() if g.requires_grad})
         second = second_order(first, u, wrt)
     _untouched(spec, values, versions)
     described = describe_written(spec) if spec.reference_grads else spec.reference.describe()

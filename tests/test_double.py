@@ -227,3 +227,55 @@ def test_the_python_api_takes_double_as_the_cli_does():
     spec = EXAMPLES / "autograd_function" / "linear_function.yaml"
     second = [c.name for c in check(spec, double=True).results[0].checks if "2nd order" in c.name]
     assert second and not [c for c in check(spec).results[0].checks if "2nd order" in c.name]
+
+
+ARGMAX_FUNCTION = """
+import torch
+
+
+class SwishWithArgmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        y = x * torch.sigmoid(x)
+        idx = y.argmax(1)
+        ctx.mark_non_differentiable(idx)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_idx):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return grad_y * (s * (1 + x * (1 - s)))
+"""
+ARGMAX_SPEC = """
+name: swish_argmax
+dims: {batch: 4, features: 5}
+inputs:
+  x: [batch, features]
+outputs: [y, idx]
+reference: "(F.silu(x), F.silu(x).argmax(1))"
+implementation:
+  file: f.py
+  autograd_function: SwishWithArgmax
+  args: [x]
+"""
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["right", "sigmoid-detached"])
+def test_an_integer_output_has_no_second_order_row_and_the_float_ones_are_checked(gradcheck, tmp_path, right):
+    """argmax indices beside the output: their upstream gradient is no variable to differentiate by."""
+    code = (
+        ARGMAX_FUNCTION
+        if right
+        else ARGMAX_FUNCTION.replace("s = torch.sigmoid(x)", "s = torch.sigmoid(x).detach()")
+    )
+    (tmp_path / "f.py").write_text(code)
+    (tmp_path / "f.yaml").write_text(ARGMAX_SPEC)
+    exit_code, result = run_json(gradcheck, tmp_path / "f.yaml", "--double")
+    rows = checks_of(result)
+    assert list(rows) == ["y", "idx", "x", "x (2nd order)", "grad_y (2nd order)"]
+    assert exit_code == (0 if right else 1)
+    assert rows["x"]["status"] == "pass" and rows["idx"]["status"] == "pass"
+    assert (rows["x (2nd order)"]["status"] == "pass") is right  # a detached sigmoid: d/dx is off
+    assert rows["grad_y (2nd order)"]["status"] == "pass"  # and d/d grad_y still right
