@@ -91,6 +91,15 @@ WRONG = {
         changed(dims__batch=0),
         "dims/batch: 0 is less than the minimum",
     ),
+    "a shape size of 0": (changed(inputs__x=["batch", 0]), "inputs/x/1: 0 is less than the minimum of 1"),
+    "a shape size past any tensor": (
+        changed(inputs__x=["batch", 10**12]),
+        "inputs/x/1: 1000000000000 is greater than the maximum of 2147483648",
+    ),
+    "a dim past any tensor": (
+        changed(dims__batch=10**30),
+        "dims/batch: 1000000000000000000000000000000 is greater than the maximum",
+    ),
     "a dim named like a module in scope": (changed(dims__torch=2), "dims: 'torch' should not be valid"),
     "both module and file": (
         changed(implementation__module="layers"),

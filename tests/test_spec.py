@@ -55,7 +55,7 @@ def test_loading_a_spec_does_not_import_user_code(write_layer):
         (('"x @ w"', '"(lambda: x)()"'), 8, "Lambda is not allowed"),
         (('"x @ w"', '"x.__class__"'), 8, "no underscore attributes"),
         (('"x @ w"', '"open(x)"'), 8, "unknown name 'open'"),
-        (("batch: 5,", "batch: 0,"), 2, "must be a positive integer"),
+        (("batch: 5,", "batch: 0,"), 2, "dims.batch: size batch must be at least 1, got 0"),
         (("module: gradcheck_cli.layers.linear", "file: nowhere.py"), 10, "does not exist"),
         (("name: my_lin", "name: My-Lin"), 1, "must match [a-z][a-z0-9_]*"),
         (("name: my_lin", "name: run"), 1, "is a gradcheck command"),
@@ -148,3 +148,90 @@ def test_a_shape_entry_of_arithmetic_is_labelled_as_written(gradcheck, write_lay
     assert ran.exit_code == 1
     row = next(line for line in ran.stdout.splitlines() if line.split()[:2] == ["x", "input"])
     assert "[tokens=6, 2*h=8]" in row
+
+
+def one_line_error(ran, fragment: str) -> None:
+    """What the user sees for a spec error: exit 2 and one line on stderr, no traceback."""
+    assert ran.exit_code == 2, (ran.stdout, ran.stderr)
+    err = ran.stderr.strip()
+    assert "Traceback" not in err and "Traceback" not in ran.stdout
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("gradcheck: error:"), err
+    assert fragment in err, err
+
+
+LINEAR = """
+name: layer
+dims: {batch: 5, in: 3, out: 4}
+inputs:
+  x: [batch, in]
+params:
+  w: [out, in]
+reference: "x @ w.T"
+implementation:
+  file: layer.py
+  backward: "lin_backward(grad_out, x, w) -> x, w"
+"""
+LINEAR_CODE = "def lin_backward(grad_out, x, w):\n    return grad_out @ w, grad_out.T @ x\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("batch: 5,", "batch: 0,"), "layer.yaml:2: dims.batch: size batch must be at least 1, got 0"),
+        (
+            ("x: [batch, in]", "x: [batch, 0]"),
+            "layer.yaml:4: inputs.x: a shape size must be at least 1, got 0",
+        ),
+        (
+            ("x: [batch, in]", "x: [batch, in - 3]"),
+            "inputs.x: size 'in - 3' must be at least 1, got 0 with batch=5, in=3, out=4",
+        ),
+        (
+            ("x: [batch, in]", "x: [batch, 1000000000000]"),
+            "inputs.x: a shape size is 1000000000000: larger than any tensor can be (at most 2**31 elements)",
+        ),
+        (
+            ("x: [batch, in]", "x: [100000, 100000]"),
+            "inputs.x: shape [100000, 100000] is 10000000000 elements, more than a tensor may have",
+        ),
+        (
+            ("batch: 5,", f"batch: {10**30},"),
+            "dims.batch: size batch is about 2**99: larger than any tensor can be (at most 2**40)",
+        ),
+        (
+            ("x: [batch, in]", f"x: [batch, {10**40}]"),
+            "inputs.x: a shape size is about 2**132: larger than any tensor can be",
+        ),
+    ],
+)
+def test_a_size_of_zero_or_past_any_tensor_is_a_spec_error(gradcheck, write_layer, edit, message):
+    spec = write_layer(LINEAR.replace(*edit), LINEAR_CODE)
+    one_line_error(gradcheck("run", str(spec)), message)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        (
+            f"dtype: int64, low: 0, high: {10**40}",
+            "inputs.t.high: high is about 2**132: an int64 input's values lie from -9223372036854775808",
+        ),
+        ("dtype: int32, low: -3000000000, high: 4", "inputs.t.low: low is -3000000000: an int32 input's"),
+    ],
+)
+def test_an_integer_bound_past_its_dtype_is_a_spec_error(gradcheck, write_layer, bounds, message):
+    labels = f"\n  t: {{shape: [batch], {bounds}, grad: false}}"
+    spec = write_layer(LINEAR.replace("x: [batch, in]", "x: [batch, in]" + labels), LINEAR_CODE)
+    one_line_error(gradcheck("run", str(spec)), message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--in", "0"), "--in must be a positive integer, got '0'"),
+        (("--batch", "1000000000"), "inputs.x: shape [1000000000, 3] is 3000000000 elements, more than"),
+    ],
+)
+def test_a_size_given_on_the_command_line_is_checked_against_the_shapes(gradcheck, args, message):
+    one_line_error(gradcheck("linear", *args), message)

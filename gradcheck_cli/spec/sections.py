@@ -17,7 +17,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import CodeSource, Expectation, Reference, ToleranceSpec, grad_names
+from .model import MAX_DIM, CodeSource, Expectation, Reference, ToleranceSpec, grad_names
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -71,8 +71,15 @@ def dims(raw: Any, at: Where) -> dict[str, int]:
     found: dict[str, int] = {}
     for dim, size in at.mapping(raw, "dims").items():
         _declared_name(dim, f"dims.{dim}", "dim", at)
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        if isinstance(size, bool) or not isinstance(size, int):
             raise at.fail(f"dims.{dim}", f"must be a positive integer, got {size!r}")
+        if size < 1:
+            raise at.fail(f"dims.{dim}", f"size {dim} must be at least 1, got {size}")
+        if size > MAX_DIM:
+            shown = size if size <= 10**15 else f"about 2**{size.bit_length() - 1}"
+            raise at.fail(
+                f"dims.{dim}", f"size {dim} is {shown}: larger than any tensor can be (at most 2**40)"
+            )
         found[dim] = size
     return found
 
