@@ -235,3 +235,34 @@ def test_an_integer_bound_past_its_dtype_is_a_spec_error(gradcheck, write_layer,
 )
 def test_a_size_given_on_the_command_line_is_checked_against_the_shapes(gradcheck, args, message):
     one_line_error(gradcheck("linear", *args), message)
+
+
+HUGE = 10**400  # an integer YAML reads, and no float holds
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("reference:", f"timeout: {HUGE}\nreference:"),
+            "timeout: expected a positive number of seconds, got about",
+        ),
+        (
+            ("reference:", f"tolerance: {{atol: {HUGE}}}\nreference:"),
+            "tolerance.atol: expected a non-negative",
+        ),
+        (("x: [batch, in]", f"x: {{shape: [batch, in], min_abs: {HUGE}}}"), "inputs.x.min_abs: expected a"),
+        (
+            ("x: [batch, in]", f"x: {{shape: [batch, in], low: 0, high: {HUGE}}}"),
+            "inputs.x.high: high is about 2**1328: a bound is a finite number",
+        ),
+        (
+            ("x: [batch, in]", f"x: {{shape: [batch, in], low: 0, high: k}}\noptions: {{k: {HUGE}}}"),
+            "inputs.x.high: high is about 2**1328: a bound is a finite number",
+        ),
+        (("x: [batch, in]", "x: {shape: [batch, in], low: 0, high: .inf}"), "inputs.x.high: high is inf"),
+    ],
+)
+def test_a_number_past_any_float_is_a_spec_error_not_an_overflow(gradcheck, write_layer, edit, message):
+    spec = write_layer(LINEAR.replace(*edit), LINEAR_CODE)
+    one_line_error(gradcheck("run", str(spec)), message)

@@ -18,7 +18,7 @@ from ..calls import Call
 from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
-from .model import BACKENDS, Implementation, TensorSpec, grad_names
+from .model import BACKENDS, Implementation, TensorSpec, finite, grad_names
 from .sections import code_source
 from .tensors import size
 from .where import Where, check_names
@@ -230,6 +230,8 @@ def _step(
     learning_rate = size(impl["learning_rate"], f"{KEY}.learning_rate", numeric, at)
     if not isinstance(learning_rate, Expression) and learning_rate == 0:
         raise at.fail(f"{KEY}.learning_rate", "a learning rate of 0 updates nothing")
+    if not isinstance(learning_rate, Expression) and not finite(learning_rate):
+        raise at.fail(f"{KEY}.learning_rate", "expected a finite number (a float holds it)")
     return step, learning_rate
 
 

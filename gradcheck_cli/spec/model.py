@@ -32,6 +32,16 @@ BACKENDS = ("torch", "numpy")
 Size = Expression | int  # a shape entry: a number, or arithmetic over dims and options
 
 
+def finite(value: Any) -> bool:
+    """A YAML number that is a finite float: not a bool, not .inf or .nan, not 10**400 (no float holds it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One tensor the layer receives: an input or a learnable parameter."""
@@ -266,10 +276,10 @@ class Spec:
             what = f"size {entry.text!r}" if isinstance(entry, Expression) else "a shape size"
             with_dims = f" with {_fmt_dims(dims)}" if isinstance(entry, Expression) else ""
             if size < 1:
-                raise self.error(f"{what} must be at least 1, got {_number(size)}{with_dims}", tensor.key)
+                raise self.error(f"{what} must be at least 1, got {shown(size)}{with_dims}", tensor.key)
             if size > MAX_ELEMENTS:
                 raise self.error(
-                    f"{what} is {_number(size)}{with_dims}: larger than any tensor can be"
+                    f"{what} is {shown(size)}{with_dims}: larger than any tensor can be"
                     " (at most 2**31 elements)",
                     tensor.key,
                 )
@@ -277,7 +287,7 @@ class Spec:
         elements = math.prod(shape)
         if elements > MAX_ELEMENTS:
             raise self.error(
-                f"shape {list(shape)} is {_number(elements)} elements, more than a tensor may have"
+                f"shape {list(shape)} is {shown(elements)} elements, more than a tensor may have"
                 f" (2**31 = {MAX_ELEMENTS})",
                 tensor.key,
             )
@@ -290,13 +300,19 @@ class Spec:
                 continue
             self.shape_of(t, dims)
             if t.dtype not in INT_RANGES:
+                for name, value in (("low", t.low), ("high", t.high)):
+                    number = self.bound(value, dims)
+                    if number is not None and not finite(number):
+                        raise self.error(
+                            f"{name} is {shown(number)}: a bound is a finite number", f"{t.key}.{name}"
+                        )
                 continue
             lowest, highest = INT_RANGES[t.dtype]
             for name, value in (("low", t.low), ("high", t.high)):
                 number = self.bound(value, dims)
                 if number is not None and not lowest <= number <= highest:
                     raise self.error(
-                        f"{name} is {_number(number)}: an {t.dtype} input's values lie"
+                        f"{name} is {shown(number)}: an {t.dtype} input's values lie"
                         f" from {lowest} to {highest}",
                         f"{t.key}.{name}",
                     )
@@ -368,11 +384,12 @@ def _text(entry: Size) -> str | int:
     return entry.text if isinstance(entry, Expression) else entry
 
 
-def _number(n: int | float) -> str:
-    """A number for a message: as it is, or its size when it is too long to read (or to print)."""
-    if isinstance(n, int) and abs(n) > 10**15:
-        return f"{'-' if n < 0 else ''}about 2**{abs(n).bit_length() - 1}"
-    return str(n)
+def shown(value: Any) -> str:
+    """A value for a message: as it is, or a huge integer by its size (``about 2**1328``), not its
+    400 digits (Python refuses to print past 4300)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return f"{'-' if value < 0 else ''}about 2**{abs(value).bit_length() - 1}"
+    return repr(value)
 
 
 def _fmt_dims(dims: Mapping[str, int]) -> str:

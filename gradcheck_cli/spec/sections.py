@@ -17,7 +17,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import MAX_DIM, CodeSource, Expectation, Reference, ToleranceSpec, grad_names
+from .model import MAX_DIM, CodeSource, Expectation, Reference, ToleranceSpec, finite, grad_names, shown
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -76,9 +76,8 @@ def dims(raw: Any, at: Where) -> dict[str, int]:
         if size < 1:
             raise at.fail(f"dims.{dim}", f"size {dim} must be at least 1, got {size}")
         if size > MAX_DIM:
-            shown = size if size <= 10**15 else f"about 2**{size.bit_length() - 1}"
             raise at.fail(
-                f"dims.{dim}", f"size {dim} is {shown}: larger than any tensor can be (at most 2**40)"
+                f"dims.{dim}", f"size {dim} is {shown(size)}: larger than any tensor can be (at most 2**40)"
             )
         found[dim] = size
     return found
@@ -256,8 +255,8 @@ def tolerance(raw: Any, at: Where) -> ToleranceSpec:
         if k == "mode":
             if v not in MODES:
                 raise at.fail("tolerance.mode", f"unknown tolerance mode {v!r}; choose {' or '.join(MODES)}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
-            raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {v!r}")
+        elif not finite(v) or v < 0:
+            raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {shown(v)}")
     if found.get("mode") == "absolute" and "ratio" in found:
         raise at.fail("tolerance.ratio", "a ratio applies only to the calibrated mode, not to absolute")
     return ToleranceSpec(found.get("atol"), found.get("rtol"), found.get("mode"), found.get("ratio"))
@@ -306,6 +305,6 @@ def timeout(raw: Any, at: Where) -> float | None:
     """``timeout: SECONDS``: how long this spec may run (a big layer needs more than the default)."""
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw < float("inf"):
-        raise at.fail("timeout", f"expected a positive number of seconds, got {raw!r}")
+    if not finite(raw) or raw <= 0:
+        raise at.fail("timeout", f"expected a positive number of seconds, got {shown(raw)}")
     return float(raw)

@@ -13,7 +13,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate_number, parse
 from ..names import IDENT_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, TensorSpec
+from .model import INPUT_DTYPES, TensorSpec, finite, shown
 from .where import Where
 
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
@@ -77,10 +77,8 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
     if dtype in ("int64", "int32") and axis is None and (low is None or high is None):
         raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded), or 'permutation: DIM'")
     min_abs = fields.get("min_abs")
-    if min_abs is not None and (
-        isinstance(min_abs, bool) or not isinstance(min_abs, (int, float)) or min_abs < 0
-    ):
-        raise at.fail(f"{key}.min_abs", f"expected a non-negative number, got {min_abs!r}")
+    if min_abs is not None and (not finite(min_abs) or min_abs < 0):
+        raise at.fail(f"{key}.min_abs", f"expected a non-negative number, got {shown(min_abs)}")
     return TensorSpec(
         name=name,
         kind=kind,
