@@ -266,3 +266,20 @@ HUGE = 10**400  # an integer YAML reads, and no float holds
 def test_a_number_past_any_float_is_a_spec_error_not_an_overflow(gradcheck, write_layer, edit, message):
     spec = write_layer(LINEAR.replace(*edit), LINEAR_CODE)
     one_line_error(gradcheck("run", str(spec)), message)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("utf-32", "layer.yaml: the file is UTF-32, not UTF-8: save it as UTF-8"),  # with a BOM
+        ("utf-32-le", "layer.yaml: the file is UTF-32, not UTF-8"),  # no BOM
+        ("utf-32-be", "layer.yaml: the file is UTF-32, not UTF-8"),
+        ("utf-16", "layer.yaml: the file is UTF-16, not UTF-8 (PowerShell's '>' writes UTF-16)"),
+        ("utf-16-le", "layer.yaml: the file is UTF-16, not UTF-8"),
+    ],
+)
+def test_a_spec_in_a_wide_encoding_is_reported_as_that_encoding(gradcheck, tmp_path, encoding, message):
+    spec = tmp_path / "layer.yaml"
+    spec.write_bytes(LINEAR.lstrip().encode(encoding))
+    (tmp_path / "layer.py").write_text(LINEAR_CODE)
+    one_line_error(gradcheck("run", str(spec)), message)

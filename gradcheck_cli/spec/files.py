@@ -1,7 +1,7 @@
 """Spec files on disk: read boundedly, decoded strictly, found in folders without hanging.
 
 A spec is a small UTF-8 text file. Anything else named ``*.yaml`` (a FIFO,
-a device, a file of gigabytes, UTF-16 from PowerShell's ``>``, Latin-1) is
+a device, a file of gigabytes, UTF-16 from PowerShell's ``>``, UTF-32, Latin-1) is
 a one-line error naming the file and what is wrong, never a hang and never
 silently skipped. Directory walks follow no symlink loop and stop at a
 bound.
@@ -48,12 +48,32 @@ def read_spec_text(path: Path) -> str:
     return decode(data, path)
 
 
+def wide_encoding(data: bytes) -> str | None:
+    """``UTF-32`` or ``UTF-16`` when the bytes are text in one of them (by its BOM, else by its NULs).
+
+    UTF-32's BOMs are checked first: the little-endian one begins with UTF-16's. Text has no
+    U+0000, so three NULs in a row are UTF-32 (each ASCII character is one byte and three NULs),
+    and one NUL is UTF-16.
+    """
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    head = data[:4096]
+    if b"\x00\x00\x00" in head:
+        return "UTF-32"
+    return "UTF-16" if b"\x00" in head else None
+
+
 def decode(data: bytes, path: Path | None = None) -> str:
-    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16 and other encodings are one-line errors."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16, UTF-32 and other encodings are one-line errors."""
+    wide = wide_encoding(data)
+    if wide == "UTF-16":
         raise SpecError(
             "the file is UTF-16, not UTF-8 (PowerShell's '>' writes UTF-16): save it as UTF-8", path
         )
+    if wide is not None:
+        raise SpecError(f"the file is {wide}, not UTF-8: save it as UTF-8", path)
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
