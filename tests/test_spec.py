@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 from gradcheck_cli.errors import SpecError
 from gradcheck_cli.expressions import evaluate_int, parse
@@ -283,3 +286,51 @@ def test_a_spec_in_a_wide_encoding_is_reported_as_that_encoding(gradcheck, tmp_p
     spec.write_bytes(LINEAR.lstrip().encode(encoding))
     (tmp_path / "layer.py").write_text(LINEAR_CODE)
     one_line_error(gradcheck("run", str(spec)), message)
+
+
+def _written(style: str, name: str) -> str:
+    """The linear spec, named ``name``, written in one of the styles YAML allows."""
+    data = yaml.safe_load(LINEAR.replace("name: layer", f"name: {name}"))
+    if style == "flow":
+        return yaml.safe_dump(data, default_flow_style=True, width=10_000)
+    if style == "json":
+        return json.dumps(data)
+    if style == "quoted keys":
+        return "".join(f'"{k}": {json.dumps(v)}\n' for k, v in data.items())
+    return yaml.safe_dump(data)
+
+
+SPEC_FILES = {"flow.yaml": "flow", "json.yml": "json", "quoted.yaml": "quoted keys", "UPPER.YAML": "block"}
+SPEC_FILES["Mixed.Yml"] = "block"
+
+
+def test_a_directory_search_finds_specs_in_flow_style_json_quoted_keys_and_upper_case_suffixes(
+    gradcheck, tmp_path
+):
+    (tmp_path / "layer.py").write_text(LINEAR_CODE)
+    for i, (file, style) in enumerate(SPEC_FILES.items()):
+        (tmp_path / file).write_text(_written(style, f"layer{i}"))
+    (tmp_path / "compose.yaml").write_text('{"services": {"web": {"image": "reference:1"}}}')  # not a spec
+    (tmp_path / "ci.YML").write_text("name: ci\non: push\njobs: {implementation: 1}\n")  # nor this
+    ran = gradcheck("run", str(tmp_path), "--format", "json")
+    assert ran.exit_code == 0, ran.stdout
+    found = sorted(r["source"].rsplit("/", 1)[-1] for r in json.loads(ran.stdout)["results"])
+    assert found == sorted(SPEC_FILES)
+
+
+def test_build_and_dist_are_skipped_in_a_search_but_run_when_named(gradcheck, tmp_path):
+    (tmp_path / "layer.py").write_text(LINEAR_CODE)
+    (tmp_path / "layer.yaml").write_text(LINEAR)
+    for folder in ("build", "dist"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "layer.py").write_text(LINEAR_CODE)
+        (tmp_path / folder / "copy.yaml").write_text(LINEAR.replace("name: layer", f"name: {folder}_copy"))
+
+    def ran_specs(*paths: str) -> list[str]:
+        ran = gradcheck("run", *paths, "--format", "json")
+        assert ran.exit_code == 0, ran.stdout
+        return sorted(r["spec"] for r in json.loads(ran.stdout)["results"])
+
+    assert ran_specs(str(tmp_path)) == ["layer"]
+    assert ran_specs(str(tmp_path / "build")) == ["build_copy"]
+    assert ran_specs(str(tmp_path / "dist"), str(tmp_path)) == ["dist_copy", "layer"]

@@ -88,23 +88,71 @@ def decode(data: bytes, path: Path | None = None) -> str:
         ) from None
 
 
-_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
+# A top-level key of block style: at the start of a line, bare or quoted ("reference": ...).
+_BLOCK_KEY = re.compile(r"""^(?:"([^"\n]*)"|'([^'\n]*)'|([A-Za-z_][\w-]*))[ \t]*:""", re.M)
+# What flow style ({name: x, "reference": ...}, and so JSON) is made of: quoted scalars (which
+# may hold any punctuation), the indicators, and plain scalars.
+_FLOW_TOKEN = re.compile(r"""\"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[{}\[\],:]|[^\s{}\[\],:"']+""")
+_PREAMBLE = re.compile(r"\A(?:\s|#[^\n]*|%[^\n]*|---)*")  # comments, directives, a document start
+
+
+def has_spec_suffix(path: Path) -> bool:
+    """``.yaml`` or ``.yml``, in any case (``LAYER.YAML`` from a case-insensitive file system)."""
+    return path.suffix.lower() in SUFFIXES
+
+
+def top_level_keys(text: str) -> set[str]:
+    """The keys of a YAML document's top-level mapping, in block style or flow style (JSON too),
+    bare or quoted; found without parsing, so a file that is not YAML costs a scan."""
+    body = text[_PREAMBLE.match(text).end() :]  # type: ignore[union-attr]  # the pattern matches ""
+    if not body.startswith("{"):
+        return {next(k for k in match if k) for match in _BLOCK_KEY.findall(text) if any(match)}
+    keys: set[str] = set()
+    depth, previous, pending = 0, "", None  # pending: a scalar that is a key if a ':' follows
+    for token in _FLOW_TOKEN.findall(body):
+        if token in ("{", "["):
+            depth += 1
+        elif token in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif token == ":" and pending is not None:
+            keys.add(pending)
+        pending = None
+        if depth == 1 and previous in ("{", ",") and token not in _INDICATORS:
+            pending = _unquoted(token)
+        previous = token
+    return keys
+
+
+_INDICATORS = ("{", "[", "}", "]", ",", ":")
+
+
+def _unquoted(scalar: str) -> str:
+    if scalar.startswith('"'):
+        return scalar[1:-1]
+    if scalar.startswith("'"):
+        return scalar[1:-1].replace("''", "'")
+    return scalar
 
 
 def looks_like_spec(path: Path) -> bool:
     """Whether a ``*.yaml`` file met in a directory search is a spec to run.
 
-    Its top-level keys include ``reference`` or ``implementation`` (or a
-    near-miss spelling, so a typo is a reported spec error, not a skipped
-    file); a file that cannot be read or decoded counts too, so that it is
-    reported instead of silently passed over.
+    Its top-level keys (block or flow style, bare or quoted) include
+    ``reference`` or ``implementation`` (or a near-miss spelling, so a typo
+    is a reported spec error, not a skipped file); a file that cannot be read
+    or decoded counts too, so that it is reported instead of silently passed
+    over.
     """
     try:
         text = read_spec_text(path)
     except SpecError:
         return True
-    keys = set(_TOP_KEY.findall(text))
-    return any(difflib.get_close_matches(k, ("reference", "implementation"), n=1, cutoff=0.8) for k in keys)
+    return any(
+        difflib.get_close_matches(k, ("reference", "implementation"), n=1, cutoff=0.8)
+        for k in top_level_keys(text)
+    )
 
 
 def _skipped(folder: Path) -> bool:
@@ -143,7 +191,7 @@ def _walk(root: Path) -> Iterator[Path]:
             if is_dir:
                 if not _skipped(path):
                     yield from walk(path)
-            elif path.suffix in SUFFIXES and looks_like_spec(path):
+            elif has_spec_suffix(path) and looks_like_spec(path):
                 yield path
 
     yield from walk(root)
