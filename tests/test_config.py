@@ -180,3 +180,11 @@ def test_a_bad_config_value_is_named_by_its_config_key_not_a_flag(
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith(f"gradcheck: error: {tmp_path / 'pyproject.toml'}"), err
         assert message in err and "--" not in err, err
+
+
+def test_a_ratio_of_0_on_the_command_line_is_refused_as_in_a_spec_and_the_config(gradcheck):
+    ran = gradcheck("linear", "--dtype", "float32", "--ratio", "0")
+    assert ran.exit_code == 2
+    assert ran.stderr.strip() == (
+        "gradcheck: error: --ratio must be a positive number (a multiple of PyTorch's own error), got 0"
+    )

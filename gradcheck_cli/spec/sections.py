@@ -10,6 +10,7 @@ or evaluates a reference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -56,7 +57,10 @@ def header(top: Mapping[str, Any], at: Where) -> tuple[str, str]:
         raise at.fail("name", f"{name!r} must match [a-z][a-z0-9_]*")
     if name in COMMANDS:
         raise at.fail("name", f"{name!r} is a gradcheck command; choose another name")
-    return name, str(top.get("description") or "").strip()
+    description = top.get("description")
+    if description is not None and not isinstance(description, str):
+        raise at.fail("description", f"expected one line of text, got {shown(description)}")
+    return name, (description or "").strip()
 
 
 def _declared_name(name: str, key: str, kind: str, at: Where) -> None:
@@ -257,6 +261,10 @@ def tolerance(raw: Any, at: Where) -> ToleranceSpec:
                 raise at.fail("tolerance.mode", f"unknown tolerance mode {v!r}; choose {' or '.join(MODES)}")
         elif not finite(v) or v < 0:
             raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {shown(v)}")
+        elif k == "ratio" and v == 0:
+            raise at.fail(
+                "tolerance.ratio", "a ratio is a multiple of PyTorch's own error: greater than 0, got 0"
+            )
     if found.get("mode") == "absolute" and "ratio" in found:
         raise at.fail("tolerance.ratio", "a ratio applies only to the calibrated mode, not to absolute")
     return ToleranceSpec(found.get("atol"), found.get("rtol"), found.get("mode"), found.get("ratio"))
@@ -287,16 +295,17 @@ def expectation(raw: Any, key: str, at: Where) -> Expectation | None:
         raise at.fail(key, "give the reason: {reason: ..., dtype: [...], device: [...]}")
     lists: dict[str, tuple[str, ...] | None] = {}
     for sub, allowed in (("dtype", DTYPE_NAMES), ("device", ("cpu", "cuda"))):
-        value = found.get(sub)
-        if value is None:
+        if sub not in found:
             lists[sub] = None
             continue
+        value = found[sub]
         values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise at.fail(f"{key}.{sub}", f"expected a list of {sub}s, got {value!r}")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise at.fail(f"{key}.{sub}", f"expected a {sub} or a list of at least one, got {value!r}")
         for v in values:
-            if v not in allowed and not (sub == "device" and v.startswith("cuda:")):
-                raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}")
+            if v not in allowed and not (sub == "device" and re.fullmatch(r"cuda:\d+", v)):
+                known = "cpu, cuda or cuda:N" if sub == "device" else ", ".join(allowed)
+                raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}; use {known}")
         lists[sub] = tuple(values)
     return Expectation(at.string(found["reason"], f"{key}.reason"), lists["dtype"], lists["device"])
 

@@ -7,6 +7,7 @@ expression is derived from the tensors above it (and never checked).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from .model import INPUT_DTYPES, TensorSpec, finite, shown
 from .where import Where
 
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
+# Names and commas only: a shape without its brackets, never a derived input (as the schema says).
+_BARE_NAMES = re.compile(r"\s*[A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*")
 
 
 def numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
@@ -126,6 +129,12 @@ def derived(name: str, raw: str, earlier: Iterable[str], names: Iterable[str], a
     the code and the reference like any input, and it is not checked (no gradient).
     """
     key = f"inputs.{name}"
+    if _BARE_NAMES.fullmatch(raw):  # "batch, in", "perm": names, not an expression
+        raise at.fail(
+            key,
+            f"a shape is a list like [batch, in], got {raw!r} (an input written as an expression is"
+            " derived from the tensors above it by an operator, a call or an index)",
+        )
     known = set(earlier) | set(names)
     try:
         expr = parse(raw, known, known=known)
