@@ -271,6 +271,19 @@ def test_a_number_past_any_float_is_a_spec_error_not_an_overflow(gradcheck, writ
     one_line_error(gradcheck("run", str(spec)), message)
 
 
+def test_a_learning_rate_past_any_float_is_a_spec_error(gradcheck, write_layer):
+    step = (
+        LINEAR.replace("x: [batch, in]", "x: {shape: [batch, in], grad: false}")
+        .replace('"x @ w.T"', '"(x @ w.T).sum()"')
+        .replace(
+            'backward: "lin_backward(grad_out, x, w) -> x, w"', f'step: "sgd(x, w)"\n  learning_rate: {HUGE}'
+        )
+    )
+    code = "def sgd(x, w):\n    w -= 1e-300 * x.sum(0).expand_as(w)\n"
+    spec = write_layer(step, code)
+    one_line_error(gradcheck("run", str(spec)), "implementation.learning_rate: expected a finite number")
+
+
 @pytest.mark.parametrize(
     ("encoding", "message"),
     [
