@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import GradcheckError
 from .names import did_you_mean
+from .spec.model import shown
 
 KEYS = ("spec_paths", "dtype", "device", "seed", "tolerance", "atol", "rtol", "ratio", "timeout")
 
@@ -77,13 +78,6 @@ def _problem(key: str, value: Any) -> str | None:
     return None
 
 
-def _shown(value: Any) -> str:
-    """A value as the user wrote it, a huge integer by its size."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
-        return f"{'-' if value < 0 else ''}about 2**{abs(value).bit_length() - 1}"
-    return repr(value)
-
-
 def load_config(start: Path | None = None) -> Config:
     found = find_pyproject(start)
     if found is None:
@@ -100,12 +94,12 @@ def load_config(start: Path | None = None) -> Config:
         paths = [paths]
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise GradcheckError(
-            f"{path}: [tool.gradcheck] spec_paths must be a list of paths, got {_shown(paths)}"
+            f"{path}: [tool.gradcheck] spec_paths must be a list of paths, got {shown(paths)}"
         )
     for key, value in table.items():
         problem = _problem(key, value)
         if problem is not None:
-            raise GradcheckError(f"{path}: [tool.gradcheck] {key} {problem}, got {_shown(value)}")
+            raise GradcheckError(f"{path}: [tool.gradcheck] {key} {problem}, got {shown(value)}")
     return Config(
         spec_paths=tuple(path.parent / p for p in paths),
         dtype=table.get("dtype"),

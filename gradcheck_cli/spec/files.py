@@ -104,7 +104,8 @@ def has_spec_suffix(path: Path) -> bool:
 def top_level_keys(text: str) -> set[str]:
     """The keys of a YAML document's top-level mapping, in block style or flow style (JSON too),
     bare or quoted; found without parsing, so a file that is not YAML costs a scan."""
-    body = text[_PREAMBLE.match(text).end() :]  # type: ignore[union-attr]  # the pattern matches ""
+    preamble = _PREAMBLE.match(text)
+    body = text[preamble.end() :] if preamble else text
     if not body.startswith("{"):
         return {next(k for k in match if k) for match in _BLOCK_KEY.findall(text) if any(match)}
     keys: set[str] = set()
