@@ -7,6 +7,8 @@ over it.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 from .errors import GradcheckError
 from .names import did_you_mean
+from .spec.model import shown
 
 KEYS = ("spec_paths", "dtype", "device", "seed", "tolerance", "atol", "rtol", "ratio", "timeout")
 
@@ -42,9 +45,36 @@ def find_pyproject(start: Path | None = None) -> tuple[Path, dict[str, Any]] | N
                 data = tomllib.loads(candidate.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise GradcheckError(f"{candidate}: cannot read: {exc}") from None
+            except ValueError:  # an integer of more than 4300 digits
+                raise GradcheckError(f"{candidate}: cannot read: an integer has too many digits") from None
             table = data.get("tool", {}).get("gradcheck")
             if table is not None:
                 return candidate, table
+    return None
+
+
+def _problem(key: str, value: Any) -> str | None:
+    """What is wrong with one ``[tool.gradcheck]`` value (None: nothing), said as the config's key."""
+    from .settings import DTYPE_NAMES, MAX_SEED
+    from .tolerance import MODES
+
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if key == "dtype" and value not in DTYPE_NAMES:
+        return f"must be one of {', '.join(DTYPE_NAMES)}"
+    if key == "device" and not (isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value)):
+        return "must be cpu, cuda or cuda:N"
+    if key == "seed" and not (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+    ):
+        return "must be an integer from 0 to 2**63 - 1"
+    if key == "tolerance" and value not in MODES:
+        return f"must be {' or '.join(MODES)}"
+    if key in ("atol", "rtol") and not (number and math.isfinite(value) and value >= 0):
+        return "must be a non-negative number"
+    if key == "ratio" and not (number and math.isfinite(value) and value > 0):
+        return "must be a positive number (a multiple of PyTorch's own error)"
+    if key == "timeout" and not (number and math.isfinite(value) and value > 0):
+        return "must be a positive number of seconds"
     return None
 
 
@@ -63,19 +93,13 @@ def load_config(start: Path | None = None) -> Config:
     if isinstance(paths, str):
         paths = [paths]
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise GradcheckError(f"{where}: spec_paths must be a list of paths")
-    for key, kind in (
-        ("dtype", str),
-        ("device", str),
-        ("seed", int),
-        ("atol", (int, float)),
-        ("rtol", (int, float)),
-        ("timeout", (int, float)),
-        ("tolerance", str),
-        ("ratio", (int, float)),
-    ):
-        if key in table and not isinstance(table[key], kind):
-            raise GradcheckError(f"{where}: {key} has the wrong type ({table[key]!r})")
+        raise GradcheckError(
+            f"{path}: [tool.gradcheck] spec_paths must be a list of paths, got {shown(paths)}"
+        )
+    for key, value in table.items():
+        problem = _problem(key, value)
+        if problem is not None:
+            raise GradcheckError(f"{path}: [tool.gradcheck] {key} {problem}, got {shown(value)}")
     return Config(
         spec_paths=tuple(path.parent / p for p in paths),
         dtype=table.get("dtype"),

@@ -60,6 +60,10 @@ class RunSettings:
                 raise GradcheckError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise GradcheckError(f"--{name} must be a non-negative number, got {value}")
+            if name == "ratio" and value == 0:
+                raise GradcheckError(
+                    "--ratio must be a positive number (a multiple of PyTorch's own error), got 0"
+                )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise GradcheckError(f"--seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
         for name in ("timeout", "default_timeout"):

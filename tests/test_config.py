@@ -140,3 +140,51 @@ def test_list_warns_about_shadowed_duplicate_and_unreadable_specs(gradcheck, tmp
     assert any("c.yaml: the name 'mine' is also" in w and "b.yaml" in w for w in warnings)
     assert any("d.yaml:" in w and "invalid YAML" in w for w in warnings)
     assert all(w.startswith("gradcheck: warning: ") for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("timeout = -1", "[tool.gradcheck] timeout must be a positive number of seconds, got -1"),
+        ('timeout = "10s"', "[tool.gradcheck] timeout must be a positive number of seconds, got '10s'"),
+        ("seed = -1", "[tool.gradcheck] seed must be an integer from 0 to 2**63 - 1, got -1"),
+        (
+            f"seed = {10**40}",
+            "[tool.gradcheck] seed must be an integer from 0 to 2**63 - 1, got about 2**132",
+        ),
+        ("atol = -1", "[tool.gradcheck] atol must be a non-negative number, got -1"),
+        ("rtol = inf", "[tool.gradcheck] rtol must be a non-negative number, got inf"),
+        (
+            "ratio = 0",
+            "[tool.gradcheck] ratio must be a positive number (a multiple of PyTorch's own error), got 0",
+        ),
+        (
+            'dtype = "float8"',
+            "[tool.gradcheck] dtype must be one of float64, float32, bfloat16, float16, got",
+        ),
+        ('device = "tpu"', "[tool.gradcheck] device must be cpu, cuda or cuda:N, got 'tpu'"),
+        (
+            'tolerance = "relative"',
+            "[tool.gradcheck] tolerance must be absolute or calibrated, got 'relative'",
+        ),
+        (f"seed = {'1' * 5000}", "pyproject.toml: cannot read: an integer has too many digits"),
+    ],
+)
+def test_a_bad_config_value_is_named_by_its_config_key_not_a_flag(
+    gradcheck, project, tmp_path, line, message
+):
+    project(line + "\n")
+    for ran in (gradcheck("my_lin"), gradcheck("run", "specs")):
+        assert ran.exit_code == 2, ran.stdout
+        err = ran.stderr.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith(f"gradcheck: error: {tmp_path / 'pyproject.toml'}"), err
+        assert message in err and "--" not in err, err
+
+
+def test_a_ratio_of_0_on_the_command_line_is_refused_as_in_a_spec_and_the_config(gradcheck):
+    ran = gradcheck("linear", "--dtype", "float32", "--ratio", "0")
+    assert ran.exit_code == 2
+    assert ran.stderr.strip() == (
+        "gradcheck: error: --ratio must be a positive number (a multiple of PyTorch's own error), got 0"
+    )

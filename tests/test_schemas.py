@@ -91,6 +91,15 @@ WRONG = {
         changed(dims__batch=0),
         "dims/batch: 0 is less than the minimum",
     ),
+    "a shape size of 0": (changed(inputs__x=["batch", 0]), "inputs/x/1: 0 is less than the minimum of 1"),
+    "a shape size past any tensor": (
+        changed(inputs__x=["batch", 10**12]),
+        "inputs/x/1: 1000000000000 is greater than the maximum of 2147483648",
+    ),
+    "a dim past any tensor": (
+        changed(dims__batch=10**30),
+        "dims/batch: 1000000000000000000000000000000 is greater than the maximum",
+    ),
     "a dim named like a module in scope": (changed(dims__torch=2), "dims: 'torch' should not be valid"),
     "both module and file": (
         changed(implementation__module="layers"),
@@ -145,10 +154,9 @@ COMING = textwrap.dedent(
     implementation:
       file: rows.ipynb
       cells: [2, 3]
+      class: "Rows()"
       forward: "gather(x, perm) -> out"
-      backward: "gather_backward(grad_out, perm) -> x"
       set: {training: "True"}
-      grads: {x: self.dx}
       step: "sgd_step(x)"
       learning_rate: 0.1
     tolerance: {mode: calibrated, ratio: 4}
@@ -299,3 +307,151 @@ def test_the_functions_second_order_and_not_repeatable_rows_keep_the_report_sche
     assert {"upstream", "input", "param", "output"} <= kinds
     diagnoses = {c["diagnosis"] for r in report["results"] for c in r["checks"]}
     assert "not_repeatable" in diagnoses
+
+
+# -- the schema and the loader agree, both ways ------------------------------------------------
+
+
+def edited(*changes: tuple[str, Any]) -> dict[str, Any]:
+    """The dense spec with keys set (``None`` too: a key written with no value) or, for
+    ``...``, removed; a key path is ``implementation.set``."""
+    spec = json.loads(json.dumps(DENSE))
+    for path, value in changes:
+        *parents, last = path.split(".")
+        node = spec
+        for key in parents:
+            node = node[key]
+        if value is ...:
+            del node[last]
+        else:
+            node[last] = value
+    return spec
+
+
+def loader_error(spec: dict[str, Any], tmp_path) -> str:
+    """The one-line error gradcheck gives for this spec ("" if it loads)."""
+    (tmp_path / "dense.py").write_text("def backward(grad_out, x, w, b):\n    return x, w, b\n")
+    path = tmp_path / "dense.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        load_spec(path)
+    except SpecError as exc:
+        return str(exc)
+    return ""
+
+
+IMPL = "implementation"
+BOTH_REJECT = {
+    "a ratio of 0": (
+        [("tolerance", {"mode": "calibrated", "ratio": 0})],
+        "tolerance/ratio: 0 is less than or equal to the minimum of 0",
+        "tolerance.ratio: a ratio is a multiple of PyTorch's own error: greater than 0, got 0",
+    ),
+    "a description that is not text": (
+        [("description", 5)],
+        "description: 5 is not of type 'string', 'null'",
+        "description: expected one line of text, got 5",
+    ),
+    "an xfail for no dtype at all": (
+        [("xfail", {"reason": "r", "dtype": []})],
+        "xfail/dtype: [] should be non-empty",
+        "xfail.dtype: expected a dtype or a list of at least one, got []",
+    ),
+    "an xfail dtype with no value": (
+        [("xfail", {"reason": "r", "dtype": None})],
+        "xfail/dtype: None is not of type 'array'",
+        "xfail.dtype: expected a dtype or a list of at least one, got None",
+    ),
+    "a skip on a device that is not cpu, cuda or cuda:N": (
+        [("skip", {"reason": "r", "device": ["cuda:first"]})],
+        "skip/device/0: 'cuda:first' does not match",
+        "skip.device: unknown device 'cuda:first'; use cpu, cuda or cuda:N",
+    ),
+    "a derived input that is a bare name": (
+        [("inputs.y", "x")],
+        "inputs/y: 'x' should not be valid under",
+        "inputs.y: a shape is a list like [batch, in], got 'x'",
+    ),
+    "no backward, step or autograd_function": (
+        [(f"{IMPL}.backward", ...)],
+        "implementation: 'step' is a required property",
+        "implementation: missing 'backward:' (or 'step:', or 'autograd_function:')",
+    ),
+    "set without a class": (
+        [(f"{IMPL}.set", {"training": "True"})],
+        "implementation: 'class' is a required property",
+        "implementation.set: 'set' puts tensors on the instance that 'class:' builds",
+    ),
+    "grads without a class": (
+        [(f"{IMPL}.grads", {"x": "self.dx"})],
+        "implementation: 'class' is a required property",
+        "implementation.grads: 'grads' reads attributes of the instance that 'class:' builds",
+    ),
+    "learning_rate without step": (
+        [(f"{IMPL}.learning_rate", 0.1)],
+        "implementation: 'step' is a required property",
+        "implementation.learning_rate: 'learning_rate' goes with 'step'",
+    ),
+    "a step without its learning_rate": (
+        [
+            (f"{IMPL}.backward", ...),
+            (f"{IMPL}.step", "sgd(w, b)"),
+            ("inputs.x", {"shape": ["batch", "in"], "grad": False}),
+        ],
+        "implementation: 'learning_rate' is a required property",
+        "implementation.step: a step needs 'learning_rate:'",
+    ),
+    "a step and a backward": (
+        [(f"{IMPL}.step", "sgd(w, b)"), (f"{IMPL}.learning_rate", 0.1)],
+        "should not be valid under {'anyOf': [{'required': ['backward']}",
+        "implementation.step: a step runs the backward and the update itself: drop 'backward:'",
+    ),
+    "an autograd_function beside a step": (
+        [(f"{IMPL}.backward", ...), (f"{IMPL}.autograd_function", "Dense"), (f"{IMPL}.step", "sgd(w, b)")],
+        "should not be valid under {'anyOf': [{'required': ['forward']}",
+        "implementation.autograd_function: an autograd_function is called through .apply: drop step",
+    ),
+    "an autograd_function with no value": (
+        [(f"{IMPL}.backward", ...), (f"{IMPL}.autograd_function", None)],
+        "implementation/autograd_function: None is not of type 'string'",
+        "implementation.autograd_function: expected a non-empty string, got None",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BOTH_REJECT))
+def test_what_the_schema_rejects_gradcheck_rejects_with_a_one_line_error(case, tmp_path):
+    changes, schema_says, gradcheck_says = BOTH_REJECT[case]
+    spec = edited(*changes)
+    found = problems(SPECS, spec)
+    assert any(schema_says in p for p in found), found
+    assert gradcheck_says in loader_error(spec, tmp_path)
+
+
+BOTH_ACCEPT = {
+    "sections written with no value": [
+        (key, None)
+        for key in ("description", "options", "outputs", "tolerance", "formulas", "constraints", "timeout")
+    ]
+    + [(key, None) for key in ("reference_grads", "double", "xfail", "skip")],
+    "an empty params section beside a checked input": [
+        ("params", None),
+        ("reference", "x * 2"),
+        (f"{IMPL}.backward", "backward(grad_out, x) -> x"),
+    ],
+    "set and grads with no value": [(f"{IMPL}.set", None), (f"{IMPL}.grads", None)],
+    "a numerical reference with no settings": [
+        ("reference", {"numerical": None}),
+        (f"{IMPL}.forward", "forward(x, w, b) -> out"),
+    ],
+    "a derived input read off an earlier one": [("inputs.y", "x.sum(-1)")],
+    "a derived input that is not a list of names": [("inputs.y", "-x")],
+    "a skip on cuda:1": [("skip", {"reason": "r", "device": ["cpu", "cuda", "cuda:1"]})],
+}
+
+
+@pytest.mark.parametrize("case", list(BOTH_ACCEPT))
+def test_what_gradcheck_loads_the_schema_accepts(case, tmp_path):
+    spec = edited(*BOTH_ACCEPT[case])
+    assert problems(SPECS, spec) == []
+    assert loader_error(spec, tmp_path) == ""

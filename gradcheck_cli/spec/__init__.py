@@ -6,7 +6,7 @@
 - :mod:`.files`: spec files read boundedly and found in folders.
 """
 
-from .files import find_spec_files, looks_like_spec, read_spec_text
+from .files import find_spec_files, has_spec_suffix, looks_like_spec, read_spec_text
 from .loading import build_spec, load_spec, parse_yaml
 from .model import (
     CONVENTION_ALIASES,
@@ -32,6 +32,7 @@ __all__ = [
     "build_spec",
     "find_spec_files",
     "grad_names",
+    "has_spec_suffix",
     "load_spec",
     "looks_like_spec",
     "parse_yaml",

@@ -1,7 +1,7 @@
 """Spec files on disk: read boundedly, decoded strictly, found in folders without hanging.
 
 A spec is a small UTF-8 text file. Anything else named ``*.yaml`` (a FIFO,
-a device, a file of gigabytes, UTF-16 from PowerShell's ``>``, Latin-1) is
+a device, a file of gigabytes, UTF-16 from PowerShell's ``>``, UTF-32, Latin-1) is
 a one-line error naming the file and what is wrong, never a hang and never
 silently skipped. Directory walks follow no symlink loop and stop at a
 bound.
@@ -48,12 +48,32 @@ def read_spec_text(path: Path) -> str:
     return decode(data, path)
 
 
+def wide_encoding(data: bytes) -> str | None:
+    """``UTF-32`` or ``UTF-16`` when the bytes are text in one of them (by its BOM, else by its NULs).
+
+    UTF-32's BOMs are checked first: the little-endian one begins with UTF-16's. Text has no
+    U+0000, so three NULs in a row are UTF-32 (each ASCII character is one byte and three NULs),
+    and one NUL is UTF-16.
+    """
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    head = data[:4096]
+    if b"\x00\x00\x00" in head:
+        return "UTF-32"
+    return "UTF-16" if b"\x00" in head else None
+
+
 def decode(data: bytes, path: Path | None = None) -> str:
-    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16 and other encodings are one-line errors."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16, UTF-32 and other encodings are one-line errors."""
+    wide = wide_encoding(data)
+    if wide == "UTF-16":
         raise SpecError(
             "the file is UTF-16, not UTF-8 (PowerShell's '>' writes UTF-16): save it as UTF-8", path
         )
+    if wide is not None:
+        raise SpecError(f"the file is {wide}, not UTF-8: save it as UTF-8", path)
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
@@ -68,23 +88,72 @@ def decode(data: bytes, path: Path | None = None) -> str:
         ) from None
 
 
-_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
+# A top-level key of block style: at the start of a line, bare or quoted ("reference": ...).
+_BLOCK_KEY = re.compile(r"""^(?:"([^"\n]*)"|'([^'\n]*)'|([A-Za-z_][\w-]*))[ \t]*:""", re.M)
+# What flow style ({name: x, "reference": ...}, and so JSON) is made of: quoted scalars (which
+# may hold any punctuation), the indicators, and plain scalars.
+_FLOW_TOKEN = re.compile(r"""\"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[{}\[\],:]|[^\s{}\[\],:"']+""")
+_PREAMBLE = re.compile(r"\A(?:\s|#[^\n]*|%[^\n]*|---)*")  # comments, directives, a document start
+
+
+def has_spec_suffix(path: Path) -> bool:
+    """``.yaml`` or ``.yml``, in any case (``LAYER.YAML`` from a case-insensitive file system)."""
+    return path.suffix.lower() in SUFFIXES
+
+
+def top_level_keys(text: str) -> set[str]:
+    """The keys of a YAML document's top-level mapping, in block style or flow style (JSON too),
+    bare or quoted; found without parsing, so a file that is not YAML costs a scan."""
+    preamble = _PREAMBLE.match(text)
+    body = text[preamble.end() :] if preamble else text
+    if not body.startswith("{"):
+        return {next(k for k in match if k) for match in _BLOCK_KEY.findall(text) if any(match)}
+    keys: set[str] = set()
+    depth, previous, pending = 0, "", None  # pending: a scalar that is a key if a ':' follows
+    for token in _FLOW_TOKEN.findall(body):
+        if token in ("{", "["):
+            depth += 1
+        elif token in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif token == ":" and pending is not None:
+            keys.add(pending)
+        pending = None
+        if depth == 1 and previous in ("{", ",") and token not in _INDICATORS:
+            pending = _unquoted(token)
+        previous = token
+    return keys
+
+
+_INDICATORS = ("{", "[", "}", "]", ",", ":")
+
+
+def _unquoted(scalar: str) -> str:
+    if scalar.startswith('"'):
+        return scalar[1:-1]
+    if scalar.startswith("'"):
+        return scalar[1:-1].replace("''", "'")
+    return scalar
 
 
 def looks_like_spec(path: Path) -> bool:
     """Whether a ``*.yaml`` file met in a directory search is a spec to run.
 
-    Its top-level keys include ``reference`` or ``implementation`` (or a
-    near-miss spelling, so a typo is a reported spec error, not a skipped
-    file); a file that cannot be read or decoded counts too, so that it is
-    reported instead of silently passed over.
+    Its top-level keys (block or flow style, bare or quoted) include
+    ``reference`` or ``implementation`` (or a near-miss spelling, so a typo
+    is a reported spec error, not a skipped file); a file that cannot be read
+    or decoded counts too, so that it is reported instead of silently passed
+    over.
     """
     try:
         text = read_spec_text(path)
     except SpecError:
         return True
-    keys = set(_TOP_KEY.findall(text))
-    return any(difflib.get_close_matches(k, ("reference", "implementation"), n=1, cutoff=0.8) for k in keys)
+    return any(
+        difflib.get_close_matches(k, ("reference", "implementation"), n=1, cutoff=0.8)
+        for k in top_level_keys(text)
+    )
 
 
 def _skipped(folder: Path) -> bool:
@@ -123,7 +192,7 @@ def _walk(root: Path) -> Iterator[Path]:
             if is_dir:
                 if not _skipped(path):
                     yield from walk(path)
-            elif path.suffix in SUFFIXES and looks_like_spec(path):
+            elif has_spec_suffix(path) and looks_like_spec(path):
                 yield path
 
     yield from walk(root)

@@ -18,7 +18,7 @@ from ..calls import Call
 from ..expressions import BUILTINS, Expression, ExpressionError, parse
 from ..names import did_you_mean
 from ..reach import GLOBALS
-from .model import BACKENDS, Implementation, TensorSpec, grad_names
+from .model import BACKENDS, Implementation, TensorSpec, finite, grad_names
 from .sections import code_source
 from .tensors import size
 from .where import Where, check_names
@@ -78,12 +78,12 @@ def implementation(
     cls = _class(impl, names, at)
     forward = _forward(impl, tensors, names, cls, at)
     backward = at.call(impl["backward"], f"{KEY}.backward", names) if "backward" in impl else None
-    if impl.get("autograd_function") is not None:
+    if "autograd_function" in impl:
         name, args = _autograd_function(impl, tensors, names, forward, backward, cls, backend, at)
         return Implementation(
             source=source, convention="autograd_function", autograd_function=name, args=args, backend=backend
         )
-    if impl.get("args") is not None:
+    if "args" in impl:
         raise at.fail(f"{KEY}.args", "'args' goes with 'autograd_function'")
     set_attributes = _set(impl, names, cls, at)
     if "step" in impl:
@@ -230,6 +230,8 @@ def _step(
     learning_rate = size(impl["learning_rate"], f"{KEY}.learning_rate", numeric, at)
     if not isinstance(learning_rate, Expression) and learning_rate == 0:
         raise at.fail(f"{KEY}.learning_rate", "a learning rate of 0 updates nothing")
+    if not isinstance(learning_rate, Expression) and not finite(learning_rate):
+        raise at.fail(f"{KEY}.learning_rate", "expected a finite number (a float holds it)")
     return step, learning_rate
 
 
@@ -244,16 +246,17 @@ def _autograd_function(
     at: Where,
 ) -> tuple[str, tuple[Expression, ...]]:
     name = at.string(impl["autograd_function"], f"{KEY}.autograd_function")
-    if forward is not None or backward is not None or cls is not None:
+    given = [
+        k for k in ("forward", "backward", "class", "set", "grads", "step", "learning_rate") if k in impl
+    ]
+    if given:
         raise at.fail(
             f"{KEY}.autograd_function",
-            "an autograd_function is called through .apply: drop forward/backward/class",
+            f"an autograd_function is called through .apply: drop {'/'.join(given)}",
         )
     if backend != "torch":
         raise at.fail(f"{KEY}.backend", "an autograd_function works on torch tensors")
-    args = impl.get("args")
-    if args is None:
-        args = list(tensors)
+    args = impl["args"] if "args" in impl else list(tensors)
     if not isinstance(args, list):
         raise at.fail(f"{KEY}.args", "expected a list of expressions: [x, weight, F.relu, 0.5]")
     # A YAML number, boolean or null is that literal: `args: [x, -1]`.

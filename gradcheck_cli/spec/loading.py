@@ -127,7 +127,7 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         top["implementation"], all_tensors, names, outs, at, numeric_names(known_dims, opts)
     )
     checked = [n for n, t in all_tensors.items() if t.grad]
-    return Spec(
+    spec = Spec(
         name=name,
         description=description,
         dims=known_dims,
@@ -148,3 +148,5 @@ def build_spec(data: Any, path: Path | None = None, lines: Mapping[str, int] | N
         path=path,
         lines=dict(lines or {}),
     )
+    spec.check_sizes(spec.dims)  # with its own sizes every tensor can be drawn: no 0, no 10**12
+    return spec

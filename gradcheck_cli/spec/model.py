@@ -8,6 +8,7 @@ parsed expressions and calls, so nothing is parsed twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +24,22 @@ CONVENTIONS = ("functional", "fastai", "class", "numpy", "autograd_function", "s
 CONVENTION_ALIASES = {"cs231n": "numpy"}
 INPUT_DTYPES = ("float", "int64", "int32", "bool")
 MAX_DIM = 2**40  # no tensor has a dim this long; past it, sizes overflow torch's int64 arithmetic
+MAX_ELEMENTS = 2**31  # elements in one tensor (16 GiB in float64): past it a spec is a typo, not a layer
+# The values an integer input's low (included) and high (excluded) may take: torch.randint's range.
+INT_RANGES = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31)}
 BACKENDS = ("torch", "numpy")
 
 Size = Expression | int  # a shape entry: a number, or arithmetic over dims and options
+
+
+def finite(value: Any) -> bool:
+    """A YAML number that is a finite float: not a bool, not .inf or .nan, not 10**400 (no float holds it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -251,6 +265,7 @@ class Spec:
         return replace(self, options={**self.options, **overrides})
 
     def shape_of(self, tensor: TensorSpec, dims: Mapping[str, int]) -> tuple[int, ...]:
+        """The tensor's shape with these dims: each size at least 1, at most MAX_ELEMENTS elements."""
         scope = self.numeric_scope(dims)
         shape = []
         for entry in tensor.shape:
@@ -258,10 +273,49 @@ class Spec:
                 size = evaluate_int(entry, scope)
             except ExpressionError as exc:
                 raise self.error(f"shape entry {_text(entry)!r}: {exc}", tensor.key) from None
-            if size < 0:
-                raise self.error(f"shape entry {_text(entry)!r} is {size} with {_fmt_dims(dims)}", tensor.key)
+            what = f"size {entry.text!r}" if isinstance(entry, Expression) else "a shape size"
+            with_dims = f" with {_fmt_dims(dims)}" if isinstance(entry, Expression) else ""
+            if size < 1:
+                raise self.error(f"{what} must be at least 1, got {shown(size)}{with_dims}", tensor.key)
+            if size > MAX_ELEMENTS:
+                raise self.error(
+                    f"{what} is {shown(size)}{with_dims}: larger than any tensor can be"
+                    " (at most 2**31 elements)",
+                    tensor.key,
+                )
             shape.append(size)
+        elements = math.prod(shape)
+        if elements > MAX_ELEMENTS:
+            raise self.error(
+                f"shape {list(shape)} is {shown(elements)} elements, more than a tensor may have"
+                f" (2**31 = {MAX_ELEMENTS})",
+                tensor.key,
+            )
         return tuple(shape)
+
+    def check_sizes(self, dims: Mapping[str, int]) -> None:
+        """Every tensor's shape with these dims is drawable, and integer bounds fit their dtype."""
+        for t in self.tensors.values():
+            if t.derived is not None:
+                continue
+            self.shape_of(t, dims)
+            if t.dtype not in INT_RANGES:
+                for name, value in (("low", t.low), ("high", t.high)):
+                    number = self.bound(value, dims)
+                    if number is not None and not finite(number):
+                        raise self.error(
+                            f"{name} is {shown(number)}: a bound is a finite number", f"{t.key}.{name}"
+                        )
+                continue
+            lowest, highest = INT_RANGES[t.dtype]
+            for name, value in (("low", t.low), ("high", t.high)):
+                number = self.bound(value, dims)
+                if number is not None and not lowest <= number <= highest:
+                    raise self.error(
+                        f"{name} is {shown(number)}: an {t.dtype} input's values lie"
+                        f" from {lowest} to {highest}",
+                        f"{t.key}.{name}",
+                    )
 
     def dim_labels(self, tensor: TensorSpec) -> list[str | None]:
         """For each axis, the dim name when the shape entry is a bare dim name, and the
@@ -296,9 +350,11 @@ class Spec:
         return None
 
     def check_constraints(self, dims: Mapping[str, int]) -> None:
-        """A spec error naming the constraint that these dims break, with the values it read."""
+        """A spec error naming the constraint that these dims break, with the values it read;
+        else one naming a tensor these dims make empty or too large (:meth:`check_sizes`)."""
         broken = self.broken_constraint(dims)
         if broken is None:
+            self.check_sizes(dims)
             return
         scope = self.numeric_scope(dims)
         values = ", ".join(
@@ -326,6 +382,14 @@ def grad_names(outputs: tuple[str, ...]) -> dict[str, str]:
 
 def _text(entry: Size) -> str | int:
     return entry.text if isinstance(entry, Expression) else entry
+
+
+def shown(value: Any) -> str:
+    """A value for a message: as it is, or a huge integer by its size (``about 2**1328``), not its
+    400 digits (Python refuses to print past 4300)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return f"{'-' if value < 0 else ''}about 2**{abs(value).bit_length() - 1}"
+    return repr(value)
 
 
 def _fmt_dims(dims: Mapping[str, int]) -> str:

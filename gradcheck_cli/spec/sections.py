@@ -10,6 +10,7 @@ or evaluates a reference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from ..expressions import Expression, ExpressionError, evaluate, parse
 from ..names import IDENT_RE, NAME_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import CodeSource, Expectation, Reference, ToleranceSpec, grad_names
+from .model import MAX_DIM, CodeSource, Expectation, Reference, ToleranceSpec, finite, grad_names, shown
 from .where import Where, check_names
 
 TOP_KEYS = (
@@ -56,7 +57,10 @@ def header(top: Mapping[str, Any], at: Where) -> tuple[str, str]:
         raise at.fail("name", f"{name!r} must match [a-z][a-z0-9_]*")
     if name in COMMANDS:
         raise at.fail("name", f"{name!r} is a gradcheck command; choose another name")
-    return name, str(top.get("description") or "").strip()
+    description = top.get("description")
+    if description is not None and not isinstance(description, str):
+        raise at.fail("description", f"expected one line of text, got {shown(description)}")
+    return name, (description or "").strip()
 
 
 def _declared_name(name: str, key: str, kind: str, at: Where) -> None:
@@ -71,8 +75,14 @@ def dims(raw: Any, at: Where) -> dict[str, int]:
     found: dict[str, int] = {}
     for dim, size in at.mapping(raw, "dims").items():
         _declared_name(dim, f"dims.{dim}", "dim", at)
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        if isinstance(size, bool) or not isinstance(size, int):
             raise at.fail(f"dims.{dim}", f"must be a positive integer, got {size!r}")
+        if size < 1:
+            raise at.fail(f"dims.{dim}", f"size {dim} must be at least 1, got {size}")
+        if size > MAX_DIM:
+            raise at.fail(
+                f"dims.{dim}", f"size {dim} is {shown(size)}: larger than any tensor can be (at most 2**40)"
+            )
         found[dim] = size
     return found
 
@@ -249,8 +259,12 @@ def tolerance(raw: Any, at: Where) -> ToleranceSpec:
         if k == "mode":
             if v not in MODES:
                 raise at.fail("tolerance.mode", f"unknown tolerance mode {v!r}; choose {' or '.join(MODES)}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
-            raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {v!r}")
+        elif not finite(v) or v < 0:
+            raise at.fail(f"tolerance.{k}", f"expected a non-negative number, got {shown(v)}")
+        elif k == "ratio" and v == 0:
+            raise at.fail(
+                "tolerance.ratio", "a ratio is a multiple of PyTorch's own error: greater than 0, got 0"
+            )
     if found.get("mode") == "absolute" and "ratio" in found:
         raise at.fail("tolerance.ratio", "a ratio applies only to the calibrated mode, not to absolute")
     return ToleranceSpec(found.get("atol"), found.get("rtol"), found.get("mode"), found.get("ratio"))
@@ -281,16 +295,17 @@ def expectation(raw: Any, key: str, at: Where) -> Expectation | None:
         raise at.fail(key, "give the reason: {reason: ..., dtype: [...], device: [...]}")
     lists: dict[str, tuple[str, ...] | None] = {}
     for sub, allowed in (("dtype", DTYPE_NAMES), ("device", ("cpu", "cuda"))):
-        value = found.get(sub)
-        if value is None:
+        if sub not in found:
             lists[sub] = None
             continue
+        value = found[sub]
         values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise at.fail(f"{key}.{sub}", f"expected a list of {sub}s, got {value!r}")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise at.fail(f"{key}.{sub}", f"expected a {sub} or a list of at least one, got {value!r}")
         for v in values:
-            if v not in allowed and not (sub == "device" and v.startswith("cuda:")):
-                raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}")
+            if v not in allowed and not (sub == "device" and re.fullmatch(r"cuda:\d+", v)):
+                known = "cpu, cuda or cuda:N" if sub == "device" else ", ".join(allowed)
+                raise at.fail(f"{key}.{sub}", f"unknown {sub} {v!r}{did_you_mean(v, allowed)}; use {known}")
         lists[sub] = tuple(values)
     return Expectation(at.string(found["reason"], f"{key}.reason"), lists["dtype"], lists["device"])
 
@@ -299,6 +314,6 @@ def timeout(raw: Any, at: Where) -> float | None:
     """``timeout: SECONDS``: how long this spec may run (a big layer needs more than the default)."""
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw < float("inf"):
-        raise at.fail("timeout", f"expected a positive number of seconds, got {raw!r}")
+    if not finite(raw) or raw <= 0:
+        raise at.fail("timeout", f"expected a positive number of seconds, got {shown(raw)}")
     return float(raw)

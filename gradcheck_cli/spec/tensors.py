@@ -7,16 +7,19 @@ expression is derived from the tensors above it (and never checked).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..expressions import Expression, ExpressionError, evaluate_number, parse
 from ..names import IDENT_RE, did_you_mean
 from ..reach import GLOBALS
-from .model import INPUT_DTYPES, TensorSpec
+from .model import INPUT_DTYPES, TensorSpec, finite, shown
 from .where import Where
 
 INPUT_KEYS = ("shape", "dtype", "low", "high", "grad", "min_abs", "permutation")
+# Names and commas only: a shape without its brackets, never a derived input (as the schema says).
+_BARE_NAMES = re.compile(r"\s*[A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*")
 
 
 def numeric_names(known_dims: Mapping[str, int], opts: Mapping[str, Any]) -> dict[str, int | float]:
@@ -77,10 +80,8 @@ def tensor(name: str, raw: Any, kind: str, numeric: Mapping[str, int | float], a
     if dtype in ("int64", "int32") and axis is None and (low is None or high is None):
         raise at.fail(key, "an integer input needs 'low' and 'high' (high excluded), or 'permutation: DIM'")
     min_abs = fields.get("min_abs")
-    if min_abs is not None and (
-        isinstance(min_abs, bool) or not isinstance(min_abs, (int, float)) or min_abs < 0
-    ):
-        raise at.fail(f"{key}.min_abs", f"expected a non-negative number, got {min_abs!r}")
+    if min_abs is not None and (not finite(min_abs) or min_abs < 0):
+        raise at.fail(f"{key}.min_abs", f"expected a non-negative number, got {shown(min_abs)}")
     return TensorSpec(
         name=name,
         kind=kind,
@@ -128,6 +129,12 @@ def derived(name: str, raw: str, earlier: Iterable[str], names: Iterable[str], a
     the code and the reference like any input, and it is not checked (no gradient).
     """
     key = f"inputs.{name}"
+    if _BARE_NAMES.fullmatch(raw):  # "batch, in", "perm": names, not an expression
+        raise at.fail(
+            key,
+            f"a shape is a list like [batch, in], got {raw!r} (an input written as an expression is"
+            " derived from the tensors above it by an operator, a call or an index)",
+        )
     known = set(earlier) | set(names)
     try:
         expr = parse(raw, known, known=known)
