@@ -16,6 +16,7 @@ docstring, which is what ``help(check)`` shows a notebook user.)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,12 @@ def _settings(**values: Any) -> RunSettings:
             raise TypeError(
                 f"check(): {key} must be {' or '.join(k.__name__ for k in kinds[key])}, got {value!r}"
             )
-    return RunSettings(**values)
+    try:
+        return RunSettings(**values)
+    except SpecError:
+        raise
+    except GradcheckError as exc:  # said as the command line says it: name the keyword instead
+        raise GradcheckError(re.sub(r"^--([a-z_]+)", r"check(): \1=", str(exc))) from None
 
 
 def make_report(results: list[CaseResult]) -> Report:

@@ -142,12 +142,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
     roots = parent.config.stash.get(_ROOTS, None)
-    if not roots or file_path.suffix not in (".yaml", ".yml"):
+    if not roots:
+        return None
+    from .spec import has_spec_suffix, looks_like_spec
+
+    if not has_spec_suffix(file_path):
         return None
     path = _absolute(file_path, Path.cwd())
     if not any(_covers(root, path) for root in roots):
         return None
-    from .spec import looks_like_spec
 
     if path not in roots and not looks_like_spec(path):
         return None

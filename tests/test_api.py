@@ -208,6 +208,20 @@ def test_a_spec_error_found_while_running_raises_too(write_layer):
     assert "No module named 'no_such_module'" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "keywords, message",
+    [
+        ({"seed": -1}, "check(): seed= must be an integer from 0 to 2**63 - 1, got -1"),
+        ({"ratio": 0, "dtype": "float32"}, "check(): ratio= must be a positive number"),
+        ({"atol": -1.0}, "check(): atol= must be a non-negative number, got -1.0"),
+    ],
+)
+def test_a_bad_setting_names_the_keyword_not_a_command_line_flag(keywords, message):
+    with pytest.raises(GradcheckError) as info:
+        check("linear", **keywords)
+    assert str(info.value).startswith(message)
+
+
 def test_an_exception_in_the_checked_code_is_a_result_not_a_raise():
     def backward(grad_out, x, w, b):
         raise RuntimeError("not written yet")

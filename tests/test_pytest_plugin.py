@@ -42,6 +42,12 @@ def test_each_spec_is_one_item_named_after_the_spec(pytester, specs):
     pytester.runpytest("--gradcheck", "specs", "--collect-only", "-q").stdout.no_fnmatch_line("*config*")
 
 
+def test_a_spec_with_an_upper_case_suffix_is_collected_as_gradcheck_run_finds_it(pytester, specs):
+    (specs / "dense.yaml").rename(specs / "DENSE.YAML")
+    result = pytester.runpytest("--gradcheck", "specs", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["specs/DENSE.YAML::dense", "3 tests collected*"])
+
+
 def test_a_failing_spec_shows_the_gradcheck_table(pytester, specs):
     result = pytester.runpytest("--gradcheck", "specs")
     result.assert_outcomes(passed=1, failed=2)
