@@ -235,10 +235,14 @@ def test_checked_code_that_closes_stdout_does_not_take_the_report_with_it(gradch
             "shapes must be a mapping",
         ),
         ({"spec": "layer_specs/linear.yaml", "device": None}, TypeError, "device must be str"),
-        ({"spec": "layer_specs/linear.yaml", "seed": 2**70}, Exception, "seed must be an integer from 0"),
+        ({"spec": "layer_specs/linear.yaml", "seed": 2**70}, Exception, "seed= must be an integer from 0"),
         ({"spec": "layer_specs/linear.yaml", "atol": "x"}, TypeError, "atol must be int or float"),
-        ({"spec": "layer_specs/linear.yaml", "atol": -1.0}, Exception, "atol must be a non-negative number"),
-        ({"spec": "layer_specs/linear.yaml", "rtol": float("nan")}, Exception, "rtol must be a non-negative"),
+        ({"spec": "layer_specs/linear.yaml", "atol": -1.0}, Exception, "atol= must be a non-negative number"),
+        (
+            {"spec": "layer_specs/linear.yaml", "rtol": float("nan")},
+            Exception,
+            "rtol= must be a non-negative",
+        ),
     ],
 )
 def test_check_given_wrong_types_names_the_argument(kwargs, error, message, monkeypatch):
