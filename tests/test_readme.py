@@ -64,10 +64,13 @@ def _blocks(document: Path) -> list[str]:
 
 
 # Commands the docs show that are not run here, each with why. Every other ``$ `` line is run.
+BENCHMARK = "a benchmark: its times and memory differ on every run and machine, and it takes minutes"
 NOT_RUN: dict[str, str] = {
-    "python benchmarks/bench_numerical.py --sizes 31,3.1K,20K": (
-        "a benchmark: its times and memory differ on every run and machine, and it takes minutes"
-    ),
+    "python benchmarks/bench_numerical.py --sizes 31,3.1K,20K": BENCHMARK,
+    "python benchmarks/bench_numerical.py --sizes 20K,80K,1M --limit-s 60": BENCHMARK,
+    "python benchmarks/bench_startup.py": BENCHMARK,
+    "python benchmarks/bench_scale.py": BENCHMARK,
+    "python benchmarks/bench_isolation.py": BENCHMARK,
 }
 
 
