@@ -95,3 +95,22 @@ implementation:
   forward: "lin(x, w, b) -> out"
   backward: "lin_grad(x, out, w, b)"
 """
+
+
+# A linear layer's bias gradient of the wrong dtype (for a float64 bias), as a backward returns it:
+# (the expression, the row's status, a part of its hint), in reference and numerical mode alike.
+WRONG_DTYPE_BIAS = [
+    (
+        "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
+        "error",
+        "the gradient for bias has dtype complex128, expected float64; its values match",
+    ),
+    (
+        "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
+        "mismatch",
+        "the gradient for bias has dtype complex128, expected float64",
+    ),
+    ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
+    ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
+]
+WRONG_DTYPE_IDS = ["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, LINEAR_FORWARD, LINEAR_SPEC
+from tests.conftest import EXAMPLES, LINEAR_FORWARD, LINEAR_SPEC, WRONG_DTYPE_BIAS, WRONG_DTYPE_IDS
 from tests.test_diagnose import MISTAKES, ZOO
 
 NUMERICAL = EXAMPLES / "numerical"
@@ -211,24 +211,7 @@ def test_a_calibrated_tolerance_needs_a_reference(gradcheck):
 NO_REFERENCE = LINEAR_SPEC.replace('reference: "F.linear(x, weight, bias)"\n', "")
 
 
-@pytest.mark.parametrize(
-    "bias_grad, status, hint",
-    [
-        (
-            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
-            "error",
-            "the gradient for bias has dtype complex128, expected float64; its values match",
-        ),
-        (
-            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
-            "mismatch",
-            "the gradient for bias has dtype complex128, expected float64",
-        ),
-        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
-        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
-    ],
-    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
-)
+@pytest.mark.parametrize("bias_grad, status, hint", WRONG_DTYPE_BIAS, ids=WRONG_DTYPE_IDS)
 def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype_by_finite_differences(
     gradcheck, write_layer, bias_grad, status, hint
 ):

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, LIN_FASTAI_SPEC, LINEAR_FORWARD, LINEAR_SPEC
+from tests.conftest import (
+    EXAMPLES,
+    LIN_FASTAI_SPEC,
+    LINEAR_FORWARD,
+    LINEAR_SPEC,
+    WRONG_DTYPE_BIAS,
+    WRONG_DTYPE_IDS,
+)
 
 LINEAR, FORWARD = LINEAR_SPEC, LINEAR_FORWARD
 
@@ -187,24 +194,7 @@ def test_a_bad_gradient_is_flagged_on_its_own_row(gradcheck, write_layer, bias_g
     assert checks["x"]["status"] == checks["weight"]["status"] == "pass"
 
 
-@pytest.mark.parametrize(
-    "bias_grad, status, hint",
-    [
-        (
-            "torch.complex(grad_out.sum(0), torch.zeros(4, dtype=torch.float64))",
-            "error",
-            "the gradient for bias has dtype complex128, expected float64; its values match",
-        ),
-        (
-            "torch.complex(grad_out.sum(0) + 1, torch.zeros(4, dtype=torch.float64))",
-            "mismatch",
-            "; and the gradient for bias has dtype complex128, expected float64",
-        ),
-        ("grad_out.sum(0) + 5j", "error", "the gradient for bias is complex with a nonzero imaginary part"),
-        ("grad_out.sum(0).long()", "error", "the gradient for bias has dtype int64, expected a float tensor"),
-    ],
-    ids=["complex-real-values", "complex-wrong-values", "complex-imaginary", "int64"],
-)
+@pytest.mark.parametrize("bias_grad, status, hint", WRONG_DTYPE_BIAS, ids=WRONG_DTYPE_IDS)
 def test_a_complex_or_integer_gradient_of_a_real_tensor_is_a_wrong_dtype(
     gradcheck, write_layer, bias_grad, status, hint
 ):
