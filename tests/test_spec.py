@@ -301,6 +301,13 @@ def test_a_spec_in_a_wide_encoding_is_reported_as_that_encoding(gradcheck, tmp_p
     one_line_error(gradcheck("run", str(spec)), message)
 
 
+@pytest.mark.parametrize("data", [b"\x00\x01binary", bytes(range(256)) * 4, b"PK\x03\x04\x14\x00\x00\x00"])
+def test_a_binary_file_named_yaml_is_said_not_text_not_a_wide_encoding(gradcheck, tmp_path, data):
+    spec = tmp_path / "layer.yaml"
+    spec.write_bytes(data)
+    one_line_error(gradcheck("run", str(spec)), "layer.yaml: the file holds NUL bytes, so it is not text")
+
+
 def _written(style: str, name: str) -> str:
     """The linear spec, named ``name``, written in one of the styles YAML allows."""
     data = yaml.safe_load(LINEAR.replace("name: layer", f"name: {name}"))

@@ -49,20 +49,36 @@ def read_spec_text(path: Path) -> str:
 
 
 def wide_encoding(data: bytes) -> str | None:
-    """``UTF-32`` or ``UTF-16`` when the bytes are text in one of them (by its BOM, else by its NULs).
+    """``UTF-32`` or ``UTF-16`` when the bytes are text in one of them (by its BOM, else by reading
+    them so), ``binary`` when they hold NULs and read as neither, None when they hold no NUL.
 
     UTF-32's BOMs are checked first: the little-endian one begins with UTF-16's. Text has no
-    U+0000, so three NULs in a row are UTF-32 (each ASCII character is one byte and three NULs),
-    and one NUL is UTF-16.
+    U+0000, so a NUL byte means a wide encoding (each ASCII character is one byte and one or three
+    NULs) or no text at all.
     """
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         return "UTF-32"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "UTF-16"
     head = data[:4096]
-    if b"\x00\x00\x00" in head:
-        return "UTF-32"
-    return "UTF-16" if b"\x00" in head else None
+    if b"\x00" not in head:
+        return None
+    for name, width in (("UTF-32", 4), ("UTF-16", 2)):
+        if any(_reads_as(head, f"{name.lower()}-{order}", width) for order in ("le", "be")):
+            return name
+    return "binary"
+
+
+def _reads_as(head: bytes, codec: str, width: int) -> bool:
+    """Whether ``head`` (cut to whole characters) reads as a spec's text in ``codec``: printable,
+    and at least half ASCII (a spec's keys are; byte pairs of anything read as CJK otherwise)."""
+    try:
+        text = head[: len(head) - len(head) % width].decode(codec)
+    except UnicodeDecodeError:
+        return False
+    readable = sum(c.isprintable() or c in "\t\r\n" for c in text)
+    ascii_ = sum(c < "\x80" for c in text)
+    return bool(text) and "\x00" not in text and readable >= 0.95 * len(text) and 2 * ascii_ >= len(text)
 
 
 def decode(data: bytes, path: Path | None = None) -> str:
@@ -72,6 +88,8 @@ def decode(data: bytes, path: Path | None = None) -> str:
         raise SpecError(
             "the file is UTF-16, not UTF-8 (PowerShell's '>' writes UTF-16): save it as UTF-8", path
         )
+    if wide == "binary":
+        raise SpecError("the file holds NUL bytes, so it is not text: a spec is a YAML file in UTF-8", path)
     if wide is not None:
         raise SpecError(f"the file is {wide}, not UTF-8: save it as UTF-8", path)
     if data.startswith(codecs.BOM_UTF8):
