@@ -17,7 +17,7 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -180,18 +180,28 @@ def _import_notebook(path: Path, cells: tuple[int, ...] | None, spec: Spec) -> M
     cached = _NOTEBOOKS.get((path, cells))
     if cached is not None and cached[0] == digest:
         return cached[1]
+    module = _fresh_module("gradcheck_notebook", path, digest, spec, lambda m: notebooks.load(path, m, cells))
+    _NOTEBOOKS[(path, cells)] = (digest, module)
+    return module
+
+
+def _fresh_module(
+    prefix: str, path: Path, digest: str, spec: Spec, fill: Callable[[ModuleType], object]
+) -> ModuleType:
+    """A new module named for the file and its content, filled by ``fill`` with the file's
+    neighbours importable, and registered in ``sys.modules`` (dataclasses and pickling look a
+    class's module up there) unless filling it raised."""
     stem = re.sub(r"\W", "_", path.stem)
-    name = f"gradcheck_notebook_{stem}_{digest[:12]}"
+    name = f"{prefix}_{stem}_{digest[:12]}"
     module = ModuleType(name)
     module.__file__ = str(path)
-    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    sys.modules[name] = module
     try:
-        with importable(spec, path.parent):
-            notebooks.load(path, module, cells)
+        with importable(spec, path.parent):  # its neighbours, the project's root, the spec's folder
+            fill(module)
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    _NOTEBOOKS[(path, cells)] = (digest, module)
     return module
 
 
@@ -227,18 +237,8 @@ def _import_file(path: Path, spec: Spec) -> ModuleType:
     cached = _FILE_MODULES.get(path)
     if cached is not None and cached[0] == digest:
         return cached[1]
-    stem = re.sub(r"\W", "_", path.stem)
-    name = f"gradcheck_user_{stem}_{digest[:12]}"
-    module = ModuleType(name)
-    module.__file__ = str(path)
     code = compile(source, str(path), "exec", dont_inherit=True)
-    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
-    try:
-        with importable(spec, path.parent):  # its neighbours, the project's root, the spec's folder
-            exec(code, module.__dict__)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    module = _fresh_module("gradcheck_user", path, digest, spec, lambda m: exec(code, m.__dict__))
     _FILE_MODULES[path] = (digest, module)
     return module
 
