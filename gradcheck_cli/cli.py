@@ -112,7 +112,7 @@ def show(layer: Annotated[str, typer.Argument(help="A layer name (see 'gradcheck
 
 def run(**kwargs: Any) -> None:
     """Run spec files and directories; each spec is one result."""
-    from .suite import collect, run_suite, supervisor
+    from .suite import collect_all, run_suite, select, supervisor
 
     paths, builtin, keyword = kwargs.pop("paths"), kwargs.pop("builtin"), kwargs.pop("keyword")
     fail_fast, jobs, watching = kwargs.pop("fail_fast"), kwargs.pop("jobs"), kwargs.pop("watch")
@@ -124,14 +124,13 @@ def run(**kwargs: Any) -> None:
     if not targets:
         common.fail("give spec files or directories to run, or --builtin")
     try:
-        items = collect(targets, keyword)
+        found = collect_all(targets)
+        items = select(found, keyword)
     except GradcheckError as exc:
         common.fail(str(exc))
     if not items:
         common.fail("no specs found" + (f" matching -k {keyword!r}" if keyword else ""))
-    from .spec import find_spec_files
-
-    common.guard_output(emit, common.files_read(find_spec_files(targets), items))
+    common.guard_output(emit, common.files_read(found, items))  # every spec found, deselected ones too
     common.refuse_missing_device(settings.device)
     report = run_suite(items, settings, fail_fast=fail_fast, jobs=jobs, progress=common.progress_wanted(emit))
     if not watching:

@@ -18,6 +18,7 @@ from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .result import Report
+    from .spec import Spec
     from .suite import Item
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -69,38 +70,27 @@ def _same_file(path: Path, target: Path) -> bool:
         return False
 
 
-def files_read(spec_files: Iterable[Path], items: Iterable[Item]) -> list[tuple[str, Path]]:
-    """Every file a run may read, described: each spec file found (deselected by -k or not loading,
-    too) and the code files each names (a spec that did not load: those its YAML names)."""
-    loaded = {item.path: item.spec for item in items if item.spec is not None}
-    found: list[tuple[str, Path]] = []
-    for path in spec_files:
-        spec = loaded.get(path)
-        if spec is not None:
-            found += [(f"{spec.name}'s {key}", file) for key, file in spec.files_read().items()]
+def files_read(found: Iterable[Item], selected: Iterable[Item] | None = None) -> list[tuple[str, Path]]:
+    """Every file a run may read, described: each spec file found and the code files it names.
+    A spec that runs (in ``selected``, all of ``found`` by default) is said by its name; one that
+    ``-k`` left out or that did not load, by its path (the code files of one that did not load:
+    those its YAML names)."""
+    found = list(found)
+    running = {item.path for item in (found if selected is None else selected) if item.spec is not None}
+    described: list[tuple[str, Path]] = []
+    for item in found:
+        if item.spec is not None and item.path in running:
+            described += [(f"{item.spec.name}'s {key}", file) for key, file in item.spec.files_read().items()]
             continue
-        found.append((f"the spec file {path}", path))
-        found += [(f"the {key} file {path} names", file) for key, file in _named_code_files(path).items()]
-    return found
+        described.append((f"the spec file {item.path}", item.path))
+        named = item.declared_files if item.spec is None else _code_files(item.spec)
+        described += [(f"the {key} file {item.path} names", file) for key, file in named.items()]
+    return described
 
 
-def _named_code_files(path: Path) -> dict[str, Path]:
-    """The ``file:`` of a spec's implementation and reference, read from its YAML alone (for a spec
-    that does not load); none when the YAML cannot be read."""
-    from .errors import SpecError
-    from .spec import parse_yaml, read_spec_text
-
-    try:
-        data, _ = parse_yaml(read_spec_text(path), path)
-    except SpecError:
-        return {}
-    named: dict[str, Path] = {}
-    for key in ("implementation", "reference"):
-        section = data.get(key) if isinstance(data, dict) else None
-        file = section.get("file") if isinstance(section, dict) else None
-        if isinstance(file, str) and file and "\x00" not in file:
-            named[key] = path.parent / file
-    return named
+def _code_files(spec: Spec) -> dict[str, Path]:
+    """A loaded spec's code files, by section (``implementation``, ``reference``)."""
+    return {key.removesuffix(" file"): file for key, file in spec.files_read().items() if key != "spec file"}
 
 
 def emit(report: Report, settings: Emit) -> NoReturn:

@@ -51,7 +51,7 @@ def check_layer(
     supervisor(1, isolate=not settings.pdb)  # the worker server's torch import overlaps what follows
     try:
         spec = load_spec(entry.path)
-        common.guard_output(emit, common.files_read([entry.path], [Item(entry.path, spec)]))
+        common.guard_output(emit, common.files_read([Item(entry.path, spec)]))
         case_for(spec, settings, dims, options)  # a wrong dim, option or tolerance: exit 2 now
         common.refuse_missing_device(settings.device)
     except SpecError as exc:

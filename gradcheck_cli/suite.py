@@ -13,7 +13,7 @@ import atexit
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Item:
     spec: Spec | None = None
     error: SpecError | None = None
     declared_name: str | None = None  # the YAML's `name:` when the spec did not load
+    # The code files its YAML names (implementation/reference `file:`) when the spec did not load.
+    declared_files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -44,14 +46,23 @@ class Item:
         return self.declared_name or self.path.stem
 
 
-def declared_name(path: Path) -> str | None:
-    """The ``name:`` a spec file gives, when its YAML can be read and the name is valid."""
+def declared(path: Path) -> tuple[str | None, dict[str, Path]]:
+    """What a spec file that does not load still says, when its YAML can be read: its valid
+    ``name:``, and the ``file:`` of its implementation and reference (by section)."""
     try:
         data, _ = parse_yaml(read_spec_text(path), path)  # no FIFO, device or huge file is read
     except SpecError:
-        return None
-    name = data.get("name") if isinstance(data, dict) else None
-    return name if isinstance(name, str) and NAME_RE.match(name) else None
+        return None, {}
+    if not isinstance(data, dict):
+        return None, {}
+    name = data.get("name")
+    files: dict[str, Path] = {}
+    for key in ("implementation", "reference"):
+        section = data.get(key)
+        file = section.get("file") if isinstance(section, dict) else None
+        if isinstance(file, str) and file and "\x00" not in file:
+            files[key] = path.parent / file
+    return (name if isinstance(name, str) and NAME_RE.match(name) else None), files
 
 
 def matches(expr: str, name: str, path: str = "") -> bool:
@@ -106,16 +117,26 @@ def matches(expr: str, name: str, path: str = "") -> bool:
 
 
 def collect(paths: Iterable[str | Path], keyword: str | None = None) -> list[Item]:
-    """Every spec under ``paths``, loaded; a spec that fails to load is kept as an error."""
+    """Every spec under ``paths`` that ``-k keyword`` selects, loaded; a spec that fails to load
+    is kept as an error."""
+    return select(collect_all(paths), keyword)
+
+
+def collect_all(paths: Iterable[str | Path]) -> list[Item]:
+    """Every spec under ``paths``, loaded or kept as the error that stopped it loading."""
     items = []
     for path in find_spec_files(paths):
         try:
-            item = Item(path, spec=load_spec(path))
+            items.append(Item(path, spec=load_spec(path)))
         except SpecError as exc:
-            item = Item(path, error=exc, declared_name=declared_name(path))
-        if keyword is None or matches(keyword, item.name, _shown(path)):
-            items.append(item)
+            name, files = declared(path)
+            items.append(Item(path, error=exc, declared_name=name, declared_files=files))
     return items
+
+
+def select(items: Iterable[Item], keyword: str | None) -> list[Item]:
+    """The items ``-k keyword`` selects (all of them without one)."""
+    return [item for item in items if keyword is None or matches(keyword, item.name, _shown(item.path))]
 
 
 def _shown(path: Path) -> str:
