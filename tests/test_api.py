@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from gradcheck_cli import GradcheckError, Report, SpecError, check
 from tests.conftest import EXAMPLES, LAYER_SPECS
+from tests.zoo.classes import Lin  # the lesson's Lin: __call__ keeps input and output, backward() sets .g
 
 SHAPES = {"x": (5, 3), "w": (3, 4), "b": (4,)}
 
@@ -275,23 +276,6 @@ def test_cs231n_is_the_numpy_convention_as_in_gradcheck_new():
         reference=lambda x: F.relu(x), backward=relu_backward, convention="cs231n", shapes={"x": (4, 5)}
     )
     assert report.ok
-
-
-class Lin:
-    """The lesson's Lin as a class: __call__ keeps its input and output, backward() sets .g."""
-
-    def __init__(self, w, b):
-        self.w, self.b = w, b
-
-    def __call__(self, inp):
-        self.inp = inp
-        self.out = inp @ self.w + self.b
-        return self.out
-
-    def backward(self):
-        self.inp.g = self.out.g @ self.w.t()
-        self.w.g = self.inp.t() @ self.out.g
-        self.b.g = self.out.g.sum(0)
 
 
 def test_the_class_convention_builds_an_instance_and_calls_its_methods():
