@@ -31,9 +31,10 @@ def _bounded_len(value: Any) -> Any:
 def _bounded_range(*args: Any) -> range:
     numbers = range(*args)
     try:
-        return _bounded_len(numbers)  # type: ignore[no-any-return]
+        _bounded_len(numbers)
     except OverflowError:  # more items than a C length holds
         raise ExpressionError(f"{numbers} is too long (at most {MAX_ITEMS} items)") from None
+    return numbers
 
 
 def safe_builtins(names: Iterable[str]) -> dict[str, Any]:
