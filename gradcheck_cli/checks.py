@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import diagnose
-from .compare import NotATensor, as_tensor, compare, describe_dtype, excerpt, judge, largest_abs
+from .compare import (
+    NotATensor,
+    as_tensor,
+    compare,
+    describe_dtype,
+    differentiable,
+    excerpt,
+    judge,
+    largest_abs,
+)
 from .handed import MISSING, Outcome
 from .result import Check, format_pair
 from .spec import Spec, TensorSpec
@@ -66,7 +75,7 @@ class Subject:
     def exact(self) -> bool:
         """An integer (or bool) forward output, such as argmax indices: compared exactly, in the
         reference's dtype (it has no gradient, and no rounding to allow for)."""
-        return self.kind == "output" and not (self.expected.is_floating_point() or self.expected.is_complex())
+        return self.kind == "output" and not differentiable(self.expected)
 
     def judge(self, tol: Tolerance | Judge) -> Judge:
         """The allowance this tensor is judged by (one number in calibrated mode; none when exact),

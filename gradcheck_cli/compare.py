@@ -63,6 +63,11 @@ class NotATensor(TypeError):
     """The checked code handed back something that is not a tensor or array."""
 
 
+def differentiable(value: torch.Tensor) -> bool:
+    """Whether autograd can follow a tensor: floating or complex, not integer or bool."""
+    return value.is_floating_point() or value.is_complex()
+
+
 def as_tensor(value: Any, *, gradient: bool = False) -> torch.Tensor:
     """A torch tensor from a tensor, a numpy array or (unless ``gradient``) a Python number.
 

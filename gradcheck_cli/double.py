@@ -18,11 +18,11 @@ import torch
 
 from . import checks, diagnose
 from .case import Case
+from .compare import differentiable
 from .conventions import apply_function
 from .handed import MISSING, ConventionError, Handed
 from .reference import (
     Expected,
-    differentiable,
     double_reference,
     in_float64,
     second_order,

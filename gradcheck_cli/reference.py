@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .calls import bind
+from .compare import differentiable
 from .errors import SpecError
 from .expressions import Expression, ExpressionError, evaluate
 from .spec import Spec
@@ -89,7 +90,7 @@ def reference_outputs(
 
 def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
     """A reference that gives NaN or Inf is the spec's problem, not the checked code's."""
-    if not (value.is_floating_point() or value.is_complex()) or not value.numel():
+    if not differentiable(value) or not value.numel():
         return
     parts = torch.view_as_real(value.detach()) if value.is_complex() else value.detach()
     low, high = torch.aminmax(parts)  # one pass, no temporary: NaN or +-inf when one element is
@@ -102,11 +103,6 @@ def _require_finite(spec: Spec, what: str, value: torch.Tensor) -> None:
             " fix the reference, or keep the inputs in its domain (low/high, min_abs)",
             "reference",
         )
-
-
-def differentiable(value: torch.Tensor) -> bool:
-    """Whether autograd can follow a tensor: floating or complex, not integer or bool."""
-    return value.is_floating_point() or value.is_complex()
 
 
 def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
