@@ -189,8 +189,13 @@ def _run_one(argv: list[str], cwd: Path, interrupt: bool) -> tuple[int, str]:
 
 
 def _environment(**more: str) -> dict[str, str]:
-    """This process's environment, plain, without what the pytest running it set (xdist's worker)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "FORCE_COLOR"}
+    """This process's environment, plain, without what the pytest running it set (xdist's worker).
+
+    ``CI`` and ``BUILD_NUMBER`` go too: under them pytest prints each short-summary line in full
+    where the documents show it cut to the terminal's width.
+    """
+    dropped = {"FORCE_COLOR", "CI", "BUILD_NUMBER"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k not in dropped}
     return {**env, **PLAIN, **more}
 
 
