@@ -28,6 +28,7 @@ from .compare import differentiable
 from .errors import SpecError
 from .expressions import Expression, ExpressionError, evaluate
 from .spec import Spec
+from .tensors import normal
 from .usercode import load_namespace, lookup, user_frame
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def upstream_gradients(outputs: Mapping[str, torch.Tensor], seed: int) -> dict[s
         if out.dim() == 0:
             g = torch.ones((), dtype=torch.float64)
         else:
-            g = torch.randn(tuple(out.shape), generator=gen, dtype=torch.float64)
+            g = normal(tuple(out.shape), gen, out.dtype)
         grad_outs[name] = g.to(out.dtype).to(out.device)
     return grad_outs
 

@@ -29,10 +29,14 @@ def test_a_seed_gives_the_same_tensors_every_time_and_another_seed_others():
     assert not torch.equal(first["x"], other["x"])
 
 
-def test_float32_values_are_the_float64_values_rounded():
-    f64, f32 = generate(_case("linear")), generate(_case("linear", dtype="float32"))
-    assert f32["x"].dtype == torch.float32
-    assert torch.equal(f64["x"].float(), f32["x"])
+def test_the_low_dtypes_see_the_same_values_rounded_and_float64_its_own_full_precision_ones():
+    big = {"batch": 64, "in": 32, "out": 16}  # past torch's scalar sampler (under 16 elements)
+    f32, f64 = generate(_case("linear", dims=big, dtype="float32")), generate(_case("linear", dims=big))
+    for low in ("bfloat16", "float16"):
+        rounded = generate(_case("linear", dims=big, dtype=low))
+        assert torch.equal(f32["x"].to(rounded["x"].dtype), rounded["x"]), low
+    assert f32["x"].dtype == torch.float32 and f64["x"].dtype == torch.float64
+    assert not torch.equal(f64["x"].float().double(), f64["x"])  # not float32 numbers made wide
 
 
 def test_integer_inputs_respect_low_and_high():
