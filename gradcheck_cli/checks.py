@@ -36,7 +36,7 @@ from .compare import (
 from .handed import MISSING, Outcome
 from .result import Check, format_pair
 from .spec import Spec, TensorSpec
-from .tolerance import Judge, Tolerance
+from .tolerance import Judge, Tolerance, judge_of
 
 if TYPE_CHECKING:
     from .runner import Case
@@ -59,6 +59,7 @@ class Subject:
     _judged: dict[Tolerance | Judge, Judge] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+    _excess: dict[Judge, torch.Tensor] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def what(self) -> str:
@@ -85,6 +86,17 @@ class Subject:
         found = self._judged.get(tol)
         if found is None:
             found = self._judged[tol] = judge(tol, self.expected, self.reference)
+        return found
+
+    def excess(self, allowed: Judge) -> torch.Tensor:
+        """:meth:`Judge.excess` of what was got, worked out once (the error map and the diagnosis
+        of a failing tensor both read it)."""
+        found = self._excess.get(allowed)
+        if found is None:
+            actual = as_tensor(self.got)
+            found = self._excess[allowed] = allowed.excess(
+                actual.real if actual.is_complex() else actual, self.expected
+            )
         return found
 
 
@@ -172,7 +184,9 @@ def diagnosed(check: Check, subject: Subject, ctx: diagnose.Context) -> Check:
     if check.status not in ("mismatch", "shape_error") or subject.got is MISSING:
         return check
     actual = as_tensor(subject.got)
-    diagnosis, hint = diagnose.explain(subject.expected, actual.real if actual.is_complex() else actual, ctx)
+    real = actual.real if actual.is_complex() else actual
+    excess = subject.excess(judge_of(ctx.tol)) if real.shape == subject.expected.shape else None
+    diagnosis, hint = diagnose.explain(subject.expected, real, ctx, excess)
     if check.diagnosis == "wrong_dtype":  # the values are wrong too: say both, the values' mistake first
         return replace(check, diagnosis=diagnosis or "wrong_dtype", hint=f"{hint}; and {check.hint}")
     return replace(check, diagnosis=diagnosis, hint=hint)
@@ -189,12 +203,11 @@ def mapped(check: Check, subject: Subject, tol: Tolerance | Judge) -> Check:
         actual = actual.real
     expected = subject.expected.detach()
     allowed = subject.judge(tol)
-    wide = torch.float64 if expected.dtype == torch.float64 else torch.float32
-    allowance: torch.Tensor | float = allowed.atol
-    if allowed.rtol:  # atol + rtol * |expected|, in one temporary
-        allowance = expected.abs().to(wide).mul_(allowed.rtol).add_(allowed.atol)
+    if tuple(actual.shape) != tuple(expected.shape) or not expected.numel():
+        return check
+    ratio = subject.excess(allowed)
     try:
-        error_map = build_error_map(expected, actual, allowance, check.expected_labels)
+        error_map = build_error_map(expected, actual, allowed.atol, check.expected_labels, ratio=ratio)
     except ValueError:  # nothing to draw (an empty tensor)
         return check
     return replace(check, error_map=error_map)

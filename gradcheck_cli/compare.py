@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .result import Check
-from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, tolerance_for
+from .tolerance import DEFAULT_TOLERANCES, NOISE_FACTOR, Judge, Tolerance, judge_of, tolerance_for
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -221,10 +221,7 @@ def all_close(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance | Jud
     The same elementwise rule (:meth:`Judge.allclose`), computed in the same dtype; a chunk
     whose largest difference is finite and within ``atol`` is close without the rest of it.
     """
-    if isinstance(tol, Tolerance):
-        if tol.calibrated:
-            raise TypeError("a calibrated tolerance needs PyTorch's own error: use compare.judge()")
-        tol = Judge(tol.atol, tol.rtol)
+    tol = judge_of(tol)
     if tuple(actual.shape) != tuple(expected.shape):  # broadcast: whole, as allclose does
         return bool(tol.allclose(actual, expected).all())
     a, e = _flat(actual), _flat(expected)

@@ -33,11 +33,11 @@ from fractions import Fraction
 
 import torch
 
-from .compare import Tolerance, all_close
+from .compare import Tolerance, all_close, largest_abs
 from .expressions import Expression
 from .result import format_shape
 from .spec import Spec, TensorSpec
-from .tolerance import Judge
+from .tolerance import Judge, judge_of
 
 # Over a calibrated allowance, which is already twice PyTorch's own error plus a floor.
 CALIBRATED_SLACK = 2.0
@@ -141,11 +141,19 @@ def transpose_blind_spots(spec: Spec, dims: Mapping[str, int]) -> list[str]:
     return notes
 
 
-def explain(expected: torch.Tensor, actual: torch.Tensor, ctx: Context) -> tuple[str | None, str]:
-    """``(diagnosis, hint)`` for a failing check: the first rule that fits, or None and why not."""
+def explain(
+    expected: torch.Tensor, actual: torch.Tensor, ctx: Context, excess: torch.Tensor | None = None
+) -> tuple[str | None, str]:
+    """``(diagnosis, hint)`` for a failing check: the first rule that fits, or None and why not.
+
+    ``excess``: the tensor's :meth:`~gradcheck_cli.tolerance.Judge.excess` under ``ctx.tol``,
+    when the caller has it (the error map's), so that it is not worked out twice.
+    """
     e = expected.detach().to("cpu", torch.float64)
     a = _as_real(actual.detach().to("cpu"))
     d = _Diff(e, a, ctx)
+    if excess is not None and excess.shape == e.shape:
+        d.__dict__["excess"] = excess.to("cpu")  # the cached property, given
     rules = _SHAPE_RULES if e.shape != a.shape else _VALUE_RULES
     for rule in rules:
         found = rule(d)
@@ -224,12 +232,7 @@ class _Diff:
     @functools.cached_property
     def excess(self) -> torch.Tensor:
         """|actual - expected| in units of the check's tolerance (inf where not finite)."""
-        tol = self.ctx.tol
-        ratio = (
-            (self.a - self.e).abs_().div_(self.e.abs().mul_(tol.rtol).add_(tol.atol))
-        )  # in place: 2 temporaries
-        ratio.masked_fill_(self.a == self.e, 0.0)  # the same infinity is no error
-        return ratio.nan_to_num_(nan=math.inf)
+        return judge_of(self.ctx.tol).excess(self.a, self.e)
 
     @functools.cached_property
     def wrong(self) -> torch.Tensor:
@@ -363,9 +366,9 @@ def _ordinal(k: int) -> str:
 
 def _nonfinite(d: _Diff) -> Found:
     e, a, ctx = d.e, d.a, d.ctx
-    bad = ~torch.isfinite(a)
-    if not bad.any():
+    if math.isfinite(largest_abs(a)):  # one pass, no temporary
         return None
+    bad = ~torch.isfinite(a)
     count, total = int(bad.sum()), a.numel()
     kinds = [k for k, f in (("NaN", torch.isnan), ("Inf", torch.isinf)) if bool(f(a).any())]
     what = f"{count} of {total} elements are {'/'.join(kinds)}"
@@ -1237,7 +1240,9 @@ def _what_the_error_looks_like(d: _Diff) -> str | None:
 
 def _concentration(d: _Diff) -> tuple[float, str] | None:
     """(share of elements holding 90% of the squared error, that in words)."""
-    err = (d.a - d.e).square().reshape(-1)
+    tol = d.ctx.tol
+    # One allowance for every element (calibrated): the shares are those of the excess's squares.
+    err = (d.excess.square() if not tol.rtol and tol.atol > 0 else (d.a - d.e).square()).reshape(-1)
     total = float(err.sum())
     n = err.numel()
     if not math.isfinite(total) or total == 0.0 or n == 0:

@@ -213,6 +213,21 @@ def _block(size: int, cells: int) -> int:
     return max(1, -(-size // max(1, cells)))
 
 
+def _ratio(expected: torch.Tensor, actual: torch.Tensor, allowance: torch.Tensor | float) -> torch.Tensor:
+    """|actual - expected| / allowance, inf where not finite, 0 where the two are equal."""
+    import torch
+
+    wide = torch.float64 in (expected.dtype, actual.dtype)
+    ratio = actual.to(dtype=torch.float64 if wide else torch.float32, copy=True)  # the one temporary
+    ratio.sub_(expected).abs_()
+    if isinstance(allowance, torch.Tensor):
+        ratio.div_(allowance.detach().to(ratio.device))
+    else:
+        ratio.div_(float(allowance))
+    ratio.masked_fill_(~torch.isfinite(ratio), math.inf)  # NaN, an infinity, or over a zero allowance
+    return ratio.masked_fill_(actual == expected, 0.0)  # the same infinity; zeros over a zero allowance
+
+
 def build_error_map(
     expected: torch.Tensor,
     actual: torch.Tensor,
@@ -222,6 +237,7 @@ def build_error_map(
     max_panels: int = MAX_PANELS,
     max_rows: int = MAX_ROWS,
     max_cols: int = MAX_COLS,
+    ratio: torch.Tensor | None = None,
 ) -> ErrorMap:
     """The error map of ``actual`` against ``expected`` (same shape), on their device.
 
@@ -231,7 +247,9 @@ def build_error_map(
     infinity only to the same infinity: those cells are ``inf``.
 
     The pooling runs where the tensors are (one float temporary of the tensor's size,
-    plus boolean masks); only the grid comes back to the CPU.
+    plus boolean masks); only the grid comes back to the CPU. ``ratio``: the error per
+    element in allowances (:meth:`~gradcheck_cli.tolerance.Judge.excess`), when the
+    caller has it; then ``allowance`` is not read and no temporary is made.
     """
     import torch
     import torch.nn.functional as F
@@ -248,17 +266,11 @@ def build_error_map(
         raise ValueError(f"{len(labels)} labels for a tensor of {len(shape)} dims")
     expected = expected.detach()
     actual = actual.detach().to(expected.device)
-    wide = torch.float64 in (expected.dtype, actual.dtype)
-    work = torch.float64 if wide else torch.float32
-
-    ratio = actual.to(dtype=work, copy=True)  # the one full-size temporary
-    ratio.sub_(expected).abs_()
-    if isinstance(allowance, torch.Tensor):
-        ratio.div_(allowance.detach().to(ratio.device))
-    else:
-        ratio.div_(float(allowance))
-    ratio.masked_fill_(~torch.isfinite(ratio), math.inf)  # NaN, an infinity, or over a zero allowance
-    ratio.masked_fill_(actual == expected, 0.0)  # the same infinity; exact zeros with a zero allowance
+    if ratio is None:
+        ratio = _ratio(expected, actual, allowance)
+    elif tuple(ratio.shape) != tuple(expected.shape):
+        raise ValueError(f"a ratio of shape {list(ratio.shape)} for a tensor of {shape}")
+    ratio = ratio.to(expected.device)
 
     lead = labels[:-2]
     n_panels = math.prod(shape[:-2])

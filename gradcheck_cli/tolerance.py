@@ -178,6 +178,33 @@ class Judge:
         within = diff <= self.atol + self.rtol * expected.abs()
         return (within & diff.isfinite()) | (actual == expected)
 
+    def excess(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        """Elementwise ``|actual - expected| / (atol + rtol * |expected|)``: how many allowances
+        each element is off (above 1: not close, the elements :meth:`allclose` rejects).
+
+        float64, on ``expected``'s device, a new tensor: 0 where the two are equal (the same
+        infinity too), inf where the difference is not finite or the allowance is 0. The error
+        map and the diagnosis of a failing tensor both read it.
+        """
+        import torch
+
+        actual = actual.detach().to(expected.device)
+        if torch.float64 in (actual.dtype, expected.dtype):
+            ratio = torch.sub(actual, expected)  # the cast to float64 inside the one pass
+        else:
+            ratio = actual.to(torch.float64).sub_(expected)
+        ratio.abs_()
+        if self.rtol:  # one temporary for the allowance
+            ratio.div_(expected.detach().abs().to(torch.float64).mul_(self.rtol).add_(self.atol))
+        else:
+            ratio.div_(self.atol)
+        if ratio.numel():
+            low, high = torch.aminmax(ratio)  # one pass: NaN or inf when an element is
+            if math.isfinite(float(low)) and math.isfinite(float(high)):
+                return ratio
+        ratio.masked_fill_(actual == expected, 0.0)
+        return ratio.nan_to_num_(nan=math.inf)
+
     def loosened(self, factor: float) -> Judge:
         """The same allowance times ``factor`` (a diagnosis's slack for its own rounding)."""
         return replace(self, atol=self.atol * factor, rtol=self.rtol * factor)
@@ -185,6 +212,15 @@ class Judge:
     def near_zero(self) -> float:
         """Expected values at or below this are ~0: a relative error means nothing there."""
         return self.atol
+
+
+def judge_of(tol: Tolerance | Judge) -> Judge:
+    """An absolute tolerance as the :class:`Judge` of its atol and rtol; a Judge as it is."""
+    if isinstance(tol, Judge):
+        return tol
+    if tol.calibrated:
+        raise TypeError("a calibrated tolerance needs PyTorch's own error: use compare.judge()")
+    return Judge(tol.atol, tol.rtol)
 
 
 @dataclass(frozen=True)

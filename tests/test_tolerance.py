@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from gradcheck_cli.errors import GradcheckError
 from gradcheck_cli.tolerance import (
     DEFAULT_RATIO,
     DEFAULT_TOLERANCES,
+    Judge,
     Tolerance,
     ToleranceSettings,
     decide_tolerance,
@@ -169,3 +171,27 @@ def test_an_unknown_dtype_or_mode_is_refused_by_the_data_too() -> None:
         decide_tolerance("int8")
     with pytest.raises(GradcheckError, match="unknown tolerance mode 'loose'"):
         Tolerance(1e-3, 1e-3, "loose")
+
+
+# -- one tensor's allowance: how far outside it each element is ----------------------------
+
+
+SPECIAL = [0.0, 1.0, -1.0, 1e-9, 3.0, math.inf, -math.inf, math.nan]
+
+
+@pytest.mark.parametrize("judge", [Judge(1e-3, 1e-2), Judge(0.5, 0.0), Judge(0.0, 0.0), Judge(0.0, 1e-3)])
+def test_excess_above_one_is_exactly_what_allclose_rejects(judge: Judge) -> None:
+    pairs = [(a, e) for a in SPECIAL for e in SPECIAL]
+    actual = torch.tensor([a for a, _ in pairs], dtype=torch.float32)  # a float32 result...
+    expected = torch.tensor([e for _, e in pairs], dtype=torch.float64)  # ...against the float64 truth
+    excess = judge.excess(actual, expected)
+    assert excess.dtype == torch.float64 and not excess.isnan().any()
+    assert torch.equal(excess <= 1.0, judge.allclose(actual.double(), expected))
+
+
+def test_excess_counts_allowances_zero_where_equal_and_inf_where_not_finite() -> None:
+    expected = torch.tensor([1.0, 2.0, math.inf, 0.0], dtype=torch.float64)
+    actual = torch.tensor([1.5, 2.0, math.inf, math.nan], dtype=torch.float64)
+    assert Judge(0.25, 0.0).excess(actual, expected).tolist() == [2.0, 0.0, 0.0, math.inf]
+    # rtol: the allowance grows with |expected|; 1 + 0.5 * 2 = 2 allowed at the second element
+    assert Judge(1.0, 0.5).excess(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0])).tolist() == [1.0, 1.5]
