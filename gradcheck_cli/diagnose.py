@@ -574,20 +574,22 @@ def _scaled(d: _Diff) -> Found:
     c = ae / ee
     if not abs(c) > 1e-12:
         return None
-    s = _sample(tuple(e.shape))
-    if not s.full and not bool(ctx.loose.allclose(s.take(a), c * s.take(e)).all()):
-        return None
-    if not _close(a, c * e, ctx):
-        return None
-    # The factor must explain the error, not hide in a wide tolerance: c * e is far closer to
-    # the values than e is (random numbers near 0 are "0.04 x e" within a floor).
-    if float((a - c * e).abs().max()) > 0.1 * float((a - e).abs().max()):
-        return None
     # A factor indistinguishable from 1 is no factor: a few elements just outside the
     # tolerance are not "scaled" (partial or null will say what they are).
     if abs(c - 1) <= max(SLACK * ctx.tol.rtol, 1e-6):
         return None
-    if _close(a, -e, ctx):
+    s = _sample(tuple(e.shape))
+    if not s.full and not bool(ctx.loose.allclose(s.take(a), c * s.take(e)).all()):
+        return None
+    scaled = torch.mul(e, c)  # the one full-size temporary, reused below
+    if not _close(a, scaled, ctx):
+        return None
+    # The factor must explain the error, not hide in a wide tolerance: c * e is far closer to
+    # the values than e is (random numbers near 0 are "0.04 x e" within a floor).
+    left = largest_abs(scaled.sub_(a))
+    if left > 0.1 * largest_abs(torch.sub(a, e, out=scaled)):
+        return None
+    if abs(c + 1) < 0.1 and _close(a, -e, ctx):  # a ~ -e makes <a, e> / <e, e> ~ -1
         return "sign_flipped", f"{ctx.name} gradient is minus the expected one: a sign is flipped"
     factor, reason = _name_factor(c, e, a, ctx)
     return "scaled", f"{ctx.name} gradient is {factor} x the expected: {reason}"
