@@ -23,6 +23,7 @@ from gradcheck_cli.errormap import ErrorMap, build_error_map, shade
 from gradcheck_cli.report.errormap import map_lines
 
 from . import mistake_maps
+from .conftest import REPO
 from .mistake_maps import ATOL, RTOL
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -255,4 +256,19 @@ def test_a_map_is_plain_data_that_pickles_and_needs_no_torch():
     assert isinstance(emap.ratio[0][0][0], float) and isinstance(emap.worst_index[0], int)
     code = "import sys, gradcheck_cli.errormap, gradcheck_cli.report.errormap; print('torch' in sys.modules)"
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False"
+
+
+def test_a_failing_check_with_its_map_and_diagnosis_does_not_import_sympy() -> None:
+    # torch.unravel_index imports sympy on first use (0.35-0.65 s): every worker would pay it.
+    code = (
+        "import sys\n"
+        "from gradcheck_cli.runner import run\n"
+        "from gradcheck_cli.settings import RunSettings\n"
+        "from gradcheck_cli.spec import load_spec\n"
+        "result = run(load_spec('examples/mistakes/relu_mask.yaml'), RunSettings())\n"
+        "assert [c.name for c in result.checks if c.error_map is not None] == ['x'], result.checks\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert ran.stdout.strip() == "False"
