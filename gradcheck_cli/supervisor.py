@@ -355,8 +355,8 @@ def _os_threads() -> int:
 def _warm_up(names: list[str]) -> None:
     """Call each ``module:function`` once, torch on one thread, so that workers start warm.
 
-    A fresh process pays torch's first-call costs (a big linear's first backward:
-    some 400 ms of CPU here) in every worker unless the server has paid them. With
+    A fresh process pays torch's first-call costs in every worker unless the server
+    has paid them (a first ``backward(grad)`` imports sympy: some 400 ms here). With
     one thread no OpenMP pool starts (a child forked after one has run hangs in its
     first parallel op); if a thread started all the same, this server is not safe
     to fork: it starts again (exec) without the warm-up.

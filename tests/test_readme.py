@@ -70,6 +70,7 @@ NOT_RUN: dict[str, str] = {
     "python benchmarks/bench_numerical.py --sizes 20K,80K,1M --limit-s 60": BENCHMARK,
     "python benchmarks/bench_startup.py": BENCHMARK,
     "python benchmarks/bench_scale.py": BENCHMARK,
+    "python benchmarks/bench_scale.py --layers linear_8k --sections layers --repeat 1": BENCHMARK,
     "python benchmarks/bench_isolation.py": BENCHMARK,
 }
 
