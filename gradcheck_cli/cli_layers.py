@@ -7,6 +7,8 @@ and options here, then runs the spec in a worker.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -153,6 +155,16 @@ def layer_command(entry: Entry) -> Any:
     return typer.main.get_command(sub)
 
 
+def _usage_message(exc: Exception) -> str:
+    """A usage error's message on one line, with the command's help to turn to."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    message = " ".join(str(message).split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f"{message} (see '{path} -h')" if path else message
+
+
 def _short(text: str, limit: int) -> str:
     """The first line of ``text``, cut at a word to fit ``limit`` (``...`` when cut), as click does."""
     line = text.strip().splitlines()[0] if text.strip() else ""
@@ -162,8 +174,42 @@ def _short(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:") + "..."
 
 
+# click's ClickException, the base of every usage error, reached through typer's own BadParameter:
+# typer >= 0.26 bundles click (where it derives from typer.TyperException), older typer uses click's.
+_USAGE_ERRORS: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 class LayerGroup(typer.core.TyperGroup):
     """The static commands plus one command per known spec, built on demand."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """typer's main, with a usage error (a bad option value, an unknown option, a missing
+        argument) said on one line, as gradcheck's own errors are: ``gradcheck: error: ...``."""
+        if not windows_expand_args:  # passed on only when given: typer < 0.26 has no such argument
+            kwargs["windows_expand_args"] = False
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **kwargs)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **kwargs)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        except _USAGE_ERRORS as exc:
+            show = getattr(exc, "show", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and callable(show):  # its message is the help
+                show()
+                sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
+            print(f"gradcheck: error: {_usage_message(exc)}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
+        sys.exit(code if isinstance(code, int) else common.EXIT_OK)
 
     def list_commands(self, ctx: Any) -> list[str]:
         static = super().list_commands(ctx)
