@@ -58,12 +58,12 @@ class RunSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise GradcheckError(f"{name} must be a number, got {value!r}")
+            if name == "ratio" and not (math.isfinite(value) and value > 0):  # as [tool.gradcheck] says
+                raise GradcheckError(
+                    f"--ratio must be a positive number (a multiple of PyTorch's own error), got {value:g}"
+                )
             if not math.isfinite(value) or value < 0:
                 raise GradcheckError(f"--{name} must be a non-negative number, got {value}")
-            if name == "ratio" and value == 0:
-                raise GradcheckError(
-                    "--ratio must be a positive number (a multiple of PyTorch's own error), got 0"
-                )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise GradcheckError(f"--seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
         for name in ("timeout", "default_timeout"):

@@ -139,7 +139,7 @@ def test_the_command_line_spec_and_config_each_decide_and_say_so(
     ("args", "message"),
     [
         (("--tolerance", "loose"), "--tolerance: unknown tolerance mode 'loose'"),
-        (("--ratio", "-1"), "--ratio must be a non-negative number"),
+        (("--ratio", "-1"), "--ratio must be a positive number"),
         (("--ratio", "2", "--tolerance", "absolute"), "--ratio: a ratio applies only to the calibrated mode"),
     ],
 )
