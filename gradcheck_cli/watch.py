@@ -10,14 +10,19 @@ said to be gone, and watched for until it comes back. Ctrl-C ends it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import GradcheckError
+from .spec.files import skipped_folder
 from .suite import Item, collect
 
+# A poll reads no spec unless a file a spec reads, or a folder's listing, changed; every
+# COLLECT_EVERY-th poll collects all the same (a file system whose mtimes count whole seconds).
+COLLECT_EVERY = 10
 Stamp = tuple[int, int] | None  # (mtime_ns, size), or None for a file that is gone
 
 
@@ -27,6 +32,34 @@ def _stamp(path: Path) -> Stamp:
     except OSError:
         return None
     return info.st_mtime_ns, info.st_size
+
+
+def folder_stamps(targets: Iterable[Path]) -> dict[Path, Stamp]:
+    """Each target and each folder below it that the search for specs enters -> its stamp.
+
+    A spec file that appears, goes or is renamed changes its folder's mtime; an edit in place
+    changes the file's own stamp, which the watch keeps for every file a spec reads.
+    """
+    found: dict[Path, Stamp] = {}
+    seen: set[tuple[int, int]] = set()
+    for target in targets:
+        found[target] = _stamp(target)
+        if not target.is_dir():
+            continue
+        for folder, subfolders, _ in os.walk(target, followlinks=True):
+            here = Path(folder)
+            try:
+                info = here.stat()
+            except OSError:
+                subfolders[:] = []
+                continue
+            if (info.st_dev, info.st_ino) in seen:  # a symlink loop, or a folder reached twice
+                subfolders[:] = []
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            found[here] = (info.st_mtime_ns, info.st_size)
+            subfolders[:] = sorted(d for d in subfolders if not skipped_folder(here / d))
+    return found
 
 
 def watched_files(items: Iterable[Item]) -> dict[Path, set[Path]]:
@@ -54,6 +87,8 @@ class Watcher:
         run: Callable[[list[Item]], None],
     ) -> None:
         self.targets, self.keyword, self.run = targets, keyword, run
+        self.folders: dict[Path, Stamp] | None = None  # None: the first poll collects
+        self.quiet = 0  # polls since the last collection
         self._remember(items)
         self.gone: set[Path] = set()  # targets given on the command line that are not there now
 
@@ -81,6 +116,11 @@ class Watcher:
     def step(self) -> list[Item]:
         """Poll once: say which specs are gone, run again those a change touched; returns those."""
         changed = {path for path in self.stamps if _stamp(path) != self.stamps[path]}
+        folders = folder_stamps(self.targets)
+        self.quiet += 1
+        if not changed and folders == self.folders and self.quiet < COLLECT_EVERY:
+            return []  # nothing to collect again: no spec is read
+        self.folders, self.quiet = folders, 0
         found = self._collect()
         if found is None:
             return []

@@ -129,3 +129,24 @@ def test_a_watched_folder_that_goes_away_is_waited_for(tmp_path, capsys):
     assert f"{suite} is gone; watching for it to come back" in out
     write_suite(suite, "dense")
     assert [item.name for item in watcher.step()] == ["dense"]
+
+
+def test_a_poll_reads_no_spec_until_a_file_or_a_folder_changes(tmp_path, monkeypatch):
+    from gradcheck_cli import watch as watching
+
+    suite = write_suite(tmp_path / "specs", "dense")
+    (suite / "more").mkdir()
+    items, ran, run = _polls(tmp_path, suite)
+    collected: list[int] = []
+    real = watching.collect
+    monkeypatch.setattr(watching, "collect", lambda *a: collected.append(1) or real(*a))
+    watcher = watching.Watcher([suite], None, items, run)
+    assert watcher.step() == [] and len(collected) == 1  # the first poll collects
+    assert watcher.step() == [] and watcher.step() == [] and len(collected) == 1  # then nothing to read
+    write_spec(suite / "more", "weight_doubled")  # a new spec in a subfolder changes its listing
+    assert [item.name for item in watcher.step()] == ["weight_doubled"] and len(collected) == 2
+    for _ in range(watching.COLLECT_EVERY - 1):
+        watcher.step()
+    assert len(collected) == 2
+    watcher.step()
+    assert len(collected) == 3  # and every COLLECT_EVERY-th poll collects all the same

@@ -174,7 +174,8 @@ def looks_like_spec(path: Path) -> bool:
     )
 
 
-def _skipped(folder: Path) -> bool:
+def skipped_folder(folder: Path) -> bool:
+    """A folder the search for specs does not enter: hidden, a virtual environment, build output."""
     name = folder.name
     return (
         name.startswith(".")
@@ -208,7 +209,7 @@ def _walk(root: Path) -> Iterator[Path]:
             except OSError:
                 is_dir = False
             if is_dir:
-                if not _skipped(path):
+                if not skipped_folder(path):
                     yield from walk(path)
             elif has_spec_suffix(path) and looks_like_spec(path):
                 yield path
