@@ -188,14 +188,16 @@ class Judge:
         """
         import torch
 
-        actual = actual.detach().to(expected.device)
+        actual, expected = actual.detach().to(expected.device), expected.detach()
+        if actual.dtype == torch.bool or expected.dtype == torch.bool:  # no subtraction for bools
+            actual, expected = actual.to(torch.float64), expected.to(torch.float64)
         if torch.float64 in (actual.dtype, expected.dtype):
             ratio = torch.sub(actual, expected)  # the cast to float64 inside the one pass
         else:
             ratio = actual.to(torch.float64).sub_(expected)
         ratio.abs_()
         if self.rtol:  # one temporary for the allowance
-            ratio.div_(expected.detach().abs().to(torch.float64).mul_(self.rtol).add_(self.atol))
+            ratio.div_(expected.abs().to(torch.float64).mul_(self.rtol).add_(self.atol))
         else:
             ratio.div_(self.atol)
         if ratio.numel():
@@ -203,7 +205,7 @@ class Judge:
             if math.isfinite(float(low)) and math.isfinite(float(high)):
                 return ratio
         ratio.masked_fill_(actual == expected, 0.0)
-        return ratio.nan_to_num_(nan=math.inf)
+        return ratio.nan_to_num_(nan=math.inf, posinf=math.inf)  # nan_to_num's default posinf is finite
 
     def loosened(self, factor: float) -> Judge:
         """The same allowance times ``factor`` (a diagnosis's slack for its own rounding)."""

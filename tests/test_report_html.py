@@ -177,6 +177,15 @@ def test_html_is_one_of_the_formats():
         render(suite_report(), "pdf")
 
 
+@pytest.mark.parametrize("flags", [("--atol", "0", "--rtol", "0"), ()], ids=["zero tolerance", "default"])
+def test_an_element_off_by_infinitely_many_allowances_still_writes_the_page(gradcheck, tmp_path, flags):
+    # atol = rtol = 0: every wrong element is off by inf allowances; the colour scale copes.
+    page = tmp_path / "report.html"
+    ran = gradcheck("run", "examples/mistakes/relu_mask.yaml", *flags, "-f", "html", "-o", str(page))
+    assert ran.exit_code == 1, ran.stderr
+    assert "Traceback" not in ran.stderr and "<svg" in page.read_text()
+
+
 # -- in a real browser ------------------------------------------------------------------
 
 

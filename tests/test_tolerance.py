@@ -190,8 +190,15 @@ def test_excess_above_one_is_exactly_what_allclose_rejects(judge: Judge) -> None
 
 
 def test_excess_counts_allowances_zero_where_equal_and_inf_where_not_finite() -> None:
-    expected = torch.tensor([1.0, 2.0, math.inf, 0.0], dtype=torch.float64)
-    actual = torch.tensor([1.5, 2.0, math.inf, math.nan], dtype=torch.float64)
-    assert Judge(0.25, 0.0).excess(actual, expected).tolist() == [2.0, 0.0, 0.0, math.inf]
+    expected = torch.tensor([1.0, 2.0, math.inf, 0.0, 1.0], dtype=torch.float64)
+    actual = torch.tensor([1.5, 2.0, math.inf, math.nan, math.inf], dtype=torch.float64)
+    assert Judge(0.25, 0.0).excess(actual, expected).tolist() == [2.0, 0.0, 0.0, math.inf, math.inf]
+    # a zero allowance: inf, not the largest finite number (an error map's colour scale reads it)
+    assert Judge(0.0, 0.0).excess(torch.tensor([2, 1]), torch.tensor([0, 1])).tolist() == [math.inf, 0.0]
+    # bools (a mask output) have no subtraction: counted as 0 and 1
+    assert Judge(0.0, 0.0).excess(torch.tensor([True, True]), torch.tensor([False, True])).tolist() == [
+        math.inf,
+        0.0,
+    ]
     # rtol: the allowance grows with |expected|; 1 + 0.5 * 2 = 2 allowed at the second element
     assert Judge(1.0, 0.5).excess(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0])).tolist() == [1.0, 1.5]

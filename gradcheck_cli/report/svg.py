@@ -214,6 +214,7 @@ def heatmaps(name: str, emap: ErrorMap, worst: list[int] | None = None, uid: str
     layout = _Layout(emap)
     vmax = _finite_max([emap.expected, emap.actual])
     top = max([v for panel in emap.ratio for row in panel for v in row if math.isfinite(v)] + [10.0])
+    top = min(top, 1e300)  # the scale's ticks are powers of ten of parts of log10(top): no overflow
 
     value_stops = [(0.0, value_colour(-vmax, vmax)), (0.5, "#ffffff"), (1.0, value_colour(vmax, vmax))]
     value_ticks = [(0.0, _num(-vmax)), (0.5, "0"), (1.0, _num(vmax))]
