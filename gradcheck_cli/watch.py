@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import GradcheckError
-from .spec.files import skipped_folder
+from .spec.files import has_spec_suffix, skipped_folder
 from .suite import Item, collect
 
 # A poll reads no spec unless a file a spec reads, or a folder's listing, changed; every
@@ -37,8 +37,8 @@ def _stamp(path: Path) -> Stamp:
 def folder_stamps(targets: Iterable[Path]) -> dict[Path, Stamp]:
     """Each target and each folder below it that the search for specs enters -> its stamp.
 
-    A spec file that appears, goes or is renamed changes its folder's mtime; an edit in place
-    changes the file's own stamp, which the watch keeps for every file a spec reads.
+    A spec file that appears, goes or is renamed changes its folder's mtime; each file with a
+    spec's suffix is stamped too (an empty new.yaml, then saved, keeps its folder's).
     """
     found: dict[Path, Stamp] = {}
     seen: set[tuple[int, int]] = set()
@@ -46,7 +46,7 @@ def folder_stamps(targets: Iterable[Path]) -> dict[Path, Stamp]:
         found[target] = _stamp(target)
         if not target.is_dir():
             continue
-        for folder, subfolders, _ in os.walk(target, followlinks=True):
+        for folder, subfolders, names in os.walk(target, followlinks=True):
             here = Path(folder)
             try:
                 info = here.stat()
@@ -58,6 +58,9 @@ def folder_stamps(targets: Iterable[Path]) -> dict[Path, Stamp]:
                 continue
             seen.add((info.st_dev, info.st_ino))
             found[here] = (info.st_mtime_ns, info.st_size)
+            for name in names:  # a file that becomes a spec by an edit in place keeps its folder's
+                if has_spec_suffix(here / name):
+                    found[here / name] = _stamp(here / name)
             subfolders[:] = sorted(d for d in subfolders if not skipped_folder(here / d))
     return found
 
@@ -66,7 +69,10 @@ def watched_files(items: Iterable[Item]) -> dict[Path, set[Path]]:
     """Each file a spec reads -> the spec files that read it."""
     readers: dict[Path, set[Path]] = {}
     for item in items:
-        files = [item.path] if item.spec is None else [item.path, *item.spec.files_read().values()]
+        if item.spec is None:  # a spec that did not load: its file, and the code files its YAML names
+            files = [item.path, *item.declared_files.values()]
+        else:
+            files = [item.path, *item.spec.files_read().values()]
         for path in files:
             readers.setdefault(Path(path).resolve(), set()).add(item.path)
     return readers

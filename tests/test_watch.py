@@ -150,3 +150,34 @@ def test_a_poll_reads_no_spec_until_a_file_or_a_folder_changes(tmp_path, monkeyp
     assert len(collected) == 2
     watcher.step()
     assert len(collected) == 3  # and every COLLECT_EVERY-th poll collects all the same
+
+
+def test_a_file_that_becomes_a_spec_by_an_edit_in_place_is_run_on_the_next_poll(tmp_path):
+    from gradcheck_cli.watch import Watcher
+
+    suite = write_suite(tmp_path / "specs", "dense")
+    items, ran, run = _polls(tmp_path, suite)
+    watcher = Watcher([suite], None, items, run)
+    watcher.step()
+    spec = write_spec(tmp_path / "elsewhere", "weight_doubled")
+    (suite / "weight_doubled.py").write_text((spec.parent / "weight_doubled.py").read_text())
+    new = suite / "weight_doubled.yaml"
+    new.write_text("")  # an editor's new, empty file: not a spec yet
+    assert watcher.step() == []
+    with new.open("w") as f:  # saved in place: the folder's listing does not change
+        f.write(spec.read_text())
+    assert [item.name for item in watcher.step()] == ["weight_doubled"]
+
+
+def test_a_spec_whose_code_file_is_missing_runs_again_when_the_file_appears(tmp_path):
+    from gradcheck_cli.watch import Watcher
+
+    suite = write_suite(tmp_path / "specs", "dense")
+    code = (suite / "dense.py").read_text()
+    (suite / "dense.py").unlink()
+    items, ran, run = _polls(tmp_path, suite)
+    assert items[0].error is not None  # the spec does not load without its code
+    watcher = Watcher([suite], None, items, run)
+    watcher.step()
+    (suite / "dense.py").write_text(code)
+    assert [item.name for item in watcher.step()] == ["dense"] and ran[-1] == ["dense"]
