@@ -5,7 +5,10 @@ every device. Normal values are drawn in float64 for a float64 check and in
 float32 for a float32, bfloat16 or float16 one (torch's vectorised float32
 sampler is some 4x faster than float64's; a calibrated check's float64 truth is
 computed from the rounded values, so nothing is lost): the three low dtypes see
-the same numbers up to their rounding. Uniform values are drawn in float64.
+the same numbers up to their rounding. float64 draws are the same on every
+machine; the vectorised float32 sampler can differ in the last bits between
+CPUs that take different vector paths (AVX2 against ARM's). Uniform values are
+drawn in float64.
 Integer inputs take ``low``/``high``, a ``permutation`` is a seeded permutation
 along an axis, and an input written as an expression is derived from the
 tensors above it.
