@@ -84,6 +84,12 @@ class Check:
     def ok(self) -> bool:
         return self.status == "pass"
 
+    @property
+    def compared(self) -> int | None:
+        """How many elements ``mismatched`` counts over: all of them, or the sampled ones
+        (numerical mode with ``--samples``)."""
+        return self.sampled["elements"] if self.sampled else self.numel
+
     def shapes_text(self) -> tuple[str, str]:
         return (
             format_shape(self.expected_shape, self.expected_labels),

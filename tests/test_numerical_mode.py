@@ -162,6 +162,9 @@ def test_a_big_tensor_is_sampled_and_a_wrong_element_outside_the_sample_is_caugh
     assert weight["sampled"] == {"elements": 100, "numel": 9216, "directions": 4}
     assert weight["status"] == "mismatch"
     assert any("finite differences of weight: 100 of 9,216 elements" in note for note in result["notes"])
+    table = gradcheck("run", str(spec), "--samples", "100").stdout
+    row = next(line.split() for line in table.splitlines() if line.lstrip().startswith("weight "))
+    assert row[-2] == f"{weight['mismatched']}/100"  # counted over the sampled elements, not all 9,216
     code, result = run_json(gradcheck, str(spec), "--samples", "0")  # every element: the one is named
     weight = checks_of(result)["weight"]
     assert weight["sampled"] is None and weight["mismatched"] == 1 and weight["worst_index"] == [95, 95]

@@ -59,7 +59,7 @@ def check_message(check: Check) -> str:
     expected, got = check.shapes_text()
     if check.status == "mismatch":
         text = (
-            f"{check.name}: mismatch in {check.mismatched}/{check.numel} elements,"
+            f"{check.name}: mismatch in {check.mismatched}/{check.compared} elements,"
             f" max abs err {_num(check.max_abs_err)}, max rel err {_num(check.max_rel_err)}"
         )
         if (

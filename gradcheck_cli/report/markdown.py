@@ -56,7 +56,7 @@ def _num(value: float | None) -> str:
 
 def table_row(check: Check) -> str:
     expected, got = check.shapes_text()
-    mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.numel}"
+    mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.compared}"
     status = f"{CHECK_MARK[check.status]} {check.status}"
     cells = [check.name, check.kind, expected, got, _num(check.max_abs_err), mismatched, status]
     return "| " + " | ".join(cell(c) for c in cells) + " |"

@@ -97,7 +97,7 @@ def columns(result: CaseResult) -> tuple[str, ...]:
 def row(check: Check, with_truth: bool = False) -> list[str]:
     """The cells of one tensor's row, in the order of :func:`columns`."""
     exp, got = check.shapes_text()
-    mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.numel}"
+    mismatched = "-" if check.mismatched is None else f"{check.mismatched}/{check.compared}"
     status = check.status.upper() if check.status == "pass" else check.status
     if with_truth:  # the error against the truth is max abs err, against the float64 truth
         errors = [_num(check.truth_error), _num(check.reference_error), _ratio(check.error_ratio)]
