@@ -203,10 +203,8 @@ def mapped(check: Check, subject: Subject, tol: Tolerance | Judge) -> Check:
         actual = actual.real
     expected = subject.expected.detach()
     allowed = subject.judge(tol)
-    if tuple(actual.shape) != tuple(expected.shape) or not expected.numel():
-        return check
-    ratio = subject.excess(allowed)
     try:
+        ratio = subject.excess(allowed)  # shared with the diagnosis
         error_map = build_error_map(expected, actual, allowed.atol, check.expected_labels, ratio=ratio)
     except ValueError:  # nothing to draw (an empty tensor)
         return check

@@ -213,21 +213,6 @@ def _block(size: int, cells: int) -> int:
     return max(1, -(-size // max(1, cells)))
 
 
-def _ratio(expected: torch.Tensor, actual: torch.Tensor, allowance: torch.Tensor | float) -> torch.Tensor:
-    """|actual - expected| / allowance, inf where not finite, 0 where the two are equal."""
-    import torch
-
-    wide = torch.float64 in (expected.dtype, actual.dtype)
-    ratio = actual.to(dtype=torch.float64 if wide else torch.float32, copy=True)  # the one temporary
-    ratio.sub_(expected).abs_()
-    if isinstance(allowance, torch.Tensor):
-        ratio.div_(allowance.detach().to(ratio.device))
-    else:
-        ratio.div_(float(allowance))
-    ratio.masked_fill_(~torch.isfinite(ratio), math.inf)  # NaN, an infinity, or over a zero allowance
-    return ratio.masked_fill_(actual == expected, 0.0)  # the same infinity; zeros over a zero allowance
-
-
 def build_error_map(
     expected: torch.Tensor,
     actual: torch.Tensor,
@@ -267,7 +252,9 @@ def build_error_map(
     expected = expected.detach()
     actual = actual.detach().to(expected.device)
     if ratio is None:
-        ratio = _ratio(expected, actual, allowance)
+        from .tolerance import excess
+
+        ratio = excess(actual, expected, allowance)
     elif tuple(ratio.shape) != tuple(expected.shape):
         raise ValueError(f"a ratio of shape {list(ratio.shape)} for a tensor of {shape}")
     ratio = ratio.to(expected.device)

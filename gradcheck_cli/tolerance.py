@@ -180,32 +180,14 @@ class Judge:
 
     def excess(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
         """Elementwise ``|actual - expected| / (atol + rtol * |expected|)``: how many allowances
-        each element is off (above 1: not close, the elements :meth:`allclose` rejects).
-
-        float64, on ``expected``'s device, a new tensor: 0 where the two are equal (the same
-        infinity too), inf where the difference is not finite or the allowance is 0. The error
-        map and the diagnosis of a failing tensor both read it.
-        """
+        each element is off (above 1: not close, the elements :meth:`allclose` rejects); see
+        :func:`excess`. The error map and the diagnosis of a failing tensor both read it."""
         import torch
 
-        actual, expected = actual.detach().to(expected.device), expected.detach()
-        if actual.dtype == torch.bool or expected.dtype == torch.bool:  # no subtraction for bools
-            actual, expected = actual.to(torch.float64), expected.to(torch.float64)
-        if torch.float64 in (actual.dtype, expected.dtype):
-            ratio = torch.sub(actual, expected)  # the cast to float64 inside the one pass
-        else:
-            ratio = actual.to(torch.float64).sub_(expected)
-        ratio.abs_()
-        if self.rtol:  # one temporary for the allowance
-            ratio.div_(expected.abs().to(torch.float64).mul_(self.rtol).add_(self.atol))
-        else:
-            ratio.div_(self.atol)
-        if ratio.numel():
-            low, high = torch.aminmax(ratio)  # one pass: NaN or inf when an element is
-            if math.isfinite(float(low)) and math.isfinite(float(high)):
-                return ratio
-        ratio.masked_fill_(actual == expected, 0.0)
-        return ratio.nan_to_num_(nan=math.inf, posinf=math.inf)  # nan_to_num's default posinf is finite
+        allowance: torch.Tensor | float = self.atol
+        if self.rtol:  # atol + rtol * |expected|, in float64 (bools too)
+            allowance = expected.detach().to(torch.float64).abs().mul_(self.rtol).add_(self.atol)
+        return excess(actual, expected, allowance)
 
     def loosened(self, factor: float) -> Judge:
         """The same allowance times ``factor`` (a diagnosis's slack for its own rounding)."""
@@ -214,6 +196,29 @@ class Judge:
     def near_zero(self) -> float:
         """Expected values at or below this are ~0: a relative error means nothing there."""
         return self.atol
+
+
+def excess(actual: torch.Tensor, expected: torch.Tensor, allowance: torch.Tensor | float) -> torch.Tensor:
+    """Elementwise ``|actual - expected| / allowance``, float64, on ``expected``'s device, a new
+    tensor: 0 where the two are equal (the same infinity too), inf where the difference is not
+    finite or the allowance is 0. Bools count as 0 and 1."""
+    import torch
+
+    actual, expected = actual.detach().to(expected.device), expected.detach()
+    if actual.dtype == torch.bool or expected.dtype == torch.bool:  # no subtraction for bools
+        actual, expected = actual.to(torch.float64), expected.to(torch.float64)
+    if torch.float64 in (actual.dtype, expected.dtype):
+        ratio = torch.sub(actual, expected)  # the cast to float64 inside the one pass
+    else:
+        ratio = actual.to(torch.float64).sub_(expected)
+    ratio.abs_()
+    ratio.div_(allowance.detach().to(ratio.device) if isinstance(allowance, torch.Tensor) else allowance)
+    if ratio.numel():
+        low, high = torch.aminmax(ratio)  # one pass: NaN or inf when an element is
+        if math.isfinite(float(low)) and math.isfinite(float(high)):
+            return ratio
+    ratio.masked_fill_(actual == expected, 0.0)
+    return ratio.nan_to_num_(nan=math.inf, posinf=math.inf)  # nan_to_num's default posinf is finite
 
 
 def judge_of(tol: Tolerance | Judge) -> Judge:
