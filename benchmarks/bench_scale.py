@@ -278,6 +278,12 @@ def builtin(name: str) -> Path:
     return REPO / "layer_specs" / f"{name}.yaml"
 
 
+def print_header(header: str) -> None:
+    """A Markdown table's header row and the rule under it (the last column left open)."""
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|---|")
+
+
 def layers_section(layers: list[str], dtypes: list[str], repeat: int) -> None:
     print("## layers: bare work vs check (seconds; work memory in MiB above the import baseline)\n")
     header = (
@@ -285,8 +291,7 @@ def layers_section(layers: list[str], dtypes: list[str], repeat: int) -> None:
         f" {'/+truth':>7} | {'bare MiB':>8} | {'+truth MiB':>10} | {'check MiB':>9} | {'/bare':>6} |"
         f" {'/+truth':>7} | {'peak GiB b/c':>12} | {'load':>4} | verdict"
     )
-    print(header)
-    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|---|")
+    print_header(header)
     for layer in layers:
         name, dims = LAYERS[layer]
         for dtype in dtypes:
@@ -319,8 +324,7 @@ def failing_section(dtypes: list[str], repeat: int) -> None:
         f" {'(fail-pass)/bare':>16} | {'fail/bare':>9} | {'pass MiB':>8} | {'fail MiB':>8} | {'load':>4} |"
         " diagnosis"
     )
-    print(header)
-    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|---|")
+    print_header(header)
     with tempfile.TemporaryDirectory() as tmp:
         for mistake, line in MISTAKES.items():
             folder = Path(tmp) / mistake.replace(" ", "_").replace("/", "")
@@ -358,8 +362,7 @@ def cli_section(dtypes: list[str], repeat: int) -> None:
         f"| {'dtype':<8} | {'in-process s':>12} | {'CLI s':>7} | {'CLI/in-process':>14} |"
         f" {'in-process GiB':>14} | {'CLI GiB':>7} | {'load':>4} | verdict"
     )
-    print(header)
-    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|---|")
+    print_header(header)
     for dtype in dtypes:
         here = [sys.executable, "-c", IN_PROCESS, name, json.dumps(dims), dtype]
         cli = [*gradcheck, name, *flags, "--dtype", dtype, "-qq", "--color", "never"]
